@@ -1,0 +1,21 @@
+//! Barq DB core: the vocabulary every other crate shares.
+//!
+//! This crate has no I/O. It holds the data model (collection names, [`Metric`],
+//! [`Document`], [`CollectionConfig`]), the validation rules of DESIGN.md §1 with their limits,
+//! the distance kernels used by exact search, and the public [`Error`] with its small set of
+//! [`ErrorKind`]s that the server maps to HTTP statuses in one place.
+
+mod distance;
+mod document;
+mod error;
+mod metric;
+mod validate;
+
+pub use distance::{Kernel, dot, l2_squared, norm};
+pub use document::{CollectionConfig, Document, Payload, SearchHit};
+pub use error::{Error, ErrorKind, Result};
+pub use metric::Metric;
+pub use validate::{
+    MAX_DIMENSION, MAX_ID_BYTES, MAX_K, MAX_PAYLOAD_BYTES, validate_collection_name,
+    validate_document, validate_id, validate_k, validate_query_vector,
+};

@@ -1,0 +1,525 @@
+//! One collection: its WAL, memtables, sealed segments and the write and read paths.
+//!
+//! State (under one `RwLock`): the active memtable, memtables being flushed (oldest first), the
+//! sealed segments (oldest first, sequence ranges never overlap) and the segments' dead bitmaps.
+//! Readers take a consistent snapshot of that state and work without holding the lock.
+//!
+//! Lock order: WAL lock → state lock → memtable lock. `flush_lock` serializes changes to the
+//! segment list (flush installs, compaction installs); `compaction_lock` serializes compactions.
+//!
+//! Visibility: the newest sequence number of an id wins. Memtables are newer than every segment
+//! and newer segments win over older ones, so a point lookup stops at the first source that has
+//! the id; search excludes rows shadowed by newer sources (see `shadows` and `search`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use barq_core::{
+    CollectionConfig, Document, Error, ErrorKind, Payload, Result, validate_document, validate_id,
+};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::manifest::{CollectionEntry, ManifestStore, SegmentEntry};
+use crate::memtable::Memtable;
+use crate::segment::{Lookup, MmapSource, Segment};
+use crate::shadows::{Shadows, match_sorted};
+use crate::wal::{BatchEncoder, Wal, WalOp, replay};
+use crate::{Durability, Options, fsutil};
+
+/// Largest encoded batch accepted in one write.
+const MAX_BATCH_BYTES: usize = 1 << 30;
+
+/// A sealed segment and its manifest entry.
+#[derive(Debug)]
+pub(crate) struct SegmentHandle {
+    pub entry: SegmentEntry,
+    pub segment: Segment,
+}
+
+pub(crate) type SharedMemtable = Arc<RwLock<Memtable>>;
+
+#[derive(Debug, Clone)]
+pub(crate) struct State {
+    pub active: SharedMemtable,
+    pub immutable: Vec<SharedMemtable>,
+    pub segments: Vec<Arc<SegmentHandle>>,
+    pub shadows: Option<Arc<Shadows>>,
+}
+
+impl State {
+    /// Memtables newest first.
+    pub(crate) fn memtables_newest_first(&self) -> Vec<SharedMemtable> {
+        let mut v = vec![Arc::clone(&self.active)];
+        v.extend(self.immutable.iter().rev().cloned());
+        v
+    }
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct Collection {
+    pub config: CollectionConfig,
+    pub dir: PathBuf,
+    pub options: Options,
+    pub manifest: Arc<ManifestStore>,
+    pub wal: Wal,
+    pub state: RwLock<State>,
+    pub flush_lock: Mutex<()>,
+    pub compaction_lock: Mutex<()>,
+    pub next_segment_id: AtomicU64,
+    pub flush_requested: AtomicBool,
+    pub dropped: AtomicBool,
+    pub created_at_ms: u64,
+    swapped: Mutex<()>,
+    swapped_cv: Condvar,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) fn segments_dir(dir: &Path) -> PathBuf {
+    dir.join("segments")
+}
+
+pub(crate) fn wal_dir(dir: &Path) -> PathBuf {
+    dir.join("wal")
+}
+
+/// Open a hot segment file.
+pub(crate) fn open_segment(dir: &Path, entry: &SegmentEntry) -> Result<Arc<SegmentHandle>> {
+    let path = segments_dir(dir).join(&entry.file_name);
+    let source = MmapSource::open(&path).map_err(|e| {
+        if e.message().contains("No such file") {
+            Error::corruption(format!(
+                "segment {} listed in the manifest is missing: {}",
+                entry.id,
+                path.display()
+            ))
+        } else {
+            e
+        }
+    })?;
+    if source_len(&source) != entry.size_bytes {
+        return Err(Error::corruption(format!(
+            "segment file {} is {} bytes, the manifest says {}",
+            path.display(),
+            source_len(&source),
+            entry.size_bytes
+        )));
+    }
+    let segment = Segment::open(Arc::new(source))?;
+    Ok(Arc::new(SegmentHandle {
+        entry: entry.clone(),
+        segment,
+    }))
+}
+
+fn source_len(s: &MmapSource) -> u64 {
+    crate::segment::RangeSource::len(s)
+}
+
+impl Collection {
+    /// Create the directories of a new collection. The caller commits the manifest.
+    pub(crate) fn create(
+        dir: PathBuf,
+        config: CollectionConfig,
+        options: Options,
+        manifest: Arc<ManifestStore>,
+    ) -> Result<Collection> {
+        fsutil::create_dir_durable(&segments_dir(&dir))?;
+        fsutil::create_dir_durable(&wal_dir(&dir))?;
+        let wal = Wal::create(&wal_dir(&dir), 1, 1)?;
+        let dim = config.dimension as usize;
+        Ok(Collection::assemble(
+            dir,
+            config,
+            options,
+            manifest,
+            wal,
+            Memtable::new(dim),
+            Vec::new(),
+            1,
+            now_ms(),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        dir: PathBuf,
+        config: CollectionConfig,
+        options: Options,
+        manifest: Arc<ManifestStore>,
+        wal: Wal,
+        memtable: Memtable,
+        segments: Vec<Arc<SegmentHandle>>,
+        next_segment_id: u64,
+        created_at_ms: u64,
+    ) -> Collection {
+        Collection {
+            config,
+            dir,
+            options,
+            manifest,
+            wal,
+            state: RwLock::new(State {
+                active: Arc::new(RwLock::new(memtable)),
+                immutable: Vec::new(),
+                segments,
+                shadows: None,
+            }),
+            flush_lock: Mutex::new(()),
+            compaction_lock: Mutex::new(()),
+            next_segment_id: AtomicU64::new(next_segment_id),
+            flush_requested: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
+            created_at_ms,
+            swapped: Mutex::new(()),
+            swapped_cv: Condvar::new(),
+        }
+    }
+
+    /// Open an existing collection: sweep its directories, open its segments, replay its WAL.
+    pub(crate) fn open(
+        dir: PathBuf,
+        entry: &CollectionEntry,
+        options: Options,
+        manifest: Arc<ManifestStore>,
+    ) -> Result<Collection> {
+        let config = CollectionConfig {
+            name: entry.name.clone(),
+            dimension: entry.dimension,
+            metric: entry.metric,
+        };
+        let seg_dir = segments_dir(&dir);
+        fsutil::create_dir_durable(&seg_dir)?;
+        fsutil::create_dir_durable(&wal_dir(&dir))?;
+        fsutil::sweep_tmp_files(&seg_dir)?;
+        sweep_unreferenced_segments(&seg_dir, entry)?;
+        let segments = entry
+            .segments
+            .iter()
+            .map(|s| open_segment(&dir, s))
+            .collect::<Result<Vec<_>>>()?;
+
+        let dim = config.dimension as usize;
+        let mut memtable = Memtable::new(dim);
+        let stats = replay(&wal_dir(&dir), dim, entry.flushed_seq, |seq, op| match op {
+            WalOp::Upsert {
+                id,
+                vector,
+                payload,
+            } => memtable.upsert(id, seq, &vector, payload),
+            WalOp::Delete { id } => memtable.delete(id, seq),
+        })?;
+        if stats.applied > 0 || stats.truncated_bytes > 0 {
+            tracing::info!(
+                collection = %config.name,
+                replayed = stats.applied,
+                skipped = stats.skipped,
+                truncated_bytes = stats.truncated_bytes,
+                "wal replayed"
+            );
+        }
+        let next_seq = stats
+            .max_seq
+            .max(entry.flushed_seq)
+            .max(entry.segments.last().map_or(0, |s| s.max_seq))
+            + 1;
+        let wal = Wal::create(&wal_dir(&dir), stats.last_generation + 1, next_seq)?;
+        Ok(Collection::assemble(
+            dir,
+            config,
+            options,
+            manifest,
+            wal,
+            memtable,
+            segments,
+            entry.next_segment_id,
+            entry.created_at_ms,
+        ))
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.dropped.load(Ordering::Acquire) {
+            return Err(Error::not_found(format!(
+                "collection \"{}\" was dropped",
+                self.config.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Upsert a batch. Every document is validated first; an invalid one rejects the batch and
+    /// nothing is written. Returns the sequence number of the last write.
+    pub(crate) fn upsert(&self, docs: &[Document]) -> Result<u64> {
+        self.check_open()?;
+        let mut payloads = Vec::with_capacity(docs.len());
+        let mut size = 0usize;
+        for doc in docs {
+            let p = validate_document(&self.config, doc)?;
+            size += 16 + doc.id.len() + doc.vector.len() * 4 + p.as_ref().map_or(0, Vec::len);
+            payloads.push(p);
+        }
+        if size > MAX_BATCH_BYTES {
+            return Err(Error::invalid(format!(
+                "batch of {} documents is {size} bytes, the limit is {MAX_BATCH_BYTES}; send smaller batches",
+                docs.len()
+            )));
+        }
+        if docs.is_empty() {
+            return Ok(self.wal.next_seq().saturating_sub(1));
+        }
+        let mut enc = BatchEncoder::new(size);
+        for (doc, p) in docs.iter().zip(&payloads) {
+            enc.upsert(&doc.id, &doc.vector, p.as_deref());
+        }
+        self.write(enc, |m, first_seq| {
+            for (i, (doc, p)) in docs.iter().zip(payloads).enumerate() {
+                m.upsert(
+                    Arc::from(doc.id.as_str()),
+                    first_seq + i as u64,
+                    &doc.vector,
+                    p.map(Arc::from),
+                );
+            }
+        })
+    }
+
+    /// Delete documents by id (a missing id is not an error). Returns the last sequence number.
+    pub(crate) fn delete(&self, ids: &[&str]) -> Result<u64> {
+        self.check_open()?;
+        for id in ids {
+            validate_id(id)?;
+        }
+        let mut enc = BatchEncoder::new(ids.iter().map(|i| i.len() + 4).sum());
+        for id in ids {
+            enc.delete(id);
+        }
+        self.write(enc, |m, first_seq| {
+            for (i, id) in ids.iter().enumerate() {
+                m.delete(Arc::from(*id), first_seq + i as u64);
+            }
+        })
+    }
+
+    fn write(&self, mut enc: BatchEncoder, apply: impl FnOnce(&mut Memtable, u64)) -> Result<u64> {
+        let count = enc.count();
+        let mut last_seq = 0;
+        let mut bytes = 0;
+        let pos = self.wal.append(&mut enc, |first_seq| {
+            let active = Arc::clone(&self.state.read().active);
+            let mut m = active.write();
+            apply(&mut m, first_seq);
+            bytes = m.approx_bytes();
+            last_seq = first_seq + count - 1;
+        })?;
+        if self.options.durability == Durability::Sync {
+            self.wal.sync_to(pos)?;
+        }
+        if bytes >= self.options.memtable_max_bytes {
+            self.flush_requested.store(true, Ordering::Release);
+            if bytes
+                >= self
+                    .options
+                    .memtable_max_bytes
+                    .saturating_mul(self.options.max_immutable_memtables.max(1) + 1)
+            {
+                self.wait_for_swap();
+            }
+        }
+        Ok(last_seq)
+    }
+
+    /// Back-pressure: wait until the flusher swaps out the oversized active memtable.
+    fn wait_for_swap(&self) {
+        let limit = self.options.memtable_max_bytes;
+        let mut g = self.swapped.lock();
+        for _ in 0..600 {
+            let bytes = self.state.read().active.read().approx_bytes();
+            if bytes < limit || self.dropped.load(Ordering::Acquire) {
+                return;
+            }
+            self.swapped_cv.wait_for(&mut g, Duration::from_millis(100));
+        }
+    }
+
+    pub(crate) fn notify_swapped(&self) {
+        let _g = self.swapped.lock();
+        self.swapped_cv.notify_all();
+    }
+
+    /// Snapshot of the state.
+    pub(crate) fn snapshot(&self) -> State {
+        self.state.read().clone()
+    }
+
+    /// The newest version of `id`, or `None` if it does not exist or was deleted.
+    pub(crate) fn get(&self, id: &str) -> Result<Option<Document>> {
+        self.check_open()?;
+        validate_id(id)?;
+        let snap = self.snapshot();
+        for m in snap.memtables_newest_first() {
+            let m = m.read();
+            if let Some((row, r)) = m.get(id) {
+                if r.tombstone {
+                    return Ok(None);
+                }
+                return Ok(Some(Document {
+                    id: id.to_owned(),
+                    vector: m.vector(row).to_vec(),
+                    payload: r.payload.as_deref().map(decode_payload).transpose()?,
+                }));
+            }
+        }
+        for h in snap.segments.iter().rev() {
+            match h.segment.lookup(id)? {
+                Lookup::Absent => continue,
+                Lookup::Deleted => return Ok(None),
+                Lookup::Found { vector, payload } => {
+                    return Ok(Some(Document {
+                        id: id.to_owned(),
+                        vector,
+                        payload: payload.as_deref().map(decode_payload).transpose()?,
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The dead bitmaps for `snap`, computed and cached if needed.
+    pub(crate) fn shadows_for(&self, snap: &State) -> Result<Arc<Shadows>> {
+        if let Some(s) = &snap.shadows {
+            return Ok(Arc::clone(s));
+        }
+        let segs: Vec<&Segment> = snap.segments.iter().map(|h| &h.segment).collect();
+        let shadows = Arc::new(Shadows::compute(&segs)?);
+        let mut st = self.state.write();
+        let same = st.segments.len() == snap.segments.len()
+            && st
+                .segments
+                .iter()
+                .zip(&snap.segments)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if same && st.shadows.is_none() {
+            st.shadows = Some(Arc::clone(&shadows));
+        }
+        Ok(shadows)
+    }
+
+    /// Number of live documents.
+    pub(crate) fn count(&self) -> Result<u64> {
+        self.check_open()?;
+        let snap = self.snapshot();
+        let shadows = self.shadows_for(&snap)?;
+        let mut total: i64 = 0;
+        for (h, dead) in snap.segments.iter().zip(&shadows.dead) {
+            let tombs = h.segment.tombstones()?;
+            let rows = h.segment.rows();
+            let mut excluded = 0u64;
+            for (w, (t, d)) in tombs
+                .iter()
+                .zip(dead.iter().chain(std::iter::repeat(&0)))
+                .enumerate()
+            {
+                let mut word = t | d;
+                let valid = rows.saturating_sub(w as u64 * 64).min(64);
+                if valid < 64 {
+                    word &= (1u64 << valid) - 1;
+                }
+                excluded += u64::from(word.count_ones());
+            }
+            total += (rows - excluded) as i64;
+        }
+        // Ids in memtables: the newest memtable version counts; a live segment version of the
+        // same id was counted above and is taken back out.
+        let mut seen = std::collections::HashMap::<Arc<str>, bool>::new();
+        for m in snap.memtables_newest_first() {
+            for r in m.read().latest() {
+                seen.entry(Arc::clone(&r.id)).or_insert(!r.tombstone);
+            }
+        }
+        let mut ids: Vec<(Arc<str>, bool)> = seen.into_iter().collect();
+        ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        total += ids.iter().filter(|(_, live)| *live).count() as i64;
+        let mut resolved = vec![false; ids.len()];
+        let keys: Vec<&[u8]> = ids.iter().map(|(id, _)| id.as_bytes()).collect();
+        for h in snap.segments.iter().rev() {
+            match_sorted(&h.segment, &keys, |j, _, tombstone| {
+                if !resolved[j] {
+                    resolved[j] = true;
+                    if !tombstone {
+                        total -= 1;
+                    }
+                }
+            })?;
+        }
+        Ok(total.max(0) as u64)
+    }
+
+    /// Whether any memtable newer than index `newer_than` of `memtables` (newest first) holds `id`.
+    pub(crate) fn in_memtables(memtables: &[SharedMemtable], id: &str) -> bool {
+        memtables.iter().any(|m| m.read().contains(id))
+    }
+
+    pub(crate) fn alloc_segment_id(&self) -> u64 {
+        self.next_segment_id.fetch_add(1, Ordering::AcqRel)
+    }
+
+    pub(crate) fn segment_path(&self, id: u64) -> PathBuf {
+        segments_dir(&self.dir).join(segment_file_name(id))
+    }
+}
+
+/// File name of segment `id`.
+pub(crate) fn segment_file_name(id: u64) -> String {
+    format!("{id:020}.seg")
+}
+
+pub(crate) fn decode_payload(bytes: &[u8]) -> Result<Payload> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::corruption(format!("stored payload is not a JSON object: {e}")))
+}
+
+fn sweep_unreferenced_segments(seg_dir: &Path, entry: &CollectionEntry) -> Result<()> {
+    let referenced: std::collections::HashSet<&str> = entry
+        .segments
+        .iter()
+        .map(|s| s.file_name.as_str())
+        .collect();
+    let rd = std::fs::read_dir(seg_dir)
+        .map_err(|e| Error::io(format_args!("list {}", seg_dir.display()), e))?;
+    let mut removed = false;
+    for item in rd {
+        let path = item
+            .map_err(|e| Error::io(format_args!("list {}", seg_dir.display()), e))?
+            .path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.ends_with(".seg") && !referenced.contains(name) {
+            tracing::info!(collection = %entry.name, file = %path.display(), "removing segment file no manifest entry references");
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::io(format_args!("remove {}", path.display()), e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        fsutil::fsync_dir(seg_dir)?;
+    }
+    Ok(())
+}
+
+/// Map "no such collection" consistently.
+pub(crate) fn no_such_collection(name: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("collection \"{name}\" does not exist"),
+    )
+}

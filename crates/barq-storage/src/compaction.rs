@@ -1,0 +1,256 @@
+//! Size-tiered compaction: merge a run of adjacent segments into one.
+//!
+//! *Policy* ([`plan_size_tiered`]) is a pure function over segment sizes. *Execution* merges the
+//! chosen run: it keeps, for each id, only the newest version (rows shadowed by a newer segment
+//! are dropped) and drops tombstones when the run starts at the oldest segment (nothing older
+//! can hold a version they need to hide). Then it writes the output segment, commits the
+//! manifest (the output replaces the run, at the run's place in sequence order), installs it,
+//! and only then deletes the inputs.
+//!
+//! Runs are always *adjacent* segments so that sequence ranges never overlap: a point lookup
+//! can stop at the newest segment holding the id.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use barq_core::{Error, Result};
+
+use crate::collection::{
+    Collection, SegmentHandle, now_ms, open_segment, segment_file_name, segments_dir,
+};
+use crate::manifest::{SegmentEntry, StorageTier, checksum_string};
+use crate::options::{FP_COMPACTION_AFTER_COMMIT, FP_COMPACTION_BEFORE_COMMIT};
+use crate::segment::{OwnedEntry, RowInput, SegmentWriter};
+use crate::shadows::bit;
+
+/// Knobs of the size-tiered policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SizeTieredPolicy {
+    /// Merge at least this many segments.
+    pub min_segments: usize,
+    /// Merge at most this many.
+    pub max_segments: usize,
+    /// Largest / smallest size within a run.
+    pub size_ratio: f64,
+}
+
+/// Pick a run of adjacent segments of similar size to merge: the longest qualifying run, the
+/// oldest among equals. `sizes` are in segment order (oldest first).
+pub fn plan_size_tiered(sizes: &[u64], policy: SizeTieredPolicy) -> Option<Range<usize>> {
+    let min = policy.min_segments.max(2);
+    let max = policy.max_segments.max(min);
+    for width in (min..=max.min(sizes.len())).rev() {
+        for start in 0..=sizes.len() - width {
+            let run = &sizes[start..start + width];
+            let lo = run.iter().copied().min().unwrap_or(0).max(1) as f64;
+            let hi = run.iter().copied().max().unwrap_or(0) as f64;
+            if hi / lo <= policy.size_ratio {
+                return Some(start..start + width);
+            }
+        }
+    }
+    None
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionOutcome {
+    /// Ids of the merged segments.
+    pub inputs: Vec<u64>,
+    /// The new segment, if any row survived.
+    pub output: Option<SegmentEntry>,
+    /// Rows dropped (shadowed versions and tombstones).
+    pub dropped_rows: u64,
+}
+
+impl Collection {
+    fn policy(&self) -> SizeTieredPolicy {
+        SizeTieredPolicy {
+            min_segments: self.options.compaction_min_segments,
+            max_segments: self.options.compaction_max_segments,
+            size_ratio: self.options.compaction_size_ratio,
+        }
+    }
+
+    /// Run one size-tiered compaction if the policy finds a run.
+    pub(crate) fn compact_size_tiered(&self) -> Result<Option<CompactionOutcome>> {
+        self.check_open()?;
+        let _c = self.compaction_lock.lock();
+        let snap = self.snapshot();
+        let sizes: Vec<u64> = snap.segments.iter().map(|h| h.entry.size_bytes).collect();
+        match plan_size_tiered(&sizes, self.policy()) {
+            Some(run) => self.compact_run(run).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Merge every segment into one (drops all shadowed rows and tombstones).
+    pub(crate) fn compact_all(&self) -> Result<CompactionOutcome> {
+        self.check_open()?;
+        let _c = self.compaction_lock.lock();
+        let n = self.snapshot().segments.len();
+        if n == 0 {
+            return Ok(CompactionOutcome::default());
+        }
+        self.compact_run(0..n)
+    }
+
+    /// Merge the segments at `run`. Caller holds `compaction_lock`.
+    fn compact_run(&self, run: Range<usize>) -> Result<CompactionOutcome> {
+        let snap = self.snapshot();
+        let shadows = self.shadows_for(&snap)?;
+        let inputs: Vec<Arc<SegmentHandle>> = snap.segments[run.clone()].to_vec();
+        let drop_tombstones = run.start == 0;
+
+        // The surviving rows of every input, sorted by id (ids are unique among them).
+        let mut keep: Vec<(Box<[u8]>, usize, u64)> = Vec::new();
+        let mut total_rows = 0u64;
+        for (i, h) in inputs.iter().enumerate() {
+            let dead = &shadows.dead[run.start + i];
+            total_rows += h.segment.rows();
+            h.segment.for_each_entry(|row, e| {
+                if !(bit(dead, row) || drop_tombstones && e.is_tombstone()) {
+                    keep.push((e.id.into(), i, row));
+                }
+                Ok(())
+            })?;
+        }
+        keep.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let dropped_rows = total_rows - keep.len() as u64;
+
+        let output = if keep.is_empty() {
+            None
+        } else {
+            let id = self.alloc_segment_id();
+            let path = self.segment_path(id);
+            let mut writer =
+                SegmentWriter::create(&path, self.config.dimension, self.config.metric)?;
+            let seqs: Vec<Vec<u64>> = inputs
+                .iter()
+                .map(|h| h.segment.seqs())
+                .collect::<Result<_>>()?;
+            for h in &inputs {
+                h.segment.load_payloads()?;
+            }
+            let dim = self.config.dimension as usize;
+            for (key, i, row) in &keep {
+                let seg = &inputs[*i].segment;
+                let entry = seg.with_entry(*row, |e| OwnedEntry::from(e))?;
+                let r = *row as usize;
+                let vector = (!entry.tombstone)
+                    .then(|| seg.vectors().map(|v| &v[r * dim..(r + 1) * dim]))
+                    .transpose()?;
+                let payload = seg.payload_of(&entry)?;
+                writer.push(RowInput {
+                    id: key,
+                    seq: seqs[*i][r],
+                    vector,
+                    payload: payload.as_deref(),
+                })?;
+            }
+            let info = writer.finish(now_ms())?;
+            Some(SegmentEntry {
+                id,
+                file_name: segment_file_name(id),
+                size_bytes: info.size_bytes,
+                rows: info.rows,
+                // The output stands for the whole run, so it takes the run's sequence range.
+                min_seq: inputs.first().map_or(info.min_seq, |h| h.entry.min_seq),
+                max_seq: inputs.last().map_or(info.max_seq, |h| h.entry.max_seq),
+                created_at_ms: info.created_at_ms,
+                tier: StorageTier::Hot,
+                remote_key: None,
+                checksum: checksum_string(info.crc),
+            })
+        };
+        let handle = output
+            .as_ref()
+            .map(|e| open_segment(&self.dir, e))
+            .transpose()?;
+        self.options.failpoints.check(FP_COMPACTION_BEFORE_COMMIT)?;
+        let input_ids: Vec<u64> = inputs.iter().map(|h| h.entry.id).collect();
+
+        {
+            let _f = self.flush_lock.lock();
+            let name = self.config.name.clone();
+            let next_id = self
+                .next_segment_id
+                .load(std::sync::atomic::Ordering::Acquire);
+            self.manifest.commit(|m| {
+                let c = m.collections.get_mut(&name).ok_or_else(|| {
+                    Error::not_found(format!("collection \"{name}\" was dropped"))
+                })?;
+                let pos = c
+                    .segments
+                    .iter()
+                    .position(|s| s.id == input_ids[0])
+                    .ok_or_else(|| {
+                        Error::internal("compaction input vanished from the manifest")
+                    })?;
+                let ids_match = c
+                    .segments
+                    .get(pos..pos + input_ids.len())
+                    .is_some_and(|s| s.iter().map(|e| e.id).eq(input_ids.iter().copied()));
+                if !ids_match {
+                    return Err(Error::internal(
+                        "compaction inputs are no longer adjacent in the manifest",
+                    ));
+                }
+                c.segments
+                    .splice(pos..pos + input_ids.len(), output.clone());
+                c.next_segment_id = c.next_segment_id.max(next_id);
+                Ok(())
+            })?;
+            let mut st = self.state.write();
+            let pos = st
+                .segments
+                .iter()
+                .position(|h| h.entry.id == input_ids[0])
+                .ok_or_else(|| Error::internal("compaction input vanished"))?;
+            st.segments.splice(pos..pos + input_ids.len(), handle);
+            st.shadows = None;
+        }
+        self.options.failpoints.check(FP_COMPACTION_AFTER_COMMIT)?;
+        for h in &inputs {
+            let path = segments_dir(&self.dir).join(&h.entry.file_name);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(file = %path.display(), error = %e, "could not remove compacted segment; it is swept at next open");
+            }
+        }
+        crate::fsutil::fsync_dir(&segments_dir(&self.dir))?;
+        tracing::info!(collection = %self.config.name, inputs = ?input_ids, dropped_rows, "segments compacted");
+        Ok(CompactionOutcome {
+            inputs: input_ids,
+            output,
+            dropped_rows,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: SizeTieredPolicy = SizeTieredPolicy {
+        min_segments: 4,
+        max_segments: 6,
+        size_ratio: 2.0,
+    };
+
+    #[test]
+    fn size_tiered_plans() {
+        let cases: &[(&[u64], Option<Range<usize>>)] = &[
+            (&[], None),
+            (&[10, 10, 10], None),
+            (&[10, 10, 10, 10], Some(0..4)),
+            (&[100, 10, 10, 10, 10], Some(1..5)),
+            (&[100, 10, 11, 12, 13, 14, 15, 16], Some(1..7)),
+            (&[10, 100, 10, 100, 10], None),
+            (&[1000, 100, 90, 80, 70, 10], Some(1..5)),
+            (&[0, 0, 0, 0], Some(0..4)),
+        ];
+        for (sizes, want) in cases {
+            assert_eq!(plan_size_tiered(sizes, P), *want, "{sizes:?}");
+        }
+    }
+}

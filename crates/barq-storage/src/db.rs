@@ -1,0 +1,406 @@
+//! [`Database`]: the embedded API.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use barq_core::{CollectionConfig, Document, Error, ErrorKind, Metric, Result, SearchHit};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+
+use crate::background::Background;
+use crate::collection::{Collection, no_such_collection};
+use crate::compaction::CompactionOutcome;
+use crate::flush::FlushOutcome;
+use crate::lock::DirLock;
+use crate::manifest::{CollectionEntry, ManifestStore, StorageTier};
+use crate::search::SearchRequest;
+use crate::{Options, fsutil};
+
+/// State shared with the background threads.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub options: Options,
+    pub manifest: Arc<ManifestStore>,
+    pub collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+}
+
+impl Shared {
+    fn all(&self) -> Vec<Arc<Collection>> {
+        self.collections.read().values().cloned().collect()
+    }
+
+    /// Flush every collection whose memtable went over the limit.
+    pub(crate) fn flush_requested(&self) {
+        for c in self.all() {
+            if c.flush_requested.load(Ordering::Acquire)
+                && !c.dropped.load(Ordering::Acquire)
+                && let Err(e) = c.flush()
+            {
+                tracing::error!(collection = %c.config.name, error = %e, "background flush failed");
+            }
+        }
+    }
+
+    /// One size-tiered compaction pass over every collection.
+    pub(crate) fn compact_where_due(&self) {
+        for c in self.all() {
+            if c.dropped.load(Ordering::Acquire) {
+                continue;
+            }
+            if let Err(e) = c.compact_size_tiered() {
+                tracing::error!(collection = %c.config.name, error = %e, "background compaction failed");
+            }
+        }
+    }
+
+    /// fsync every WAL with unsynced bytes.
+    pub(crate) fn sync_wals(&self) {
+        for c in self.all() {
+            if c.wal.unsynced_bytes() > 0
+                && let Err(e) = c.wal.sync_all()
+            {
+                tracing::error!(collection = %c.config.name, error = %e, "wal sync failed");
+            }
+        }
+    }
+}
+
+/// Statistics of one tier of one collection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TierStats {
+    /// Sealed segments in this tier.
+    pub segments: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Statistics of one collection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CollectionStats {
+    /// Name.
+    pub name: String,
+    /// Vector dimension.
+    pub dimension: u32,
+    /// Distance metric.
+    pub metric: Metric,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Live documents.
+    pub documents: u64,
+    /// Sealed segments.
+    pub segments: u64,
+    /// Bytes of sealed segments.
+    pub segment_bytes: u64,
+    /// Rows in sealed segments (shadowed versions and tombstones included).
+    pub segment_rows: u64,
+    /// Rows in memtables.
+    pub memtable_rows: u64,
+    /// Approximate bytes held by memtables.
+    pub memtable_bytes: u64,
+    /// Bytes of WAL files on disk.
+    pub wal_bytes: u64,
+    /// Last sequence number written.
+    pub last_seq: u64,
+    /// Segments and bytes per tier.
+    pub tiers: BTreeMap<StorageTier, TierStats>,
+}
+
+/// Statistics of the database.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatabaseStats {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Every collection.
+    pub collections: Vec<CollectionStats>,
+}
+
+/// An open Barq DB database: one data directory, exclusively locked.
+///
+/// `Database` is `Send + Sync`; share it with `Arc`. Dropping it closes it (see
+/// [`Database::close`] to see errors).
+#[derive(Debug)]
+pub struct Database {
+    shared: Arc<Shared>,
+    background: Mutex<Option<Background>>,
+    _lock: DirLock,
+}
+
+impl Database {
+    /// Open (or create) the database in `path`.
+    ///
+    /// Takes the directory's exclusive lock (a second opener fails with
+    /// [`ErrorKind::Conflict`] naming the holder's pid), loads the manifest, sweeps temporary
+    /// files and files no manifest entry references, opens segments (reading only their
+    /// footers) and replays each collection's WAL.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Database> {
+        let dir = path.as_ref().to_owned();
+        if options.memtable_max_bytes == 0 {
+            return Err(Error::invalid("memtable_max_bytes must be greater than 0"));
+        }
+        fsutil::create_dir_durable(&dir)?;
+        let lock = DirLock::acquire(&dir)?;
+        fsutil::sweep_tmp_files(&dir)?;
+        let manifest = Arc::new(ManifestStore::open(&dir)?);
+        let snapshot = manifest.snapshot()?;
+        let coll_root = dir.join("collections");
+        fsutil::create_dir_durable(&coll_root)?;
+        sweep_unknown_collections(&coll_root, &snapshot.collections)?;
+        let mut collections = BTreeMap::new();
+        for (name, entry) in &snapshot.collections {
+            let c = Collection::open(
+                coll_root.join(name),
+                entry,
+                options.clone(),
+                Arc::clone(&manifest),
+            )?;
+            collections.insert(name.clone(), Arc::new(c));
+        }
+        let shared = Arc::new(Shared {
+            dir,
+            options,
+            manifest,
+            collections: RwLock::new(collections),
+        });
+        let background =
+            Background::start(&shared).map_err(|e| Error::io("start background threads", e))?;
+        Ok(Database {
+            shared,
+            background: Mutex::new(Some(background)),
+            _lock: lock,
+        })
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+        self.shared
+            .collections
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| no_such_collection(name))
+    }
+
+    /// Create a collection. Fails with [`ErrorKind::Conflict`] if it exists.
+    pub fn create_collection(&self, config: CollectionConfig) -> Result<()> {
+        let config = CollectionConfig::new(config.name, config.dimension, config.metric)?;
+        let mut map = self.shared.collections.write();
+        if map.contains_key(&config.name) {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("collection \"{}\" already exists", config.name),
+            ));
+        }
+        let dir = self.shared.dir.join("collections").join(&config.name);
+        if dir.exists() {
+            // Left over by a crash before a create was committed or after a drop was.
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| Error::io(format_args!("remove {}", dir.display()), e))?;
+        }
+        let c = Collection::create(
+            dir,
+            config.clone(),
+            self.shared.options.clone(),
+            Arc::clone(&self.shared.manifest),
+        )?;
+        let entry = CollectionEntry {
+            name: config.name.clone(),
+            dimension: config.dimension,
+            metric: config.metric,
+            created_at_ms: c.created_at_ms,
+            flushed_seq: 0,
+            next_segment_id: 1,
+            segments: Vec::new(),
+        };
+        self.shared.manifest.commit(|m| {
+            m.collections.insert(entry.name.clone(), entry);
+            Ok(())
+        })?;
+        map.insert(config.name, Arc::new(c));
+        Ok(())
+    }
+
+    /// Every collection's settings, by name.
+    pub fn list_collections(&self) -> Vec<CollectionConfig> {
+        self.shared
+            .collections
+            .read()
+            .values()
+            .map(|c| c.config.clone())
+            .collect()
+    }
+
+    /// The settings of one collection.
+    pub fn collection_config(&self, name: &str) -> Result<CollectionConfig> {
+        Ok(self.collection(name)?.config.clone())
+    }
+
+    /// Drop a collection and all its data.
+    pub fn drop_collection(&self, name: &str) -> Result<()> {
+        let mut map = self.shared.collections.write();
+        let c = map
+            .get(name)
+            .cloned()
+            .ok_or_else(|| no_such_collection(name))?;
+        let _f = c.flush_lock.lock();
+        self.shared.manifest.commit(|m| {
+            m.collections.remove(name);
+            Ok(())
+        })?;
+        c.dropped.store(true, Ordering::Release);
+        c.notify_swapped();
+        map.remove(name);
+        std::fs::remove_dir_all(&c.dir)
+            .map_err(|e| Error::io(format_args!("remove {}", c.dir.display()), e))?;
+        fsutil::fsync_dir(&self.shared.dir.join("collections"))
+    }
+
+    /// Insert or replace documents. The batch is validated first; if any document is invalid
+    /// nothing is written. Returns the sequence number of the last write once it is durable as
+    /// the [`Durability`](crate::Durability) mode promises.
+    pub fn upsert(&self, collection: &str, docs: &[Document]) -> Result<u64> {
+        self.collection(collection)?.upsert(docs)
+    }
+
+    /// The newest version of a document, or `None`.
+    pub fn get(&self, collection: &str, id: &str) -> Result<Option<Document>> {
+        self.collection(collection)?.get(id)
+    }
+
+    /// Delete a document (deleting a missing id is not an error). Returns the write's sequence
+    /// number.
+    pub fn delete(&self, collection: &str, id: &str) -> Result<u64> {
+        self.collection(collection)?.delete(&[id])
+    }
+
+    /// Delete several documents in one write.
+    pub fn delete_many(&self, collection: &str, ids: &[&str]) -> Result<u64> {
+        self.collection(collection)?.delete(ids)
+    }
+
+    /// Number of live documents.
+    pub fn count(&self, collection: &str) -> Result<u64> {
+        self.collection(collection)?.count()
+    }
+
+    /// Exact k-nearest-neighbour search, best first.
+    pub fn search(&self, collection: &str, request: &SearchRequest) -> Result<Vec<SearchHit>> {
+        self.collection(collection)?.search(request)
+    }
+
+    /// Flush the collection's memtable into a sealed segment now.
+    pub fn flush(&self, collection: &str) -> Result<FlushOutcome> {
+        self.collection(collection)?.flush()
+    }
+
+    /// Merge all of the collection's segments into one now.
+    pub fn compact(&self, collection: &str) -> Result<CompactionOutcome> {
+        self.collection(collection)?.compact_all()
+    }
+
+    /// Run one size-tiered compaction if one is due (what the background thread does).
+    pub fn compact_size_tiered(&self, collection: &str) -> Result<Option<CompactionOutcome>> {
+        self.collection(collection)?.compact_size_tiered()
+    }
+
+    /// fsync every collection's WAL.
+    pub fn sync(&self) -> Result<()> {
+        for c in self.shared.all() {
+            c.wal.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Statistics of one collection.
+    pub fn collection_stats(&self, name: &str) -> Result<CollectionStats> {
+        let c = self.collection(name)?;
+        let snap = c.snapshot();
+        let mut tiers = BTreeMap::new();
+        let (mut bytes, mut rows) = (0, 0);
+        for h in &snap.segments {
+            let t: &mut TierStats = tiers.entry(h.entry.tier).or_default();
+            t.segments += 1;
+            t.bytes += h.entry.size_bytes;
+            bytes += h.entry.size_bytes;
+            rows += h.entry.rows;
+        }
+        let mems = snap.memtables_newest_first();
+        Ok(CollectionStats {
+            name: c.config.name.clone(),
+            dimension: c.config.dimension,
+            metric: c.config.metric,
+            created_at_ms: c.created_at_ms,
+            documents: c.count()?,
+            segments: snap.segments.len() as u64,
+            segment_bytes: bytes,
+            segment_rows: rows,
+            memtable_rows: mems.iter().map(|m| m.read().row_count() as u64).sum(),
+            memtable_bytes: mems.iter().map(|m| m.read().approx_bytes() as u64).sum(),
+            wal_bytes: c.wal.disk_bytes(),
+            last_seq: c.wal.next_seq().saturating_sub(1),
+            tiers,
+        })
+    }
+
+    /// Statistics of every collection.
+    pub fn stats(&self) -> Result<DatabaseStats> {
+        let names: Vec<String> = self.shared.collections.read().keys().cloned().collect();
+        let collections = names
+            .iter()
+            .map(|n| self.collection_stats(n))
+            .collect::<Result<_>>()?;
+        Ok(DatabaseStats {
+            data_dir: self.shared.dir.clone(),
+            collections,
+        })
+    }
+
+    /// Stop the background threads, fsync every WAL and release the lock. Unflushed memtables
+    /// stay in the WAL and are replayed at the next open.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        if let Some(bg) = self.background.lock().take() {
+            bg.stop();
+            return self.sync();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "closing the database failed");
+        }
+    }
+}
+
+fn sweep_unknown_collections(root: &Path, known: &BTreeMap<String, CollectionEntry>) -> Result<()> {
+    let rd = std::fs::read_dir(root)
+        .map_err(|e| Error::io(format_args!("list {}", root.display()), e))?;
+    for item in rd {
+        let path = item
+            .map_err(|e| Error::io(format_args!("list {}", root.display()), e))?
+            .path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if path.is_dir() && !known.contains_key(&name) {
+            tracing::info!(dir = %path.display(), "removing collection directory no manifest entry references");
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| Error::io(format_args!("remove {}", path.display()), e))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Flush: a memtable becomes a sealed segment (DESIGN.md §2).
+//!
+//! 1. Under the WAL lock, swap the active memtable for an empty one and rotate the WAL to a new
+//!    generation — the only moment writers wait.
+//! 2. Write the frozen memtable's newest rows, sorted by id, to `segments/{id}.seg.tmp`; fsync;
+//!    rename; fsync the directory.
+//! 3. Commit the manifest: the new segment, and `flushed_seq` = the memtable's last sequence
+//!    number.
+//! 4. Install: the segment replaces the frozen memtable in the collection state.
+//! 5. Delete the WAL generations older than the rotation.
+//!
+//! A crash before 3 leaves a segment file no manifest entry references (swept at startup) and the
+//! data still in the WAL; a crash after 3 leaves WAL records at or below `flushed_seq`, which
+//! replay skips.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use barq_core::{Error, Result};
+use parking_lot::RwLock;
+
+use crate::collection::{Collection, SharedMemtable, now_ms, open_segment, segment_file_name};
+use crate::manifest::{SegmentEntry, StorageTier, checksum_string};
+use crate::memtable::Memtable;
+use crate::options::{FP_FLUSH_AFTER_MANIFEST_COMMIT, FP_FLUSH_AFTER_SEGMENT_WRITE};
+use crate::segment::{RowInput, SegmentWriter};
+
+/// What a flush did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlushOutcome {
+    /// Segments written.
+    pub segments: Vec<SegmentEntry>,
+}
+
+impl Collection {
+    /// Flush the active memtable (and any memtable left over by a failed flush).
+    pub(crate) fn flush(&self) -> Result<FlushOutcome> {
+        self.check_open()?;
+        let _guard = self.flush_lock.lock();
+        self.flush_requested.store(false, Ordering::Release);
+        let has_data = !self.state.read().active.read().is_empty();
+        if has_data {
+            let dim = self.config.dimension as usize;
+            self.wal.rotate(|| {
+                let mut st = self.state.write();
+                let old =
+                    std::mem::replace(&mut st.active, Arc::new(RwLock::new(Memtable::new(dim))));
+                st.immutable.push(old);
+            })?;
+            self.notify_swapped();
+        }
+        let mut outcome = FlushOutcome::default();
+        loop {
+            let Some(frozen) = self.state.read().immutable.first().cloned() else {
+                break;
+            };
+            let entry = self.flush_one(&frozen)?;
+            outcome.segments.extend(entry);
+        }
+        // Every memtable swapped out before the current generation is now in a segment.
+        let current = self.wal.generation();
+        self.wal.delete_before(current)?;
+        Ok(outcome)
+    }
+
+    fn flush_one(&self, frozen: &SharedMemtable) -> Result<Option<SegmentEntry>> {
+        let mem = frozen.read();
+        if mem.is_empty() {
+            drop(mem);
+            self.state
+                .write()
+                .immutable
+                .retain(|m| !Arc::ptr_eq(m, frozen));
+            return Ok(None);
+        }
+        let id = self.alloc_segment_id();
+        let path = self.segment_path(id);
+        let mut writer = SegmentWriter::create(&path, self.config.dimension, self.config.metric)?;
+        for row in mem.sorted_latest() {
+            let r = mem.row(row);
+            writer.push(RowInput {
+                id: r.id.as_bytes(),
+                seq: r.seq,
+                vector: (!r.tombstone).then(|| mem.vector(row)),
+                payload: r.payload.as_deref(),
+            })?;
+        }
+        let max_seq = mem.max_seq();
+        drop(mem);
+        let info = writer.finish(now_ms())?;
+        self.options
+            .failpoints
+            .check(FP_FLUSH_AFTER_SEGMENT_WRITE)?;
+        let entry = SegmentEntry {
+            id,
+            file_name: segment_file_name(id),
+            size_bytes: info.size_bytes,
+            rows: info.rows,
+            min_seq: info.min_seq,
+            max_seq: info.max_seq,
+            created_at_ms: info.created_at_ms,
+            tier: StorageTier::Hot,
+            remote_key: None,
+            checksum: checksum_string(info.crc),
+        };
+        let handle = open_segment(&self.dir, &entry)?;
+        // Dead bitmaps for the new list, computed before taking the state lock.
+        let snap = self.snapshot();
+        let shadows = match &snap.shadows {
+            Some(s) => {
+                let older: Vec<_> = snap.segments.iter().map(|h| &h.segment).collect();
+                Some(Arc::new(s.extend(&older, &handle.segment)?))
+            }
+            None => None,
+        };
+        let name = self.config.name.clone();
+        let committed = entry.clone();
+        let next_id = self.next_segment_id.load(Ordering::Acquire);
+        self.manifest.commit(|m| {
+            let c = m.collections.get_mut(&name).ok_or_else(|| {
+                Error::not_found(format!("collection \"{name}\" was dropped during a flush"))
+            })?;
+            c.segments.push(committed);
+            c.flushed_seq = c.flushed_seq.max(max_seq);
+            c.next_segment_id = c.next_segment_id.max(next_id);
+            Ok(())
+        })?;
+        self.options
+            .failpoints
+            .check(FP_FLUSH_AFTER_MANIFEST_COMMIT)?;
+        let mut st = self.state.write();
+        st.immutable.retain(|m| !Arc::ptr_eq(m, frozen));
+        let unchanged = st.segments.len() == snap.segments.len();
+        st.segments.push(Arc::clone(&handle));
+        st.shadows = if unchanged { shadows } else { None };
+        drop(st);
+        tracing::debug!(collection = %self.config.name, segment = id, rows = info.rows, bytes = info.size_bytes, "memtable flushed");
+        Ok(Some(entry))
+    }
+}

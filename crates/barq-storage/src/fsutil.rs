@@ -1,0 +1,77 @@
+//! Small file-system helpers for the durability rules of DESIGN.md §2 and §4: fsync a directory
+//! after creating or renaming in it, replace a file atomically.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use barq_core::{Error, Result};
+
+/// Suffix of every temporary file; startup sweeps them.
+pub(crate) const TMP_SUFFIX: &str = ".tmp";
+
+/// fsync a directory so that a create, rename or delete in it is durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format_args!("fsync directory {}", dir.display()), e))
+}
+
+/// Create `dir` and its parents, then fsync the parent so the new entry is durable.
+pub(crate) fn create_dir_durable(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(format_args!("create {}", dir.display()), e))?;
+    if let Some(parent) = dir.parent() {
+        fsync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Replace `path` with `contents` atomically: write `path.tmp`, fsync, rename, fsync the
+/// directory. A crash leaves either the old or the new file, never a mix.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| Error::io(format_args!("create {}", tmp.display()), e))?;
+    f.write_all(contents)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(format_args!("write {}", tmp.display()), e))?;
+    drop(f);
+    fs::rename(&tmp, path)
+        .map_err(|e| Error::io(format_args!("rename {} into place", tmp.display()), e))?;
+    fsync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// `path` with [`TMP_SUFFIX`] appended.
+pub(crate) fn tmp_path(path: &Path) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(TMP_SUFFIX);
+    s.into()
+}
+
+/// Remove every `*.tmp` file directly in `dir`; returns how many were removed.
+pub(crate) fn sweep_tmp_files(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(format_args!("list {}", dir.display()), e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format_args!("list {}", dir.display()), e))?;
+        let path = entry.path();
+        if path.to_string_lossy().ends_with(TMP_SUFFIX) {
+            tracing::info!(path = %path.display(), "removing leftover temporary file");
+            fs::remove_file(&path)
+                .map_err(|e| Error::io(format_args!("remove {}", path.display()), e))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        fsync_dir(dir)?;
+    }
+    Ok(removed)
+}

@@ -1,0 +1,51 @@
+//! The Barq DB storage engine.
+//!
+//! Writes go to a per-collection write-ahead log ([`Durability`] says when they are durable) and
+//! a memtable; full memtables are flushed into immutable, checksummed segment files that are
+//! designed to be read by byte range (see `docs/format.md`); a manifest, replaced atomically,
+//! says which segments exist. Size-tiered compaction merges segments in the background. Exact
+//! k-NN search scans memtables and segments in parallel. See `docs/architecture.md`.
+//!
+//! ```
+//! use barq_core::{CollectionConfig, Document, Metric};
+//! use barq_storage::{Database, Options, SearchRequest};
+//!
+//! # fn main() -> barq_core::Result<()> {
+//! let dir = tempfile::tempdir().expect("temp dir");
+//! let db = Database::open(dir.path(), Options::default())?;
+//! db.create_collection(CollectionConfig::new("docs", 3, Metric::Cosine)?)?;
+//! db.upsert("docs", &[
+//!     Document::new("a", vec![1.0, 0.0, 0.0]),
+//!     Document::new("b", vec![0.0, 1.0, 0.0]),
+//! ])?;
+//! let hits = db.search("docs", &SearchRequest::new(vec![0.9, 0.1, 0.0], 1))?;
+//! assert_eq!(hits[0].id, "a");
+//! db.close()?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod background;
+mod collection;
+mod compaction;
+mod db;
+mod flush;
+mod fsutil;
+mod lock;
+mod manifest;
+mod memtable;
+mod options;
+mod search;
+pub mod segment;
+mod shadows;
+mod wal;
+
+pub use compaction::{CompactionOutcome, SizeTieredPolicy, plan_size_tiered};
+pub use db::{CollectionStats, Database, DatabaseStats, TierStats};
+pub use flush::FlushOutcome;
+pub use manifest::{CollectionEntry, MANIFEST_FILE, Manifest, SegmentEntry, StorageTier};
+pub use options::{
+    Durability, FP_COMPACTION_AFTER_COMMIT, FP_COMPACTION_BEFORE_COMMIT,
+    FP_FLUSH_AFTER_MANIFEST_COMMIT, FP_FLUSH_AFTER_SEGMENT_WRITE, FailPoints, Options,
+};
+pub use search::SearchRequest;

@@ -1,0 +1,103 @@
+//! Options for [`Database::open`](crate::Database::open).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+/// When an acknowledged write becomes durable.
+///
+/// In every mode a write is appended to the WAL with a `write(2)` before it is acknowledged, so
+/// an acknowledged write survives a crash of the *process* in every mode. The modes differ in
+/// what survives a crash of the *machine* (power loss, kernel panic):
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The WAL is fsynced before the write is acknowledged: an acknowledged write survives power
+    /// loss. Concurrent writers share one fsync (group commit). The default.
+    Sync,
+    /// The WAL is fsynced every `interval` by a background thread: power loss can lose the writes
+    /// acknowledged during the last `interval`.
+    Interval(Duration),
+    /// The WAL is never fsynced (only at flush and close): power loss can lose every write since
+    /// the last flush.
+    None,
+}
+
+/// Settings of a database, fixed while it is open.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// When acknowledged writes become durable. Default [`Durability::Sync`].
+    pub durability: Durability,
+    /// A collection's memtable is flushed into a segment once it holds this many bytes.
+    /// Default 64 MiB. Larger means fewer, bigger segments and a longer WAL replay after a crash.
+    pub memtable_max_bytes: usize,
+    /// Memtables waiting to be flushed before writers are made to wait. Default 2.
+    pub max_immutable_memtables: usize,
+    /// Run size-tiered compaction in the background. Default `true`.
+    pub background_compaction: bool,
+    /// How often the background worker looks for compaction work. Default 10 s.
+    pub compaction_check_interval: Duration,
+    /// Size-tiered compaction: merge at least this many segments of similar size. Default 4.
+    pub compaction_min_segments: usize,
+    /// Size-tiered compaction: merge at most this many segments at once. Default 10.
+    pub compaction_max_segments: usize,
+    /// Size-tiered compaction: segments are "similar" when the largest of a run is at most this
+    /// many times the smallest. Default 4.0.
+    pub compaction_size_ratio: f64,
+    /// Fault injection for this crate's crash tests; empty in production.
+    #[doc(hidden)]
+    pub failpoints: FailPoints,
+}
+
+/// Named points between the steps of a durable operation where a test can make the operation
+/// fail, leaving the files exactly as a crash at that point would. Per database, so tests that
+/// run in parallel do not see each other's points.
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct FailPoints(Arc<RwLock<HashSet<&'static str>>>);
+
+impl FailPoints {
+    /// Make `point` fail from now on.
+    pub fn enable(&self, point: &'static str) {
+        self.0.write().insert(point);
+    }
+
+    /// Stop failing at `point`.
+    pub fn disable(&self, point: &'static str) {
+        self.0.write().remove(point);
+    }
+
+    /// `Err` if `point` is enabled.
+    pub(crate) fn check(&self, point: &'static str) -> barq_core::Result<()> {
+        if self.0.read().contains(point) {
+            return Err(barq_core::Error::internal(format!("failpoint {point}")));
+        }
+        Ok(())
+    }
+}
+
+/// Failpoint: a flush wrote and renamed its segment file, before the manifest commit.
+pub const FP_FLUSH_AFTER_SEGMENT_WRITE: &str = "flush:after-segment-write";
+/// Failpoint: a flush committed the manifest, before installing and truncating the WAL.
+pub const FP_FLUSH_AFTER_MANIFEST_COMMIT: &str = "flush:after-manifest-commit";
+/// Failpoint: a compaction committed the manifest, before deleting its inputs.
+pub const FP_COMPACTION_AFTER_COMMIT: &str = "compaction:after-commit";
+/// Failpoint: a compaction wrote its output, before the manifest commit.
+pub const FP_COMPACTION_BEFORE_COMMIT: &str = "compaction:before-commit";
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Sync,
+            memtable_max_bytes: 64 * 1024 * 1024,
+            max_immutable_memtables: 2,
+            background_compaction: true,
+            compaction_check_interval: Duration::from_secs(10),
+            compaction_min_segments: 4,
+            compaction_max_segments: 10,
+            compaction_size_ratio: 4.0,
+            failpoints: FailPoints::default(),
+        }
+    }
+}

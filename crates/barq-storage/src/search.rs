@@ -1,0 +1,295 @@
+//! Exact k-nearest-neighbour search over memtables and segments.
+//!
+//! The work is split into tasks — one per memtable, and chunks of rows of each segment — that
+//! run in parallel on the rayon pool, each keeping its own top-k heap. A row is a candidate when
+//! it is the newest version of its id: memtable rows that were superseded, segment rows that are
+//! tombstones or dead (shadowed by a newer segment) are skipped up front; whether a row is
+//! shadowed by a newer memtable is checked only for rows good enough to enter a heap. The heaps
+//! are merged and ties broken by id, so results do not depend on how the data is laid out.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use barq_core::{Kernel, Metric, Result, SearchHit, validate_k, validate_query_vector};
+use rayon::prelude::*;
+
+use crate::collection::{Collection, SharedMemtable, decode_payload};
+use crate::segment::OwnedEntry;
+use crate::shadows::{Shadows, bit};
+
+/// Rows per segment task.
+const CHUNK_ROWS: u64 = 32 * 1024;
+/// Below this many rows in total, search runs on the calling thread.
+const PARALLEL_MIN_ROWS: u64 = 64 * 1024;
+
+/// A search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchRequest {
+    /// The query vector; must have the collection's dimension.
+    pub vector: Vec<f32>,
+    /// Number of results, 1..=1000.
+    pub k: usize,
+    /// Return each hit's payload.
+    pub with_payload: bool,
+}
+
+impl SearchRequest {
+    /// A request for the `k` nearest neighbours of `vector`, without payloads.
+    pub fn new(vector: Vec<f32>, k: usize) -> Self {
+        SearchRequest {
+            vector,
+            k,
+            with_payload: false,
+        }
+    }
+
+    /// Also return payloads.
+    pub fn with_payload(mut self, yes: bool) -> Self {
+        self.with_payload = yes;
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Index into memtables, newest first.
+    Mem(usize),
+    /// Index into segments, oldest first.
+    Seg(usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cand {
+    rank: f32,
+    src: Source,
+    row: u64,
+}
+
+/// Orders candidates so that `BinaryHeap` keeps the *worst* on top.
+struct Worst(Cand);
+
+impl PartialEq for Worst {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Worst {}
+impl PartialOrd for Worst {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Worst {
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.0.rank.total_cmp(&self.0.rank)
+    }
+}
+
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Worst>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+    #[inline]
+    fn accepts(&self, rank: f32) -> bool {
+        self.heap.len() < self.k || self.heap.peek().is_some_and(|w| rank > w.0.rank)
+    }
+    fn push(&mut self, c: Cand) {
+        if self.heap.len() == self.k {
+            self.heap.pop();
+        }
+        self.heap.push(Worst(c));
+    }
+    fn into_vec(self) -> Vec<Cand> {
+        self.heap.into_iter().map(|w| w.0).collect()
+    }
+}
+
+enum Task {
+    Mem(usize),
+    Seg(usize, Range<u64>),
+}
+
+struct Ctx<'a> {
+    kernel: Kernel<'a>,
+    metric: Metric,
+    dim: usize,
+    k: usize,
+    memtables: Vec<SharedMemtable>,
+    any_memtable_rows: bool,
+    segments: &'a [Arc<crate::collection::SegmentHandle>],
+    shadows: Arc<Shadows>,
+}
+
+impl Ctx<'_> {
+    fn run(&self, task: &Task) -> Result<Vec<Cand>> {
+        let mut top = TopK::new(self.k);
+        let dim = self.dim;
+        match task {
+            Task::Mem(mi) => {
+                let m = self.memtables[*mi].read();
+                let (vecs, norms) = (m.vectors(), m.norms());
+                let newer = &self.memtables[..*mi];
+                for row in 0..m.row_count() {
+                    if !m.is_live(row) {
+                        continue;
+                    }
+                    let rank = self
+                        .kernel
+                        .rank(&vecs[row * dim..(row + 1) * dim], norms[row]);
+                    if top.accepts(rank) && !Collection::in_memtables(newer, &m.row(row as u32).id)
+                    {
+                        top.push(Cand {
+                            rank,
+                            src: Source::Mem(*mi),
+                            row: row as u64,
+                        });
+                    }
+                }
+            }
+            Task::Seg(si, range) => {
+                let seg = &self.segments[*si].segment;
+                let vecs = seg.vectors()?;
+                let norms = if self.metric == Metric::Cosine {
+                    seg.norms()?
+                } else {
+                    &[]
+                };
+                let tombs = seg.tombstones()?;
+                let dead = &self.shadows.dead[*si];
+                for row in range.clone() {
+                    if bit(tombs, row) || bit(dead, row) {
+                        continue;
+                    }
+                    let r = row as usize;
+                    let rank = self.kernel.rank(
+                        &vecs[r * dim..(r + 1) * dim],
+                        norms.get(r).copied().unwrap_or(0.0),
+                    );
+                    if top.accepts(rank) {
+                        if self.any_memtable_rows {
+                            let id = seg.id_of(row)?;
+                            if Collection::in_memtables(&self.memtables, &id) {
+                                continue;
+                            }
+                        }
+                        top.push(Cand {
+                            rank,
+                            src: Source::Seg(*si),
+                            row,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(top.into_vec())
+    }
+}
+
+impl Collection {
+    /// Exact k-NN search; see the module docs.
+    pub(crate) fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>> {
+        self.check_open()?;
+        validate_query_vector(&self.config, &req.vector)?;
+        validate_k(req.k)?;
+        let snap = self.snapshot();
+        let shadows = if snap.segments.is_empty() {
+            Arc::new(Shadows::default())
+        } else {
+            self.shadows_for(&snap)?
+        };
+        let memtables = snap.memtables_newest_first();
+        let mem_rows: usize = memtables.iter().map(|m| m.read().row_count()).sum();
+        let ctx = Ctx {
+            kernel: Kernel::new(self.config.metric, &req.vector),
+            metric: self.config.metric,
+            dim: self.config.dimension as usize,
+            k: req.k,
+            any_memtable_rows: mem_rows > 0,
+            memtables,
+            segments: &snap.segments,
+            shadows,
+        };
+        let mut tasks: Vec<Task> = (0..ctx.memtables.len()).map(Task::Mem).collect();
+        let mut total_rows = mem_rows as u64;
+        for (si, h) in snap.segments.iter().enumerate() {
+            let rows = h.segment.rows();
+            total_rows += rows;
+            let mut start = 0;
+            while start < rows {
+                let end = (start + CHUNK_ROWS).min(rows);
+                tasks.push(Task::Seg(si, start..end));
+                start = end;
+            }
+        }
+        let parts: Vec<Vec<Cand>> = if total_rows < PARALLEL_MIN_ROWS {
+            tasks.iter().map(|t| ctx.run(t)).collect::<Result<_>>()?
+        } else {
+            tasks
+                .par_iter()
+                .map(|t| ctx.run(t))
+                .collect::<Result<_>>()?
+        };
+        let mut all: Vec<Cand> = parts.into_iter().flatten().collect();
+        all.sort_unstable_by(|a, b| b.rank.total_cmp(&a.rank));
+        // Keep everything tied with the k-th rank so that ties are broken by id, not by layout.
+        let cut = match all.get(req.k.saturating_sub(1)) {
+            Some(kth) => all
+                .iter()
+                .position(|c| c.rank < kth.rank)
+                .unwrap_or(all.len()),
+            None => all.len(),
+        };
+        all.truncate(cut);
+        let mut hits = Vec::with_capacity(all.len());
+        for c in &all {
+            hits.push((c, self.resolve(&ctx, c, req.with_payload)?));
+        }
+        hits.sort_by(|(a, ha), (b, hb)| b.rank.total_cmp(&a.rank).then_with(|| ha.id.cmp(&hb.id)));
+        hits.truncate(req.k);
+        Ok(hits.into_iter().map(|(_, h)| h).collect())
+    }
+
+    fn resolve(&self, ctx: &Ctx<'_>, c: &Cand, with_payload: bool) -> Result<SearchHit> {
+        let score = ctx.kernel.score(c.rank);
+        match c.src {
+            Source::Mem(mi) => {
+                let m = ctx.memtables[mi].read();
+                let r = m.row(c.row as u32);
+                let payload = match (&r.payload, with_payload) {
+                    (Some(p), true) => Some(decode_payload(p)?),
+                    _ => None,
+                };
+                Ok(SearchHit {
+                    id: r.id.to_string(),
+                    score,
+                    payload,
+                })
+            }
+            Source::Seg(si) => {
+                let seg = &ctx.segments[si].segment;
+                let (id, entry) = seg.with_entry(c.row, |e| {
+                    (String::from_utf8(e.id.to_vec()), OwnedEntry::from(e))
+                })?;
+                let id = id.map_err(|_| barq_core::Error::corruption("segment id is not UTF-8"))?;
+                let payload = if with_payload {
+                    seg.payload_of(&entry)?
+                        .map(|p| decode_payload(&p))
+                        .transpose()?
+                } else {
+                    None
+                };
+                Ok(SearchHit { id, score, payload })
+            }
+        }
+    }
+}

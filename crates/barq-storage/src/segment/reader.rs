@@ -1,0 +1,414 @@
+//! Reads a segment through any [`RangeSource`].
+//!
+//! Opening reads only the tail of the file (trailer + footer, which carries the id-page fences).
+//! Everything else is fetched on demand: a point lookup reads one id page, one vector and one
+//! payload range, each checked against its own CRC32C; search reads whole blocks, each checked
+//! against the block CRC32C in the footer. Verified blocks of a stable source (a local file) are
+//! kept as zero-copy slices of the mapping, so nothing is copied into the heap.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use barq_core::{Error, Result};
+use bytes::Bytes;
+
+use super::format::{self, BlockKind, Entry, Footer, Page, TRAILER_LEN};
+use super::source::RangeSource;
+
+/// The first read of a segment's tail; footers larger than this take a second read.
+const TAIL_READ_BYTES: u64 = 64 * 1024;
+
+/// A block of f32 or u64 values, zero-copy when the bytes are aligned.
+#[derive(Debug)]
+enum Values<T> {
+    Mapped(Bytes),
+    Owned(Vec<T>),
+}
+
+impl<T: bytemuck::Pod> Values<T> {
+    fn new(bytes: Bytes) -> Values<T> {
+        if bytemuck::try_cast_slice::<u8, T>(&bytes).is_ok() {
+            Values::Mapped(bytes)
+        } else {
+            let n = bytes.len() / std::mem::size_of::<T>();
+            let mut v = vec![T::zeroed(); n];
+            bytemuck::cast_slice_mut::<T, u8>(&mut v)
+                .copy_from_slice(&bytes[..n * std::mem::size_of::<T>()]);
+            Values::Owned(v)
+        }
+    }
+
+    fn as_slice(&self) -> &[T] {
+        match self {
+            Values::Mapped(b) => bytemuck::try_cast_slice(b).unwrap_or(&[]),
+            Values::Owned(v) => v,
+        }
+    }
+}
+
+/// What a point lookup found in one segment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// The id is not in this segment.
+    Absent,
+    /// The id's row here is a tombstone.
+    Deleted,
+    /// The id's row: vector and serialized payload.
+    Found {
+        /// The vector.
+        vector: Vec<f32>,
+        /// The serialized JSON payload.
+        payload: Option<Bytes>,
+    },
+}
+
+/// An open segment.
+#[derive(Debug)]
+pub struct Segment {
+    source: Arc<dyn RangeSource>,
+    footer: Footer,
+    vectors: OnceLock<Values<f32>>,
+    norms: OnceLock<Values<f32>>,
+    tombstones: OnceLock<Values<u64>>,
+    id_pages: OnceLock<Bytes>,
+    payloads: OnceLock<Bytes>,
+    page_verified: Box<[AtomicBool]>,
+}
+
+impl Segment {
+    /// Open a segment: one read of the file's tail (two when the footer is unusually large).
+    pub fn open(source: Arc<dyn RangeSource>) -> Result<Segment> {
+        let len = source.len();
+        let what = source.describe();
+        let ctx = |e: Error| Error::corruption(format!("segment {what}: {}", e.message()));
+        if len < format::HEADER_LEN + TRAILER_LEN {
+            return Err(Error::corruption(format!(
+                "segment {what} is {len} bytes, too short to be a segment"
+            )));
+        }
+        let tail_start = len.saturating_sub(TAIL_READ_BYTES);
+        let mut tail = source.read(tail_start..len)?;
+        let (footer_len, footer_crc) =
+            format::decode_trailer(&tail[tail.len() - TRAILER_LEN as usize..]).map_err(ctx)?;
+        let need = u64::from(footer_len) + TRAILER_LEN;
+        if need > len {
+            return Err(Error::corruption(format!(
+                "segment {what}: footer length {footer_len} exceeds the file"
+            )));
+        }
+        let body_start = len - need;
+        if body_start < tail_start {
+            tail = source.read(body_start..len)?;
+        }
+        let off = (body_start - (len - tail.len() as u64)) as usize;
+        let body = &tail[off..off + footer_len as usize];
+        if crc32c::crc32c(body) != footer_crc {
+            return Err(Error::corruption(format!(
+                "segment {what}: footer checksum mismatch"
+            )));
+        }
+        let footer = Footer::decode(body, len).map_err(ctx)?;
+        let page_verified = (0..footer.pages.len())
+            .map(|_| AtomicBool::new(false))
+            .collect();
+        Ok(Segment {
+            source,
+            footer,
+            vectors: OnceLock::new(),
+            norms: OnceLock::new(),
+            tombstones: OnceLock::new(),
+            id_pages: OnceLock::new(),
+            payloads: OnceLock::new(),
+            page_verified,
+        })
+    }
+
+    /// The decoded footer.
+    pub fn footer(&self) -> &Footer {
+        &self.footer
+    }
+
+    /// Rows, tombstones included.
+    pub fn rows(&self) -> u64 {
+        self.footer.rows
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.footer.dim as usize
+    }
+
+    /// The source the bytes come from.
+    pub fn source(&self) -> &Arc<dyn RangeSource> {
+        &self.source
+    }
+
+    fn corrupt(&self, what: impl std::fmt::Display) -> Error {
+        Error::corruption(format!("segment {}: {what}", self.source.describe()))
+    }
+
+    /// Read a whole block and check its CRC32C.
+    pub fn read_block(&self, kind: BlockKind) -> Result<Bytes> {
+        let b = self.footer.block(kind)?;
+        let bytes = self.source.read(b.offset..b.offset + b.len)?;
+        if crc32c::crc32c(&bytes) != b.crc {
+            return Err(self.corrupt(format_args!("{} block checksum mismatch", kind.name())));
+        }
+        Ok(bytes)
+    }
+
+    fn cached<'a, T>(
+        &'a self,
+        cell: &'a OnceLock<T>,
+        kind: BlockKind,
+        make: impl FnOnce(Bytes) -> T,
+    ) -> Result<&'a T> {
+        if let Some(v) = cell.get() {
+            return Ok(v);
+        }
+        let bytes = self.read_block(kind)?;
+        Ok(cell.get_or_init(|| make(bytes)))
+    }
+
+    /// All vectors, row-major (`rows × dim`), verified.
+    pub fn vectors(&self) -> Result<&[f32]> {
+        let v = self
+            .cached(&self.vectors, BlockKind::Vectors, Values::new)?
+            .as_slice();
+        if v.len() as u64 != self.footer.rows * u64::from(self.footer.dim) {
+            return Err(self.corrupt("vectors block has the wrong length"));
+        }
+        Ok(v)
+    }
+
+    /// One norm per row, verified.
+    pub fn norms(&self) -> Result<&[f32]> {
+        let v = self
+            .cached(&self.norms, BlockKind::Norms, Values::new)?
+            .as_slice();
+        if v.len() as u64 != self.footer.rows {
+            return Err(self.corrupt("norms block has the wrong length"));
+        }
+        Ok(v)
+    }
+
+    /// The tombstone bitmap (bit `r % 64` of word `r / 64`), verified.
+    pub fn tombstones(&self) -> Result<&[u64]> {
+        let v = self
+            .cached(&self.tombstones, BlockKind::Tombstones, Values::new)?
+            .as_slice();
+        if (v.len() as u64) < self.footer.rows.div_ceil(64) {
+            return Err(self.corrupt("tombstones block is too short"));
+        }
+        Ok(v)
+    }
+
+    /// One sequence number per row, verified.
+    pub fn seqs(&self) -> Result<Vec<u64>> {
+        let v: Values<u64> = Values::new(self.read_block(BlockKind::Seqs)?);
+        Ok(v.as_slice().to_vec())
+    }
+
+    /// Load and verify the whole id-page block (used by scans and merges).
+    pub fn load_id_pages(&self) -> Result<()> {
+        self.cached(&self.id_pages, BlockKind::IdPages, |b| b)
+            .map(|_| ())
+    }
+
+    /// Load and verify the whole payload block (used by merges).
+    pub fn load_payloads(&self) -> Result<()> {
+        self.cached(&self.payloads, BlockKind::Payloads, |b| b)
+            .map(|_| ())
+    }
+
+    /// Verify every block against its checksum.
+    pub fn verify_all(&self) -> Result<()> {
+        for b in &self.footer.blocks {
+            self.read_block(b.kind)?;
+        }
+        Ok(())
+    }
+
+    /// The bytes of id page `i`, verified.
+    fn page_bytes(&self, i: usize) -> Result<Bytes> {
+        let p = &self.footer.pages[i];
+        let (start, end) = (p.offset, p.offset + u64::from(p.len));
+        if let Some(all) = self.id_pages.get() {
+            return all
+                .get(start as usize..end as usize)
+                .map(|_| all.slice(start as usize..end as usize))
+                .ok_or_else(|| self.corrupt("id page lies past its block"));
+        }
+        let block = self.footer.block(BlockKind::IdPages)?;
+        if end > block.len {
+            return Err(self.corrupt("id page lies past its block"));
+        }
+        let bytes = self.source.read(block.offset + start..block.offset + end)?;
+        let stable = self.source.is_stable();
+        if !(stable && self.page_verified[i].load(Ordering::Acquire)) {
+            if crc32c::crc32c(&bytes) != p.crc {
+                return Err(self.corrupt(format_args!("id page {i} checksum mismatch")));
+            }
+            if stable {
+                self.page_verified[i].store(true, Ordering::Release);
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// The page that would hold `id`, if any.
+    fn page_for_id(&self, id: &[u8]) -> Option<usize> {
+        self.footer
+            .pages
+            .partition_point(|p| p.fence.as_slice() <= id)
+            .checked_sub(1)
+    }
+
+    /// The page holding `row`.
+    fn page_for_row(&self, row: u64) -> Result<usize> {
+        self.footer
+            .pages
+            .partition_point(|p| p.first_row <= row)
+            .checked_sub(1)
+            .ok_or_else(|| self.corrupt(format_args!("no id page holds row {row}")))
+    }
+
+    /// Call `f(row, entry)` for the entry of `row`.
+    pub fn with_entry<T>(&self, row: u64, f: impl FnOnce(&Entry<'_>) -> T) -> Result<T> {
+        let pi = self.page_for_row(row)?;
+        let bytes = self.page_bytes(pi)?;
+        let page = Page::parse(&bytes)?;
+        let entry = page.entry((row - self.footer.pages[pi].first_row) as usize)?;
+        Ok(f(&entry))
+    }
+
+    /// The id of `row`.
+    pub fn id_of(&self, row: u64) -> Result<String> {
+        self.with_entry(row, |e| String::from_utf8(e.id.to_vec()))?
+            .map_err(|_| self.corrupt(format_args!("id of row {row} is not UTF-8")))
+    }
+
+    /// Find `id`: its row and a copy of its entry's fields.
+    pub fn find(&self, id: &[u8]) -> Result<Option<(u64, OwnedEntry)>> {
+        let Some(pi) = self.page_for_id(id) else {
+            return Ok(None);
+        };
+        let bytes = self.page_bytes(pi)?;
+        let page = Page::parse(&bytes)?;
+        match page.find(id)? {
+            None => Ok(None),
+            Some(i) => {
+                let e = page.entry(i)?;
+                Ok(Some((
+                    self.footer.pages[pi].first_row + i as u64,
+                    OwnedEntry::from(&e),
+                )))
+            }
+        }
+    }
+
+    /// The vector of `row`, checked against the entry's CRC.
+    pub fn vector_of(&self, row: u64, entry: &OwnedEntry) -> Result<Vec<f32>> {
+        let dim = u64::from(self.footer.dim);
+        if let Some(all) = self.vectors.get() {
+            let s = all.as_slice();
+            let (a, b) = ((row * dim) as usize, ((row + 1) * dim) as usize);
+            return s
+                .get(a..b)
+                .map(<[f32]>::to_vec)
+                .ok_or_else(|| self.corrupt("row past the vectors block"));
+        }
+        let block = self.footer.block(BlockKind::Vectors)?;
+        let (a, b) = (row * dim * 4, (row + 1) * dim * 4);
+        if b > block.len {
+            return Err(self.corrupt("row past the vectors block"));
+        }
+        let bytes = self.source.read(block.offset + a..block.offset + b)?;
+        if crc32c::crc32c(&bytes) != entry.vector_crc {
+            return Err(self.corrupt(format_args!("vector of row {row} checksum mismatch")));
+        }
+        Ok(Values::<f32>::new(bytes).as_slice().to_vec())
+    }
+
+    /// The serialized payload of an entry, checked against the entry's CRC.
+    pub fn payload_of(&self, entry: &OwnedEntry) -> Result<Option<Bytes>> {
+        if !entry.has_payload {
+            return Ok(None);
+        }
+        let (a, b) = (
+            entry.payload_offset,
+            entry.payload_offset + u64::from(entry.payload_len),
+        );
+        if let Some(all) = self.payloads.get() {
+            return all
+                .get(a as usize..b as usize)
+                .map(|_| Some(all.slice(a as usize..b as usize)))
+                .ok_or_else(|| self.corrupt("payload past the payloads block"));
+        }
+        let block = self.footer.block(BlockKind::Payloads)?;
+        if b > block.len {
+            return Err(self.corrupt("payload past the payloads block"));
+        }
+        let bytes = self.source.read(block.offset + a..block.offset + b)?;
+        if crc32c::crc32c(&bytes) != entry.payload_crc {
+            return Err(self.corrupt("payload checksum mismatch"));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Point lookup of `id`.
+    pub fn lookup(&self, id: &str) -> Result<Lookup> {
+        let Some((row, entry)) = self.find(id.as_bytes())? else {
+            return Ok(Lookup::Absent);
+        };
+        if entry.tombstone {
+            return Ok(Lookup::Deleted);
+        }
+        let vector = self.vector_of(row, &entry)?;
+        let payload = self.payload_of(&entry)?;
+        Ok(Lookup::Found { vector, payload })
+    }
+
+    /// Call `f(row, entry)` for every row in id order (loads the id pages).
+    pub fn for_each_entry(&self, mut f: impl FnMut(u64, &Entry<'_>) -> Result<()>) -> Result<()> {
+        self.load_id_pages()?;
+        for (pi, p) in self.footer.pages.iter().enumerate() {
+            let bytes = self.page_bytes(pi)?;
+            let page = Page::parse(&bytes)?;
+            for i in 0..page.len() {
+                f(p.first_row + i as u64, &page.entry(i)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fields of an id-page entry, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedEntry {
+    /// The row is a tombstone.
+    pub tombstone: bool,
+    /// The row has a payload.
+    pub has_payload: bool,
+    /// Offset inside the PAYLOADS block.
+    pub payload_offset: u64,
+    /// Payload length.
+    pub payload_len: u32,
+    /// CRC32C of the row's vector bytes.
+    pub vector_crc: u32,
+    /// CRC32C of the payload.
+    pub payload_crc: u32,
+}
+
+impl From<&Entry<'_>> for OwnedEntry {
+    fn from(e: &Entry<'_>) -> Self {
+        OwnedEntry {
+            tombstone: e.is_tombstone(),
+            has_payload: e.has_payload(),
+            payload_offset: e.payload_offset,
+            payload_len: e.payload_len,
+            vector_crc: e.vector_crc,
+            payload_crc: e.payload_crc,
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Where a segment's bytes come from: the [`RangeSource`] trait.
+//!
+//! A segment reader only ever asks for byte ranges, so the same reader works over a local file
+//! (memory-mapped here) and, in the tiering layer, over object storage and its local cache.
+
+use std::fmt::Debug;
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use barq_core::{Error, Result};
+use bytes::Bytes;
+
+/// Random access to the bytes of one immutable file.
+pub trait RangeSource: Send + Sync + Debug {
+    /// Length of the file in bytes.
+    fn len(&self) -> u64;
+
+    /// `true` when the file is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes in `range` (must lie within `0..len()`).
+    fn read(&self, range: Range<u64>) -> Result<Bytes>;
+
+    /// `true` when repeated reads return the very same bytes (a local file or mapping), so a
+    /// range that was verified once need not be verified again.
+    fn is_stable(&self) -> bool;
+
+    /// A short description for error messages (a path or an object key).
+    fn describe(&self) -> String;
+}
+
+/// A local file, memory-mapped read-only. Reads are zero-copy slices of the mapping; nothing is
+/// read into the heap, and pages come and go with the OS page cache.
+#[derive(Debug)]
+pub struct MmapSource {
+    path: PathBuf,
+    map: Bytes,
+}
+
+impl MmapSource {
+    /// Map `path`.
+    pub fn open(path: &Path) -> Result<MmapSource> {
+        let file =
+            File::open(path).map_err(|e| Error::io(format_args!("open {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format_args!("stat {}", path.display()), e))?
+            .len();
+        let map = if len == 0 {
+            Bytes::new()
+        } else {
+            // SAFETY: segment files are immutable once renamed into place and are only removed
+            // (never truncated or rewritten) while mapped; unlinking keeps the mapping valid.
+            let mmap = unsafe { memmap2::Mmap::map(&file) }
+                .map_err(|e| Error::io(format_args!("mmap {}", path.display()), e))?;
+            Bytes::from_owner(mmap)
+        };
+        Ok(MmapSource {
+            path: path.to_owned(),
+            map,
+        })
+    }
+}
+
+impl RangeSource for MmapSource {
+    fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    fn read(&self, range: Range<u64>) -> Result<Bytes> {
+        if range.start > range.end || range.end > self.len() {
+            return Err(Error::corruption(format!(
+                "read of {}..{} past the end of {} ({} bytes)",
+                range.start,
+                range.end,
+                self.path.display(),
+                self.len()
+            )));
+        }
+        Ok(self.map.slice(range.start as usize..range.end as usize))
+    }
+
+    fn is_stable(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
