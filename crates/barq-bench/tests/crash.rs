@@ -28,7 +28,10 @@ struct Expect {
     pending: Option<Option<u32>>,
 }
 
-fn parse_ops(ops: &str) -> Vec<(String, Option<u32>)> {
+/// One operation of a batch: the id and the version written (`None` = delete).
+type Op = (String, Option<u32>);
+
+fn parse_ops(ops: &str) -> Vec<Op> {
     ops.split(',')
         .map(|op| {
             let parts: Vec<&str> = op.split(':').collect();
@@ -80,7 +83,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
         assert!(!status.success(), "child was killed");
         let lines = reader.join().expect("reader");
 
-        let mut begun: HashMap<(String, String), Vec<(String, Option<u32>)>> = HashMap::new();
+        let mut begun: HashMap<(String, String), Vec<Op>> = HashMap::new();
         let mut acks = 0;
         for line in &lines {
             let mut it = line.splitn(4, ' ');
