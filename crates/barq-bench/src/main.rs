@@ -1,1 +1,436 @@
-fn main() {}
+//! `barq-bench`: macro-benchmarks of the Barq DB engine. Each benchmark prints one JSON object
+//! per result on stdout (machine-readable) and a human summary on stderr.
+//!
+//! ```text
+//! cargo run --release -p barq-bench -- ingest --dim 128 --durability none
+//! cargo run --release -p barq-bench -- search --rows 1000000 --dim 128
+//! cargo run --release -p barq-bench -- reopen
+//! cargo run --release -p barq-bench -- memory --gib 2
+//! cargo run --release -p barq-bench -- all
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use barq_core::{CollectionConfig, Document, Metric};
+use barq_storage::{Database, Durability, Options, SearchRequest};
+use clap::{Parser, Subcommand, ValueEnum};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "barq-bench",
+    about = "Barq DB macro-benchmarks (JSON lines on stdout)"
+)]
+struct Args {
+    /// Directory for benchmark databases (a temporary directory by default).
+    #[arg(long, global = true)]
+    dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum Mode {
+    Sync,
+    Interval,
+    None,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Ingest throughput: WRITERS threads upserting batches of BATCH random vectors.
+    Ingest {
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        #[arg(long, value_enum, default_value = "none")]
+        durability: Mode,
+        #[arg(long, default_value_t = 8)]
+        writers: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Vectors to write in total.
+        #[arg(long, default_value_t = 1_000_000)]
+        total: usize,
+    },
+    /// Exact search latency and QPS over ROWS random vectors (flushed into segments).
+    Search {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value_t = 50)]
+        queries: usize,
+        /// Merge all segments into one before measuring.
+        #[arg(long)]
+        compact: bool,
+    },
+    /// Reopen time after a crash (abort) with a full memtable of MIB MiB in the WAL.
+    Reopen {
+        #[arg(long, default_value_t = 64)]
+        mib: usize,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+    },
+    /// Resident memory after opening a database holding GIB GiB of segments.
+    Memory {
+        #[arg(long, default_value_t = 2.0)]
+        gib: f64,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+    },
+    /// The suite used for docs/benchmarks.md.
+    All,
+    #[command(hide = true)]
+    ReopenChild {
+        dir: PathBuf,
+        mib: usize,
+        dim: usize,
+    },
+    #[command(hide = true)]
+    OpenRss { dir: PathBuf },
+}
+
+fn random_vectors(rng: &mut StdRng, n: usize, dim: usize) -> Vec<f32> {
+    (0..n * dim)
+        .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+        .collect()
+}
+
+fn docs(prefix: &str, start: usize, vectors: &[f32], dim: usize) -> Vec<Document> {
+    vectors
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(i, v)| Document::new(format!("{prefix}{}", start + i), v.to_vec()))
+        .collect()
+}
+
+fn emit(v: serde_json::Value) {
+    println!("{v}");
+}
+
+fn workdir(args_dir: &Option<PathBuf>) -> (Option<tempfile::TempDir>, PathBuf) {
+    match args_dir {
+        Some(d) => {
+            let p = d.join(format!("run-{}", std::process::id()));
+            std::fs::create_dir_all(&p).expect("create bench dir");
+            (None, p)
+        }
+        None => {
+            let t = tempfile::tempdir().expect("tempdir");
+            let p = t.path().to_owned();
+            (Some(t), p)
+        }
+    }
+}
+
+fn ingest(dir: &Path, dim: usize, mode: Mode, writers: usize, batch: usize, total: usize) {
+    let durability = match mode {
+        Mode::Sync => Durability::Sync,
+        Mode::Interval => Durability::Interval(Duration::from_millis(100)),
+        Mode::None => Durability::None,
+    };
+    let db = Arc::new(
+        Database::open(
+            dir,
+            Options {
+                durability,
+                ..Options::default()
+            },
+        )
+        .expect("open"),
+    );
+    db.create_collection(CollectionConfig::new("bench", dim as u32, Metric::L2).expect("cfg"))
+        .expect("create");
+    let per_writer = total / writers;
+    // Pre-generate the vectors so that only the database is measured.
+    let data: Vec<Vec<f32>> = (0..writers)
+        .map(|w| {
+            random_vectors(
+                &mut StdRng::seed_from_u64(w as u64),
+                batch.min(per_writer),
+                dim,
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for (w, vectors) in data.iter().enumerate() {
+            let db = Arc::clone(&db);
+            s.spawn(move || {
+                let mut written = 0;
+                while written < per_writer {
+                    let n = batch.min(per_writer - written);
+                    let batch_docs = docs(&format!("w{w}-"), written, &vectors[..n * dim], dim);
+                    db.upsert("bench", &batch_docs).expect("upsert");
+                    written += n;
+                }
+            });
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let n = per_writer * writers;
+    let rate = n as f64 / secs;
+    eprintln!(
+        "ingest dim={dim} durability={mode:?} writers={writers} batch={batch}: {n} vectors in {secs:.2}s = {rate:.0} vectors/s"
+    );
+    emit(
+        json!({"bench":"ingest","dim":dim,"durability":format!("{mode:?}").to_lowercase(),"writers":writers,"batch":batch,"vectors":n,"seconds":secs,"vectors_per_sec":rate}),
+    );
+    Arc::into_inner(db)
+        .expect("sole owner")
+        .close()
+        .expect("close");
+}
+
+fn load(db: &Database, rows: usize, dim: usize) {
+    let mut rng = StdRng::seed_from_u64(7);
+    let chunk = 10_000;
+    let mut done = 0;
+    while done < rows {
+        let n = chunk.min(rows - done);
+        let v = random_vectors(&mut rng, n, dim);
+        db.upsert("bench", &docs("d", done, &v, dim))
+            .expect("upsert");
+        done += n;
+    }
+    db.flush("bench").expect("flush");
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn search(dir: &Path, rows: usize, dim: usize, k: usize, queries: usize, compact: bool) {
+    let opts = Options {
+        durability: Durability::None,
+        background_compaction: false,
+        ..Options::default()
+    };
+    let db = Database::open(dir, opts).expect("open");
+    db.create_collection(CollectionConfig::new("bench", dim as u32, Metric::L2).expect("cfg"))
+        .expect("create");
+    let t = Instant::now();
+    load(&db, rows, dim);
+    if compact {
+        db.compact("bench").expect("compact");
+    }
+    let segments = db.collection_stats("bench").expect("stats").segments;
+    eprintln!(
+        "loaded {rows} x {dim} into {segments} segments in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let mut rng = StdRng::seed_from_u64(99);
+    let qs: Vec<Vec<f32>> = (0..queries)
+        .map(|_| random_vectors(&mut rng, 1, dim))
+        .collect();
+    // warm-up: first touch of the mapped segments and checksum verification
+    for q in qs.iter().take(3) {
+        db.search("bench", &SearchRequest::new(q.clone(), k))
+            .expect("search");
+    }
+    let mut lat = Vec::with_capacity(queries);
+    let start = Instant::now();
+    for q in &qs {
+        let t = Instant::now();
+        let hits = db
+            .search("bench", &SearchRequest::new(q.clone(), k))
+            .expect("search");
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(hits.len(), k.min(rows));
+    }
+    let qps = queries as f64 / start.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    eprintln!(
+        "search {rows} x {dim} k={k} ({segments} segments): p50 {p50:.2} ms, p99 {p99:.2} ms, {qps:.1} QPS"
+    );
+    emit(
+        json!({"bench":"search","rows":rows,"dim":dim,"k":k,"segments":segments,"queries":queries,"p50_ms":p50,"p99_ms":p99,"qps":qps}),
+    );
+    db.close().expect("close");
+}
+
+fn reopen(dir: &Path, mib: usize, dim: usize) {
+    let exe = std::env::current_exe().expect("exe");
+    let status = Command::new(exe)
+        .args([
+            "reopen-child",
+            &dir.display().to_string(),
+            &mib.to_string(),
+            &dim.to_string(),
+        ])
+        .status()
+        .expect("spawn child");
+    assert!(!status.success(), "the child aborts after writing");
+    let t = Instant::now();
+    let db = Database::open(dir, Options::default()).expect("reopen");
+    let secs = t.elapsed().as_secs_f64();
+    let stats = db.collection_stats("bench").expect("stats");
+    eprintln!(
+        "reopen after crash: {} memtable rows ({:.1} MiB) replayed in {:.3}s",
+        stats.memtable_rows,
+        stats.memtable_bytes as f64 / (1 << 20) as f64,
+        secs
+    );
+    emit(
+        json!({"bench":"reopen","memtable_rows":stats.memtable_rows,"memtable_bytes":stats.memtable_bytes,"wal_bytes":stats.wal_bytes,"seconds":secs}),
+    );
+    db.close().expect("close");
+}
+
+fn reopen_child(dir: &Path, mib: usize, dim: usize) {
+    // Keep everything in the memtable (no flush) until just under the limit, then crash.
+    let limit = 64 << 20;
+    let db = Database::open(
+        dir,
+        Options {
+            durability: Durability::None,
+            memtable_max_bytes: limit,
+            ..Options::default()
+        },
+    )
+    .expect("open");
+    db.create_collection(CollectionConfig::new("bench", dim as u32, Metric::L2).expect("cfg"))
+        .expect("create");
+    let mut rng = StdRng::seed_from_u64(3);
+    let target = (mib << 20).min(limit - (1 << 20));
+    let mut i = 0;
+    while db.collection_stats("bench").expect("stats").memtable_bytes < target as u64 {
+        let v = random_vectors(&mut rng, 1000, dim);
+        db.upsert("bench", &docs("r", i, &v, dim)).expect("upsert");
+        i += 1000;
+    }
+    std::process::abort();
+}
+
+/// (VmRSS, VmHWM, RssAnon) in KiB. RssAnon is the heap and stacks; the rest of VmRSS is mapped
+/// file pages (segments) that the kernel can drop at will.
+fn rss_kib() -> (u64, u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"), field("RssAnon:"))
+}
+
+fn memory(dir: &Path, gib: f64, dim: usize) {
+    let rows = ((gib * (1u64 << 30) as f64) / (dim * 4) as f64) as usize;
+    {
+        let opts = Options {
+            durability: Durability::None,
+            background_compaction: false,
+            ..Options::default()
+        };
+        let db = Database::open(dir, opts).expect("open");
+        db.create_collection(CollectionConfig::new("bench", dim as u32, Metric::L2).expect("cfg"))
+            .expect("create");
+        load(&db, rows, dim);
+        db.close().expect("close");
+    }
+    let exe = std::env::current_exe().expect("exe");
+    let out = Command::new(exe)
+        .args(["open-rss", &dir.display().to_string()])
+        .output()
+        .expect("spawn");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn open_rss(dir: &Path) {
+    let (before, _, _) = rss_kib();
+    let db = Database::open(dir, Options::default()).expect("open");
+    let (after, hwm, _) = rss_kib();
+    let stats = db.collection_stats("bench").expect("stats");
+    let (after_stats, _, _) = rss_kib();
+    let t = Instant::now();
+    db.search(
+        "bench",
+        &SearchRequest::new(vec![0.5; 128.min(stats.dimension as usize)], 10),
+    )
+    .expect("search");
+    let first_search = t.elapsed().as_secs_f64();
+    let (after_search, _, anon_after_search) = rss_kib();
+    eprintln!(
+        "memory: opened {} segments, {:.2} GiB; RSS {:.1} MiB before open, {:.1} MiB after open (peak {:.1} MiB), \
+         {:.1} MiB after stats, {:.1} MiB after a first search ({first_search:.2}s), of which {:.1} MiB anonymous (the rest is mapped segment pages)",
+        stats.segments,
+        stats.segment_bytes as f64 / (1u64 << 30) as f64,
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        after_stats as f64 / 1024.0,
+        after_search as f64 / 1024.0,
+        anon_after_search as f64 / 1024.0,
+    );
+    emit(json!({
+        "bench": "memory", "segments": stats.segments, "segment_bytes": stats.segment_bytes,
+        "rss_before_open_kib": before, "rss_after_open_kib": after, "rss_peak_at_open_kib": hwm,
+        "rss_after_stats_kib": after_stats, "rss_after_first_search_kib": after_search, "rss_anon_after_first_search_kib": anon_after_search,
+        "first_search_seconds": first_search
+    }));
+    db.close().expect("close");
+}
+
+fn main() {
+    let args = Args::parse();
+    let (_guard, dir) = workdir(&args.dir);
+    let sub = |name: &str| {
+        let p = dir.join(name);
+        let _ = std::fs::remove_dir_all(&p);
+        p
+    };
+    match args.cmd {
+        Cmd::Ingest {
+            dim,
+            durability,
+            writers,
+            batch,
+            total,
+        } => ingest(&dir, dim, durability, writers, batch, total),
+        Cmd::Search {
+            rows,
+            dim,
+            k,
+            queries,
+            compact,
+        } => search(&dir, rows, dim, k, queries, compact),
+        Cmd::Reopen { mib, dim } => reopen(&dir, mib, dim),
+        Cmd::Memory { gib, dim } => memory(&dir, gib, dim),
+        Cmd::ReopenChild { dir, mib, dim } => reopen_child(&dir, mib, dim),
+        Cmd::OpenRss { dir } => open_rss(&dir),
+        Cmd::All => {
+            for dim in [128, 768] {
+                for mode in [Mode::None, Mode::Interval, Mode::Sync] {
+                    let total = if dim == 128 { 1_000_000 } else { 200_000 };
+                    ingest(
+                        &sub(&format!("ingest-{dim}-{mode:?}")),
+                        dim,
+                        mode,
+                        8,
+                        1000,
+                        total,
+                    );
+                }
+            }
+            search(&sub("search-100k"), 100_000, 128, 10, 100, false);
+            search(&sub("search-1m"), 1_000_000, 128, 10, 30, false);
+            reopen(&sub("reopen"), 64, 128);
+            memory(&sub("memory"), 2.0, 128);
+        }
+    }
+    if args.dir.is_some() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -2,15 +2,20 @@
 //!
 //! Segments are ordered by sequence range and their rows are sorted by id, so the rows of segment
 //! `i` shadowed by segments `i+1..` are found by one merge-join of its ids against the sorted
-//! union of the newer segments' ids. The result ("dead" bitmaps) is kept in memory per list of
+//! union of the newer segments' ids. A k-way merge over all segments' ids finds, for each id, every occurrence but the newest.
+//! The result ("dead" bitmaps) is kept in memory per list of
 //! segments: extended when a flush appends a segment, recomputed lazily after a compaction.
 //! Rows shadowed by a memtable are not in these bitmaps; search checks those per candidate.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use barq_core::Result;
+use bytes::Bytes;
 
 use crate::segment::Segment;
+use crate::segment::format::Page;
 
 /// A bitmap over rows: bit `r % 64` of word `r / 64`.
 pub(crate) type Bitmap = Vec<u64>;
@@ -62,43 +67,97 @@ pub(crate) fn match_sorted<S: AsRef<[u8]>>(
     })
 }
 
-fn merge_sorted(a: Vec<Box<[u8]>>, b: Vec<Box<[u8]>>) -> Vec<Box<[u8]>> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
-    loop {
-        let ord = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => x.cmp(y),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => break,
+/// Walks a segment's ids in order without copying them.
+struct IdCursor<'a> {
+    seg: &'a Segment,
+    page: usize,
+    bytes: Bytes,
+    index: usize,
+    len: usize,
+    row: u64,
+}
+
+impl<'a> IdCursor<'a> {
+    fn new(seg: &'a Segment) -> Result<IdCursor<'a>> {
+        seg.load_id_pages()?;
+        let mut c = IdCursor {
+            seg,
+            page: 0,
+            bytes: Bytes::new(),
+            index: 0,
+            len: 0,
+            row: 0,
         };
-        match ord {
-            std::cmp::Ordering::Less => out.extend(a.next()),
-            std::cmp::Ordering::Greater => out.extend(b.next()),
-            std::cmp::Ordering::Equal => {
-                b.next();
-                out.extend(a.next());
-            }
-        }
+        c.load_page(0)?;
+        Ok(c)
     }
-    out
+
+    fn load_page(&mut self, page: usize) -> Result<()> {
+        self.page = page;
+        self.index = 0;
+        self.len = 0;
+        if page < self.seg.footer().pages.len() {
+            self.bytes = self.seg.page_bytes(page)?;
+            self.len = Page::parse(&self.bytes)?.len();
+        }
+        Ok(())
+    }
+
+    /// The current id (a zero-copy slice) and row, or `None` at the end.
+    fn current(&self) -> Result<Option<(Bytes, u64)>> {
+        if self.index >= self.len {
+            return Ok(None);
+        }
+        let page = Page::parse(&self.bytes)?;
+        let id = page.entry(self.index)?.id;
+        Ok(Some((self.bytes.slice_ref(id), self.row)))
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        self.index += 1;
+        self.row += 1;
+        while self.index >= self.len && self.page < self.seg.footer().pages.len() {
+            self.load_page(self.page + 1)?;
+        }
+        Ok(())
+    }
 }
 
 impl Shadows {
-    /// Compute the dead bitmaps of `segments` from scratch.
+    /// Compute the dead bitmaps of `segments` from scratch: one k-way merge over every
+    /// segment's ids (zero-copy), marking all but the newest occurrence of each id.
     pub(crate) fn compute(segments: &[&Segment]) -> Result<Shadows> {
-        let mut dead: Vec<Arc<Bitmap>> = (0..segments.len()).map(|_| Arc::default()).collect();
-        let mut newer: Vec<Box<[u8]>> = Vec::new();
-        for i in (0..segments.len()).rev() {
-            let seg = segments[i];
-            let mut bits = vec![0u64; seg.rows().div_ceil(64) as usize];
-            match_sorted(seg, &newer, |_, row, _| set_bit(&mut bits, row))?;
-            dead[i] = Arc::new(bits);
-            if i > 0 {
-                newer = merge_sorted(newer, segment_ids(seg)?);
+        let mut bits: Vec<Bitmap> = segments
+            .iter()
+            .map(|s| vec![0u64; s.rows().div_ceil(64) as usize])
+            .collect();
+        let mut cursors = segments
+            .iter()
+            .map(|s| IdCursor::new(s))
+            .collect::<Result<Vec<_>>>()?;
+        // Min-heap on (id, newest segment first).
+        let mut heap = BinaryHeap::new();
+        for (i, c) in cursors.iter().enumerate() {
+            if let Some((id, row)) = c.current()? {
+                heap.push(Reverse((id, Reverse(i), row)));
             }
         }
-        Ok(Shadows { dead })
+        let mut last: Option<Bytes> = None;
+        while let Some(Reverse((id, Reverse(i), row))) = heap.pop() {
+            if last.as_ref() == Some(&id) {
+                set_bit(&mut bits[i], row);
+            } else {
+                last = Some(id);
+            }
+            let c = &mut cursors[i];
+            c.advance()?;
+            if let Some((id, row)) = c.current()? {
+                heap.push(Reverse((id, Reverse(i), row)));
+            }
+        }
+        Ok(Shadows {
+            dead: bits.into_iter().map(Arc::new).collect(),
+        })
     }
 
     /// The bitmaps after appending `newest` to the segments these were computed for.

@@ -230,7 +230,7 @@ impl Segment {
     }
 
     /// The bytes of id page `i`, verified.
-    fn page_bytes(&self, i: usize) -> Result<Bytes> {
+    pub(crate) fn page_bytes(&self, i: usize) -> Result<Bytes> {
         let p = &self.footer.pages[i];
         let (start, end) = (p.offset, p.offset + u64::from(p.len));
         if let Some(all) = self.id_pages.get() {

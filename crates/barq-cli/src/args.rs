@@ -1,0 +1,285 @@
+//! The command line, as clap derive types. Parsing only: values that the engine validates (the
+//! metric, names, vectors) are kept as given and checked by the command, so that every runtime
+//! error is reported the same way (one `error: …` line).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use barq_storage::Durability;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const MAIN_AFTER_HELP: &str = "\
+Examples:
+  barq collection create docs --dim 3 --metric cosine
+  barq upsert docs --file docs.jsonl
+  barq search docs --vector '[0.1, 0.2, 0.3]' -k 5 --with-payload
+  barq import sift base.fvecs
+  barq --json stats
+
+Exit status:
+  0  success
+  1  not found (a document, a collection, the data directory)
+  2  invalid input or usage
+  3  conflict (the collection exists, the data directory is locked by another process)
+  4  any other failure (I/O, corrupt data)
+
+Every --durability mode fsyncs the write-ahead log when the command ends; the mode only matters
+if the machine crashes while a command runs (`none` makes big imports faster).
+Set RUST_LOG (e.g. RUST_LOG=barq_storage=debug) to see the engine's logs on stderr.";
+
+/// Barq DB: a vector database, driven directly on its data directory.
+#[derive(Debug, Parser)]
+#[command(name = "barq", version, after_help = MAIN_AFTER_HELP)]
+pub struct Cli {
+    /// The data directory. Only `collection create` creates it.
+    #[arg(
+        long,
+        global = true,
+        env = "BARQ_DATA_DIR",
+        default_value = "./barq-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Print one JSON document on stdout instead of human-readable text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Do not show progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// When writes are fsynced: before each write, every second, or only at exit.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "BARQ_DURABILITY",
+        default_value_t = DurabilityArg::Sync
+    )]
+    pub durability: DurabilityArg,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    Sync,
+    Interval,
+    None,
+}
+
+impl DurabilityArg {
+    /// The engine's setting.
+    pub fn to_durability(self) -> Durability {
+        match self {
+            DurabilityArg::Sync => Durability::Sync,
+            DurabilityArg::Interval => Durability::Interval(Duration::from_secs(1)),
+            DurabilityArg::None => Durability::None,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list and drop collections.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  barq collection create docs --dim 384 --metric cosine\n  \
+                      barq collection list\n  barq collection drop docs"
+    )]
+    Collection(CollectionCommand),
+
+    /// Insert or replace documents from a JSONL file.
+    #[command(after_help = "\
+Each line is one document: {\"id\": \"a\", \"vector\": [0.1, 0.2, 0.3], \"payload\": {\"k\": \"v\"}}
+(`payload` is optional). Blank lines are skipped. The whole file is read and validated before
+anything is written: a bad line is reported with its number and nothing is written.
+For large files use `barq import`.
+
+Examples:
+  barq upsert docs --file docs.jsonl
+  printf '{\"id\":\"a\",\"vector\":[1,0,0]}\\n' | barq upsert docs --file -")]
+    Upsert(UpsertArgs),
+
+    /// Bulk-load a large JSONL or .fvecs file, with a progress bar.
+    #[command(after_help = "\
+Formats:
+  jsonl  one {\"id\", \"vector\", \"payload\"} document per line, as for `barq upsert`
+  fvecs  the format of public ANN benchmark sets (SIFT, GIST): each vector is a little-endian
+         i32 dimension followed by that many little-endian f32; document ids are the row
+         numbers \"0\", \"1\", ...
+The format is taken from the file extension unless --format is given.
+
+Documents are written in batches; each batch is validated before it is written, so a bad line
+stops the import at the batch that holds it and the error names the line (batches before it
+stay written). The collection is flushed to a segment at the end.
+
+Examples:
+  barq collection create sift --dim 128 --metric l2
+  barq import sift sift_base.fvecs
+  barq import docs docs.jsonl --batch-size 5000
+  zcat docs.jsonl.gz | barq import docs - --format jsonl")]
+    Import(ImportArgs),
+
+    /// Print one document.
+    #[command(after_help = "\
+Exits with status 1 if the document does not exist.
+
+Examples:
+  barq get docs a
+  barq --json get docs a")]
+    Get(GetArgs),
+
+    /// Delete documents (deleting a missing id is not an error).
+    #[command(after_help = "Examples:\n  barq delete docs a\n  barq delete docs a b c")]
+    Delete(DeleteArgs),
+
+    /// Find the k nearest neighbours of a vector (exact search).
+    #[command(after_help = "\
+Scores are similarities for cosine and dot (higher is closer) and distances for l2 (lower is
+closer); results are always best first.
+
+Examples:
+  barq search docs --vector '[0.1, 0.2, 0.3]'
+  barq search docs --vector 0.1,0.2,0.3 -k 3 --with-payload
+  barq --json search docs --vector '[0.1, 0.2, 0.3]'")]
+    Search(SearchArgs),
+
+    /// Write the collection's in-memory documents to a segment file now.
+    #[command(after_help = "Example:\n  barq flush docs")]
+    Flush(NameArg),
+
+    /// Merge all of the collection's segments into one now.
+    #[command(after_help = "Example:\n  barq compact docs")]
+    Compact(NameArg),
+
+    /// Show statistics of every collection, or of one.
+    #[command(after_help = "Examples:\n  barq stats\n  barq stats docs\n  barq --json stats")]
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CollectionCommand {
+    /// Create a collection.
+    #[command(after_help = "\
+Names are 1 to 64 characters of [a-z0-9_-], starting with a letter or digit. The dimension
+(1..=4096) and the metric are fixed for the life of the collection.
+
+Examples:
+  barq collection create docs --dim 384 --metric cosine
+  barq --data-dir /var/lib/barq collection create sift --dim 128 --metric l2")]
+    Create(CreateArgs),
+
+    /// List collections.
+    #[command(after_help = "Examples:\n  barq collection list\n  barq --json collection list")]
+    List,
+
+    /// Drop a collection and all its documents.
+    #[command(after_help = "Example:\n  barq collection drop docs")]
+    Drop(NameArg),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Collection name.
+    pub name: String,
+    /// Vector dimension, 1..=4096.
+    #[arg(long, value_name = "N")]
+    pub dim: u32,
+    /// Distance metric: cosine, l2 or dot.
+    #[arg(long, value_name = "METRIC")]
+    pub metric: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// Collection name.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpsertArgs {
+    /// Collection name.
+    pub name: String,
+    /// JSONL file of documents; `-` reads stdin.
+    #[arg(long, short, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Documents per write.
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+/// `import --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One JSON document per line.
+    Jsonl,
+    /// Little-endian i32 dimension + f32 components per vector.
+    Fvecs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Collection name.
+    pub name: String,
+    /// The file; `-` reads stdin.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// File format [default: from the extension, `.fvecs` or else jsonl].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Documents per write.
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Collection name.
+    pub name: String,
+    /// Document id.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Collection name.
+    pub name: String,
+    /// Document ids.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Collection name.
+    pub name: String,
+    /// The query vector: a JSON array, or comma-separated numbers.
+    #[arg(long, value_name = "VECTOR", allow_hyphen_values = true)]
+    pub vector: String,
+    /// Number of results, 1..=1000.
+    #[arg(short, default_value_t = 10)]
+    pub k: usize,
+    /// Also print each hit's payload.
+    #[arg(long)]
+    pub with_payload: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this collection.
+    pub name: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

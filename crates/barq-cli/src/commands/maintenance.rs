@@ -1,0 +1,190 @@
+//! `barq flush`, `barq compact` and `barq stats`.
+
+use barq_core::Result;
+use barq_storage::{CollectionStats, SegmentEntry};
+use indicatif::HumanBytes;
+use serde::Serialize;
+
+use super::Context;
+use crate::output::{Align, Table, plural};
+
+#[derive(Debug, Serialize)]
+struct Flushed<'a> {
+    collection: &'a str,
+    segments: Vec<SegmentEntry>,
+}
+
+pub fn flush(ctx: &Context<'_>, name: &str) -> Result<()> {
+    let outcome = ctx.db.flush(name)?;
+    let result = Flushed {
+        collection: name,
+        segments: outcome.segments,
+    };
+    ctx.out.emit(&result, || {
+        if result.segments.is_empty() {
+            return format!("nothing to flush in \"{name}\"");
+        }
+        let parts: Vec<String> = result.segments.iter().map(describe).collect();
+        format!("flushed \"{name}\" to {}", parts.join(", "))
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct Compacted<'a> {
+    collection: &'a str,
+    inputs: Vec<u64>,
+    output: Option<SegmentEntry>,
+    dropped_rows: u64,
+}
+
+pub fn compact(ctx: &Context<'_>, name: &str) -> Result<()> {
+    let outcome = ctx.db.compact(name)?;
+    let result = Compacted {
+        collection: name,
+        inputs: outcome.inputs,
+        output: outcome.output,
+        dropped_rows: outcome.dropped_rows,
+    };
+    ctx.out.emit(&result, || {
+        if result.inputs.is_empty() {
+            return format!("nothing to compact in \"{name}\": it has no segments");
+        }
+        let into = match &result.output {
+            Some(seg) => describe(seg),
+            None => "nothing (no live rows)".to_owned(),
+        };
+        format!(
+            "compacted {} of \"{name}\" into {into}; dropped {}",
+            plural(result.inputs.len() as u64, "segment"),
+            plural(result.dropped_rows, "row"),
+        )
+    })
+}
+
+/// `segment 3 (1000 rows, 512.00 KiB)`.
+fn describe(seg: &SegmentEntry) -> String {
+    format!(
+        "segment {} ({}, {})",
+        seg.id,
+        plural(seg.rows, "row"),
+        HumanBytes(seg.size_bytes)
+    )
+}
+
+pub fn stats(ctx: &Context<'_>, name: Option<&str>) -> Result<()> {
+    if let Some(name) = name {
+        let stats = ctx.db.collection_stats(name)?;
+        return ctx.out.emit(&stats, || describe_collection(&stats));
+    }
+    let stats = ctx.db.stats()?;
+    ctx.out.emit(&stats, || {
+        let mut text = format!("data directory: {}\n", stats.data_dir.display());
+        if stats.collections.is_empty() {
+            text.push_str("no collections\n");
+            return text;
+        }
+        let mut t = Table::new(&[
+            ("NAME", Align::Left),
+            ("DIMENSION", Align::Right),
+            ("METRIC", Align::Left),
+            ("DOCUMENTS", Align::Right),
+            ("SEGMENTS", Align::Right),
+            ("SEGMENT SIZE", Align::Right),
+            ("MEMTABLE ROWS", Align::Right),
+            ("WAL SIZE", Align::Right),
+        ]);
+        for c in &stats.collections {
+            t.row(vec![
+                c.name.clone(),
+                c.dimension.to_string(),
+                c.metric.to_string(),
+                c.documents.to_string(),
+                c.segments.to_string(),
+                HumanBytes(c.segment_bytes).to_string(),
+                c.memtable_rows.to_string(),
+                HumanBytes(c.wal_bytes).to_string(),
+            ]);
+        }
+        text.push_str(&t.render());
+        text
+    })
+}
+
+fn describe_collection(c: &CollectionStats) -> String {
+    let tiers: Vec<String> = c
+        .tiers
+        .iter()
+        .map(|(tier, t)| {
+            let tier = serde_json::to_value(tier)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{tier:?}"));
+            format!("{tier} {} ({})", t.segments, HumanBytes(t.bytes))
+        })
+        .collect();
+    let lines = [
+        ("name", c.name.clone()),
+        ("dimension", c.dimension.to_string()),
+        ("metric", c.metric.to_string()),
+        ("created", format_utc_ms(c.created_at_ms)),
+        ("documents", c.documents.to_string()),
+        (
+            "segments",
+            format!("{} ({})", c.segments, HumanBytes(c.segment_bytes)),
+        ),
+        ("segment rows", c.segment_rows.to_string()),
+        (
+            "tiers",
+            if tiers.is_empty() {
+                "-".into()
+            } else {
+                tiers.join(", ")
+            },
+        ),
+        (
+            "memtable rows",
+            format!("{} ({})", c.memtable_rows, HumanBytes(c.memtable_bytes)),
+        ),
+        ("wal size", HumanBytes(c.wal_bytes).to_string()),
+        ("last sequence", c.last_seq.to_string()),
+    ];
+    let mut t = Table::new(&[("FIELD", Align::Left), ("VALUE", Align::Left)]);
+    for (k, v) in lines {
+        t.row(vec![k.to_owned(), v]);
+    }
+    t.render()
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC` (the civil-from-days
+/// algorithm of H. Hinnant), to avoid a date crate for one field.
+fn format_utc_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_utc_ms;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(format_utc_ms(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc_ms(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_utc_ms(1_735_689_599_999), "2024-12-31 23:59:59 UTC");
+    }
+}

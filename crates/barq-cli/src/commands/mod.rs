@@ -1,0 +1,134 @@
+//! The commands. Each opens the data directory, does one thing, prints its result through
+//! [`Output`] and closes the database (so the write-ahead log is fsynced in every durability
+//! mode before the process exits).
+
+mod collection;
+mod data;
+mod import;
+mod maintenance;
+mod search;
+
+use std::path::Path;
+
+use barq_core::{Error, ErrorKind, Result};
+use barq_storage::{Database, MANIFEST_FILE, Options};
+
+use crate::args::{Cli, CollectionCommand, Command};
+use crate::output::Output;
+
+/// What a command needs besides its own arguments.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub db: &'a Database,
+    pub out: Output,
+    pub quiet: bool,
+}
+
+/// Run the command `cli` names.
+pub fn run(cli: &Cli) -> Result<()> {
+    // Check what can be checked without the database first, so that a bad argument never
+    // creates or touches the data directory.
+    if let Command::Collection(CollectionCommand::Create(args)) = &cli.command {
+        collection::check_create(args)?;
+    }
+    let create = matches!(
+        cli.command,
+        Command::Collection(CollectionCommand::Create(_))
+    );
+    let db = open(cli, create)?;
+    let ctx = Context {
+        db: &db,
+        out: Output::new(cli.json),
+        quiet: cli.quiet,
+    };
+    let result = match &cli.command {
+        Command::Collection(CollectionCommand::Create(a)) => collection::create(&ctx, a),
+        Command::Collection(CollectionCommand::List) => collection::list(&ctx),
+        Command::Collection(CollectionCommand::Drop(a)) => collection::drop(&ctx, &a.name),
+        Command::Upsert(a) => data::upsert(&ctx, a),
+        Command::Import(a) => import::import(&ctx, a),
+        Command::Get(a) => data::get(&ctx, a),
+        Command::Delete(a) => data::delete(&ctx, a),
+        Command::Search(a) => search::search(&ctx, a),
+        Command::Flush(a) => maintenance::flush(&ctx, &a.name),
+        Command::Compact(a) => maintenance::compact(&ctx, &a.name),
+        Command::Stats(a) => maintenance::stats(&ctx, a.name.as_deref()),
+    };
+    // Close even after a failure (the writes before it are kept); the command's error wins.
+    let closed = db.close();
+    result.and(closed)
+}
+
+/// Open the data directory. It must exist unless `create`; an existing directory that holds
+/// other files but no manifest is refused, because opening sweeps files the engine does not know.
+fn open(cli: &Cli, create: bool) -> Result<Database> {
+    let dir = &cli.data_dir;
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            if !dir.join(MANIFEST_FILE).exists() {
+                check_looks_empty(dir, entries)?;
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !create {
+                return Err(Error::not_found(format!(
+                    "data directory {} does not exist (create a collection with \
+                     `barq collection create`, or pass --data-dir)",
+                    dir.display()
+                )));
+            }
+        }
+        Err(e) => return Err(Error::io(format_args!("open {}", dir.display()), e)),
+    }
+    let options = Options {
+        durability: cli.durability.to_durability(),
+        ..Options::default()
+    };
+    tracing::debug!(dir = %dir.display(), "opening database");
+    Database::open(dir, options)
+}
+
+/// Accept a directory without a manifest only if it holds nothing but what an interrupted
+/// first open leaves behind.
+fn check_looks_empty(dir: &Path, entries: std::fs::ReadDir) -> Result<()> {
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format_args!("list {}", dir.display()), e))?;
+        let name = entry.file_name();
+        let known = name == "LOCK" || name == "collections" || name == "MANIFEST.tmp";
+        if !known {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "{} is not a Barq DB data directory: it holds {:?} but no {MANIFEST_FILE} file",
+                    dir.display(),
+                    name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Add to `e` how many documents were `verb` (imported, written) before it: the batches before
+/// a failure stay written.
+fn note_written(e: Error, written: u64, verb: &str) -> Error {
+    let note = match written {
+        0 => format!("nothing was {verb}"),
+        1 => format!("the document before it was {verb}"),
+        n => format!("the {n} documents before it were {verb}"),
+    };
+    Error::new(e.kind(), format!("{}; {note}", e.message()))
+}
+
+/// The exit status of a failed command (documented in `barq --help`).
+pub fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::NotFound => 1,
+        ErrorKind::InvalidArgument => 2,
+        ErrorKind::Conflict => 3,
+        ErrorKind::Unavailable
+        | ErrorKind::DataCorruption
+        | ErrorKind::Closed
+        | ErrorKind::Internal => 4,
+    }
+}
