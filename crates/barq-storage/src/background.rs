@@ -1,4 +1,5 @@
-//! Background threads: the flusher/compactor and, in `interval` durability, the WAL syncer.
+//! Background threads: the flusher, the compactor and, in `interval` durability, the WAL
+//! syncer — each on its own thread so that a long compaction never delays a flush or an fsync.
 //!
 //! Both hold only a `Weak` reference to the database's shared state and stop when told to or
 //! when the database is gone; `Database::close` joins them.
@@ -6,7 +7,7 @@
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::Durability;
 use crate::db::Shared;
@@ -27,55 +28,49 @@ impl Background {
             stop: Vec::new(),
             threads: Vec::new(),
         };
+        bg.spawn_loop("barq-flush", FLUSH_POLL, shared, Shared::flush_requested)?;
+        if shared.options.background_compaction {
+            bg.spawn_loop(
+                "barq-compact",
+                shared.options.compaction_check_interval,
+                shared,
+                Shared::compact_where_due,
+            )?;
+        }
+        if let Durability::Interval(every) = shared.options.durability {
+            bg.spawn_loop("barq-wal-sync", every, shared, Shared::sync_wals)?;
+        }
+        Ok(bg)
+    }
+
+    /// Run `work` every `period` on a thread of its own until stopped or the database is gone.
+    fn spawn_loop(
+        &mut self,
+        name: &str,
+        period: Duration,
+        shared: &Arc<Shared>,
+        work: fn(&Shared),
+    ) -> std::io::Result<()> {
         let (tx, rx) = mpsc::channel::<()>();
-        let weak = Arc::downgrade(shared);
-        bg.stop.push(tx);
-        bg.threads.push(
+        let weak: Weak<Shared> = Arc::downgrade(shared);
+        self.stop.push(tx);
+        self.threads.push(
             std::thread::Builder::new()
-                .name("barq-flush".into())
+                .name(name.into())
                 .spawn(move || {
-                    let mut last_compaction_check = Instant::now();
                     loop {
-                        match rx.recv_timeout(FLUSH_POLL) {
+                        match rx.recv_timeout(period) {
                             Err(RecvTimeoutError::Timeout) => {}
                             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                         }
                         let Some(shared) = Weak::upgrade(&weak) else {
                             return;
                         };
-                        shared.flush_requested();
-                        if shared.options.background_compaction
-                            && last_compaction_check.elapsed()
-                                >= shared.options.compaction_check_interval
-                        {
-                            last_compaction_check = Instant::now();
-                            shared.compact_where_due();
-                        }
+                        work(&shared);
                     }
                 })?,
         );
-        if let Durability::Interval(every) = shared.options.durability {
-            let (tx, rx) = mpsc::channel::<()>();
-            let weak: Weak<Shared> = Arc::downgrade(shared);
-            bg.stop.push(tx);
-            bg.threads.push(
-                std::thread::Builder::new()
-                    .name("barq-wal-sync".into())
-                    .spawn(move || {
-                        loop {
-                            match rx.recv_timeout(every) {
-                                Err(RecvTimeoutError::Timeout) => {}
-                                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-                            }
-                            let Some(shared) = Weak::upgrade(&weak) else {
-                                return;
-                            };
-                            shared.sync_wals();
-                        }
-                    })?,
-            );
-        }
-        Ok(bg)
+        Ok(())
     }
 
     /// Stop and join every thread.

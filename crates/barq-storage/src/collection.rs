@@ -72,6 +72,7 @@ pub(crate) struct Collection {
     pub flush_requested: AtomicBool,
     pub dropped: AtomicBool,
     pub created_at_ms: u64,
+    pub last_flush_error: Mutex<Option<String>>,
     swapped: Mutex<()>,
     swapped_cv: Condvar,
 }
@@ -178,6 +179,7 @@ impl Collection {
             flush_requested: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
             created_at_ms,
+            last_flush_error: Mutex::new(None),
             swapped: Mutex::new(()),
             swapped_cv: Condvar::new(),
         }
@@ -296,6 +298,16 @@ impl Collection {
         for id in ids {
             validate_id(id)?;
         }
+        if ids.is_empty() {
+            return Ok(self.wal.next_seq().saturating_sub(1));
+        }
+        let size: usize = ids.iter().map(|i| i.len() + 3).sum();
+        if size > MAX_BATCH_BYTES {
+            return Err(Error::invalid(format!(
+                "delete of {} ids is {size} bytes, the limit is {MAX_BATCH_BYTES}; send smaller batches",
+                ids.len()
+            )));
+        }
         let mut enc = BatchEncoder::new(ids.iter().map(|i| i.len() + 4).sum());
         for id in ids {
             enc.delete(id);
@@ -308,6 +320,7 @@ impl Collection {
     }
 
     fn write(&self, mut enc: BatchEncoder, apply: impl FnOnce(&mut Memtable, u64)) -> Result<u64> {
+        self.stall_while_over_limit()?;
         let count = enc.count();
         let mut last_seq = 0;
         let mut bytes = 0;
@@ -323,28 +336,46 @@ impl Collection {
         }
         if bytes >= self.options.memtable_max_bytes {
             self.flush_requested.store(true, Ordering::Release);
-            if bytes
-                >= self
-                    .options
-                    .memtable_max_bytes
-                    .saturating_mul(self.options.max_immutable_memtables.max(1) + 1)
-            {
-                self.wait_for_swap();
-            }
         }
         Ok(last_seq)
     }
 
-    /// Back-pressure: wait until the flusher swaps out the oversized active memtable.
-    fn wait_for_swap(&self) {
-        let limit = self.options.memtable_max_bytes;
+    /// Back-pressure: while the active memtable holds twice `memtable_max_bytes` (flushing has
+    /// not kept up), wait for the flusher to swap it out; give up after `write_stall_timeout`
+    /// with nothing written.
+    fn stall_while_over_limit(&self) -> Result<()> {
+        let limit = self.options.memtable_max_bytes.saturating_mul(2);
+        let active_bytes = || self.state.read().active.read().approx_bytes();
+        if active_bytes() < limit {
+            return Ok(());
+        }
+        self.flush_requested.store(true, Ordering::Release);
+        let deadline = std::time::Instant::now() + self.options.write_stall_timeout;
         let mut g = self.swapped.lock();
-        for _ in 0..600 {
-            let bytes = self.state.read().active.read().approx_bytes();
-            if bytes < limit || self.dropped.load(Ordering::Acquire) {
-                return;
+        loop {
+            let bytes = active_bytes();
+            if bytes < limit {
+                return Ok(());
             }
-            self.swapped_cv.wait_for(&mut g, Duration::from_millis(100));
+            self.check_open()?;
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                let last = self
+                    .last_flush_error
+                    .lock()
+                    .clone()
+                    .unwrap_or_else(|| "none".into());
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "writes to collection \"{}\" are stalled: the memtable holds {bytes} bytes and flushing has \
+                         not caught up within {:?} (last flush error: {last})",
+                        self.config.name, self.options.write_stall_timeout
+                    ),
+                ));
+            }
+            self.swapped_cv
+                .wait_for(&mut g, (deadline - now).min(Duration::from_millis(100)));
         }
     }
 
@@ -462,7 +493,7 @@ impl Collection {
         Ok(total.max(0) as u64)
     }
 
-    /// Whether any memtable newer than index `newer_than` of `memtables` (newest first) holds `id`.
+    /// Whether any of `memtables` holds a version (or a tombstone) of `id`.
     pub(crate) fn in_memtables(memtables: &[SharedMemtable], id: &str) -> bool {
         memtables.iter().any(|m| m.read().contains(id))
     }

@@ -53,7 +53,7 @@ pub fn plan_size_tiered(sizes: &[u64], policy: SizeTieredPolicy) -> Option<Range
 }
 
 /// What a compaction did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CompactionOutcome {
     /// Ids of the merged segments.
     pub inputs: Vec<u64>,

@@ -40,6 +40,7 @@ impl Shared {
                 && let Err(e) = c.flush()
             {
                 tracing::error!(collection = %c.config.name, error = %e, "background flush failed");
+                *c.last_flush_error.lock() = Some(e.to_string());
             }
         }
     }
@@ -140,6 +141,7 @@ impl Database {
         if options.memtable_max_bytes == 0 {
             return Err(Error::invalid("memtable_max_bytes must be greater than 0"));
         }
+        refuse_foreign_directory(&dir)?;
         fsutil::create_dir_durable(&dir)?;
         let lock = DirLock::acquire(&dir)?;
         fsutil::sweep_tmp_files(&dir)?;
@@ -248,6 +250,7 @@ impl Database {
             .get(name)
             .cloned()
             .ok_or_else(|| no_such_collection(name))?;
+        let _c = c.compaction_lock.lock();
         let _f = c.flush_lock.lock();
         self.shared.manifest.commit(|m| {
             m.collections.remove(name);
@@ -299,9 +302,12 @@ impl Database {
         self.collection(collection)?.flush()
     }
 
-    /// Merge all of the collection's segments into one now.
+    /// Flush the memtable, then merge all of the collection's segments into one, dropping
+    /// shadowed versions and tombstones.
     pub fn compact(&self, collection: &str) -> Result<CompactionOutcome> {
-        self.collection(collection)?.compact_all()
+        let c = self.collection(collection)?;
+        c.flush()?;
+        c.compact_all()
     }
 
     /// Run one size-tiered compaction if one is due (what the background thread does).
@@ -384,6 +390,36 @@ impl Drop for Database {
     }
 }
 
+/// Refuse a directory that has content but no manifest: it is not a Barq data directory, and
+/// opening would write into it and sweep files from it.
+fn refuse_foreign_directory(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format_args!("list {}", dir.display()), e)),
+    };
+    let mut foreign = None;
+    for item in entries {
+        let name = item
+            .map_err(|e| Error::io(format_args!("list {}", dir.display()), e))?
+            .file_name();
+        match name.to_str() {
+            Some(crate::manifest::MANIFEST_FILE) => return Ok(()),
+            // what a first open that crashed before its manifest existed can leave behind
+            Some("LOCK" | "MANIFEST.tmp" | "collections") => {}
+            _ => foreign = Some(name),
+        }
+    }
+    match foreign {
+        Some(name) => Err(Error::invalid(format!(
+            "{} is not a Barq DB data directory: it holds {name:?} but no {}; use an empty or new directory",
+            dir.display(),
+            crate::manifest::MANIFEST_FILE
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn sweep_unknown_collections(root: &Path, known: &BTreeMap<String, CollectionEntry>) -> Result<()> {
     let rd = std::fs::read_dir(root)
         .map_err(|e| Error::io(format_args!("list {}", root.display()), e))?;
@@ -400,6 +436,7 @@ fn sweep_unknown_collections(root: &Path, known: &BTreeMap<String, CollectionEnt
             tracing::info!(dir = %path.display(), "removing collection directory no manifest entry references");
             std::fs::remove_dir_all(&path)
                 .map_err(|e| Error::io(format_args!("remove {}", path.display()), e))?;
+            fsutil::fsync_dir(root)?;
         }
     }
     Ok(())

@@ -26,7 +26,7 @@ use crate::options::{FP_FLUSH_AFTER_MANIFEST_COMMIT, FP_FLUSH_AFTER_SEGMENT_WRIT
 use crate::segment::{RowInput, SegmentWriter};
 
 /// What a flush did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FlushOutcome {
     /// Segments written.
     pub segments: Vec<SegmentEntry>,
@@ -38,29 +38,35 @@ impl Collection {
         self.check_open()?;
         let _guard = self.flush_lock.lock();
         self.flush_requested.store(false, Ordering::Release);
-        let has_data = !self.state.read().active.read().is_empty();
-        if has_data {
+        let mut outcome = FlushOutcome::default();
+        // Memtables left over by a failed flush go first; while they cannot be flushed the
+        // active memtable is not swapped, so it grows until writers feel back-pressure.
+        self.flush_frozen(&mut outcome)?;
+        if !self.state.read().active.read().is_empty() {
             let dim = self.config.dimension as usize;
             self.wal.rotate(|| {
                 let mut st = self.state.write();
-                let old =
-                    std::mem::replace(&mut st.active, Arc::new(RwLock::new(Memtable::new(dim))));
+                let fresh = Arc::new(RwLock::new(Memtable::new(dim)));
+                let old = std::mem::replace(&mut st.active, fresh);
                 st.immutable.push(old);
             })?;
             self.notify_swapped();
-        }
-        let mut outcome = FlushOutcome::default();
-        loop {
-            let Some(frozen) = self.state.read().immutable.first().cloned() else {
-                break;
-            };
-            let entry = self.flush_one(&frozen)?;
-            outcome.segments.extend(entry);
+            self.flush_frozen(&mut outcome)?;
         }
         // Every memtable swapped out before the current generation is now in a segment.
         let current = self.wal.generation();
         self.wal.delete_before(current)?;
+        *self.last_flush_error.lock() = None;
         Ok(outcome)
+    }
+
+    fn flush_frozen(&self, outcome: &mut FlushOutcome) -> Result<()> {
+        loop {
+            // (bound first: a guard in a `while let` scrutinee would live through the body)
+            let next = self.state.read().immutable.first().cloned();
+            let Some(frozen) = next else { return Ok(()) };
+            outcome.segments.extend(self.flush_one(&frozen)?);
+        }
     }
 
     fn flush_one(&self, frozen: &SharedMemtable) -> Result<Option<SegmentEntry>> {

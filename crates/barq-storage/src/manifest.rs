@@ -35,6 +35,23 @@ pub enum StorageTier {
     Cold,
 }
 
+impl StorageTier {
+    /// The lowercase name used in the manifest, the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageTier::Hot => "hot",
+            StorageTier::Warm => "warm",
+            StorageTier::Cold => "cold",
+        }
+    }
+}
+
+impl std::fmt::Display for StorageTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One sealed segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentEntry {
@@ -103,12 +120,19 @@ pub(crate) fn checksum_string(crc: u32) -> String {
     format!("crc32c:{crc:08x}")
 }
 
+/// The checksummed bytes: the manifest serialized from its typed form (struct fields in
+/// declaration order, `BTreeMap` keys sorted), so the checksum does not depend on how a JSON
+/// library orders object keys.
+fn canonical(manifest: &Manifest) -> Result<Vec<u8>> {
+    serde_json::to_vec(manifest).map_err(|e| Error::internal(format!("encode manifest: {e}")))
+}
+
 fn encode(manifest: &Manifest) -> Result<Vec<u8>> {
+    let checksum = checksum_string(crc32c::crc32c(&canonical(manifest)?));
     let body = serde_json::to_value(manifest)
         .map_err(|e| Error::internal(format!("encode manifest: {e}")))?;
-    let canonical = serde_json::to_vec(&body).map_err(|e| Error::internal(e.to_string()))?;
     let env = Envelope {
-        checksum: checksum_string(crc32c::crc32c(&canonical)),
+        checksum,
         manifest: body,
     };
     serde_json::to_vec_pretty(&env).map_err(|e| Error::internal(format!("encode manifest: {e}")))
@@ -117,20 +141,19 @@ fn encode(manifest: &Manifest) -> Result<Vec<u8>> {
 fn decode(path: &Path, bytes: &[u8]) -> Result<Manifest> {
     let corrupt = |why: String| Error::corruption(format!("manifest {}: {why}", path.display()));
     let env: Envelope = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    let canonical = serde_json::to_vec(&env.manifest).map_err(|e| corrupt(e.to_string()))?;
-    let actual = checksum_string(crc32c::crc32c(&canonical));
-    if actual != env.checksum {
-        return Err(corrupt(format!(
-            "checksum mismatch: stored {}, computed {actual}",
-            env.checksum
-        )));
-    }
     let manifest: Manifest =
         serde_json::from_value(env.manifest).map_err(|e| corrupt(e.to_string()))?;
     if manifest.format_version > MANIFEST_FORMAT_VERSION {
         return Err(corrupt(format!(
             "format version {} is newer than this build supports ({MANIFEST_FORMAT_VERSION})",
             manifest.format_version
+        )));
+    }
+    let actual = checksum_string(crc32c::crc32c(&canonical(&manifest)?));
+    if actual != env.checksum {
+        return Err(corrupt(format!(
+            "checksum mismatch: stored {}, computed {actual}",
+            env.checksum
         )));
     }
     Ok(manifest)

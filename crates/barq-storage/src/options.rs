@@ -32,8 +32,10 @@ pub struct Options {
     /// A collection's memtable is flushed into a segment once it holds this many bytes.
     /// Default 64 MiB. Larger means fewer, bigger segments and a longer WAL replay after a crash.
     pub memtable_max_bytes: usize,
-    /// Memtables waiting to be flushed before writers are made to wait. Default 2.
-    pub max_immutable_memtables: usize,
+    /// Back-pressure: when a collection's active memtable reaches twice `memtable_max_bytes`
+    /// because flushing has not kept up, writers wait for the flush for at most this long and
+    /// then fail with `Unavailable` without writing. Default 60 s.
+    pub write_stall_timeout: Duration,
     /// Run size-tiered compaction in the background. Default `true`.
     pub background_compaction: bool,
     /// How often the background worker looks for compaction work. Default 10 s.
@@ -91,7 +93,7 @@ impl Default for Options {
         Options {
             durability: Durability::Sync,
             memtable_max_bytes: 64 * 1024 * 1024,
-            max_immutable_memtables: 2,
+            write_stall_timeout: Duration::from_secs(60),
             background_compaction: true,
             compaction_check_interval: Duration::from_secs(10),
             compaction_min_segments: 4,

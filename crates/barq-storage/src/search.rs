@@ -5,7 +5,9 @@
 //! it is the newest version of its id: memtable rows that were superseded, segment rows that are
 //! tombstones or dead (shadowed by a newer segment) are skipped up front; whether a row is
 //! shadowed by a newer memtable is checked only for rows good enough to enter a heap. The heaps
-//! are merged and ties broken by id, so results do not depend on how the data is laid out.
+//! are merged and ties at the k-th score are broken by id. (Within one task, a row that merely
+//! ties the task's current k-th best is not admitted, so among exact ties at the cut-off the
+//! one kept can depend on scan order.)
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;

@@ -502,3 +502,67 @@ fn interval_durability_syncs_in_the_background() {
     let db = open(dir.path());
     assert!(db.get("c", "a").expect("get").is_some());
 }
+
+#[test]
+fn a_directory_that_is_not_a_data_directory_is_refused_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("notes.txt"), b"mine").expect("write");
+    std::fs::write(dir.path().join("draft.tmp"), b"mine too").expect("write");
+    let err = Database::open(dir.path(), opts()).expect_err("foreign");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(
+        err.message().contains("not a Barq DB data directory"),
+        "{err}"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["draft.tmp", "notes.txt"],
+        "nothing written or swept"
+    );
+}
+
+#[test]
+fn writers_stall_then_fail_cleanly_when_flushing_cannot_keep_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = Options {
+        memtable_max_bytes: 4096,
+        write_stall_timeout: std::time::Duration::from_millis(300),
+        ..opts()
+    };
+    let db = Database::open(dir.path(), options.clone()).expect("open");
+    db.create_collection(CollectionConfig::new("c", 64, Metric::L2).expect("cfg"))
+        .expect("create");
+    // Make every flush fail, so the memtable can only grow.
+    options
+        .failpoints
+        .enable(barq_storage::FP_FLUSH_AFTER_SEGMENT_WRITE);
+    let mut acked = 0;
+    let err = loop {
+        match db.upsert("c", &[doc(&format!("d{acked}"), &[1.0; 64])]) {
+            Ok(_) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 10_000, "back-pressure never engaged");
+    };
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(
+        err.message().contains("stalled") && err.message().contains("failpoint"),
+        "{err}"
+    );
+    options
+        .failpoints
+        .disable(barq_storage::FP_FLUSH_AFTER_SEGMENT_WRITE);
+    db.flush("c").expect("flush recovers");
+    assert_eq!(
+        db.count("c").expect("count"),
+        acked,
+        "every acknowledged write, nothing of the refused one"
+    );
+    db.upsert("c", &[doc("after", &[2.0; 64])])
+        .expect("writes resume");
+}

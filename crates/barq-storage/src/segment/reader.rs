@@ -206,6 +206,9 @@ impl Segment {
     /// One sequence number per row, verified.
     pub fn seqs(&self) -> Result<Vec<u64>> {
         let v: Values<u64> = Values::new(self.read_block(BlockKind::Seqs)?);
+        if v.as_slice().len() as u64 != self.footer.rows {
+            return Err(self.corrupt("seqs block has the wrong length"));
+        }
         Ok(v.as_slice().to_vec())
     }
 

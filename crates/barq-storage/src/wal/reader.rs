@@ -6,7 +6,7 @@ use barq_core::{Error, Result};
 
 use super::record::{FRAME_HEADER, decode_body};
 use super::writer::list_generations;
-use super::{WAL_HEADER_LEN, WAL_MAGIC, WalOp};
+use super::{WAL_HEADER_LEN, WAL_MAGIC, WAL_VERSION, WalOp};
 use std::path::Path;
 
 /// What a replay found.
@@ -25,7 +25,12 @@ pub(crate) struct ReplayStats {
 }
 
 /// Replay the WAL in `dir`: call `apply(seq, op)` for every operation with `seq > flushed_seq`,
-/// in sequence order. A file whose tail is torn or corrupt is truncated at the last good record.
+/// in sequence order.
+///
+/// Only the newest generation can legitimately end in a torn record (older ones were fsynced
+/// when the WAL rotated away from them), so a torn or corrupt tail there is truncated at the
+/// last good record with a warning, while damage to an older generation is a data-corruption
+/// error: acknowledged writes would be lost, and the operator has to decide.
 pub(crate) fn replay(
     dir: &Path,
     dim: usize,
@@ -33,7 +38,9 @@ pub(crate) fn replay(
     mut apply: impl FnMut(u64, WalOp),
 ) -> Result<ReplayStats> {
     let mut stats = ReplayStats::default();
-    for (generation, path) in list_generations(dir)? {
+    let generations = list_generations(dir)?;
+    let newest = generations.last().map(|(g, _)| *g);
+    for (generation, path) in generations {
         stats.last_generation = stats.last_generation.max(generation);
         let bytes = std::fs::read(&path)
             .map_err(|e| Error::io(format_args!("read {}", path.display()), e))?;
@@ -41,6 +48,15 @@ pub(crate) fn replay(
             continue;
         }
         let header_ok = bytes.len() >= WAL_HEADER_LEN as usize && bytes[..8] == WAL_MAGIC;
+        if header_ok {
+            let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            if version != WAL_VERSION {
+                return Err(Error::corruption(format!(
+                    "wal file {} has format version {version}; this build reads version {WAL_VERSION}",
+                    path.display()
+                )));
+            }
+        }
         let mut pos = WAL_HEADER_LEN as usize;
         let mut bad: Option<String> = (!header_ok).then(|| "missing or torn header".to_string());
         while bad.is_none() && pos < bytes.len() {
@@ -86,6 +102,14 @@ pub(crate) fn replay(
         }
         if let Some(why) = bad {
             let keep = if header_ok { pos } else { 0 };
+            if Some(generation) != newest {
+                return Err(Error::corruption(format!(
+                    "wal file {} is damaged at offset {keep} ({why}) but is not the newest generation: \
+                     acknowledged writes after that point cannot be recovered; move the file aside to \
+                     open the database without them",
+                    path.display()
+                )));
+            }
             let cut = bytes.len() - keep;
             tracing::warn!(file = %path.display(), offset = keep, bytes = cut, reason = %why, "truncating corrupt wal tail");
             stats.truncated_bytes += cut as u64;

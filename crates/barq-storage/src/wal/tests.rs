@@ -173,3 +173,40 @@ fn concurrent_writers_share_fsyncs_and_all_records_replay() {
         "every record, in sequence order"
     );
 }
+
+#[test]
+fn damage_to_an_older_generation_is_an_error_not_a_silent_loss() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::create(dir.path(), 1, 1).expect("create");
+    wal.append(&mut batch(&["a", "b"], 2), |_| {})
+        .expect("append");
+    wal.rotate(|| {}).expect("rotate");
+    wal.append(&mut batch(&["c"], 2), |_| {}).expect("append");
+    wal.sync_all().expect("sync");
+    let old = dir.path().join(file_name(1));
+    let mut bytes = std::fs::read(&old).expect("read");
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x10;
+    std::fs::write(&old, &bytes).expect("write");
+    let err = replay(dir.path(), 2, 0, |_, _| {}).expect_err("older generation damaged");
+    assert_eq!(err.kind(), barq_core::ErrorKind::DataCorruption);
+    assert!(err.message().contains("not the newest generation"), "{err}");
+    assert_eq!(
+        std::fs::read(&old).expect("read").len(),
+        n,
+        "nothing truncated"
+    );
+}
+
+#[test]
+fn an_unknown_wal_version_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::create(dir.path(), 1, 1).expect("create");
+    wal.append(&mut batch(&["a"], 2), |_| {}).expect("append");
+    let path = dir.path().join(file_name(1));
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[8] = 9;
+    std::fs::write(&path, &bytes).expect("write");
+    let err = replay(dir.path(), 2, 0, |_, _| {}).expect_err("version");
+    assert!(err.message().contains("format version 9"), "{err}");
+}
