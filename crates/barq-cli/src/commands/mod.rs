@@ -8,10 +8,8 @@ mod import;
 mod maintenance;
 mod search;
 
-use std::path::Path;
-
 use barq_core::{Error, ErrorKind, Result};
-use barq_storage::{Database, MANIFEST_FILE, Options};
+use barq_storage::{Database, Options};
 
 use crate::args::{Cli, CollectionCommand, Command};
 use crate::output::Output;
@@ -59,26 +57,16 @@ pub fn run(cli: &Cli) -> Result<()> {
     result.and(closed)
 }
 
-/// Open the data directory. It must exist unless `create`; an existing directory that holds
-/// other files but no manifest is refused, because opening sweeps files the engine does not know.
+/// Open the data directory. It must exist unless `create`. (The engine itself refuses a
+/// directory that holds other files but no manifest.)
 fn open(cli: &Cli, create: bool) -> Result<Database> {
     let dir = &cli.data_dir;
-    match std::fs::read_dir(dir) {
-        Ok(entries) => {
-            if !dir.join(MANIFEST_FILE).exists() {
-                check_looks_empty(dir, entries)?;
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if !create {
-                return Err(Error::not_found(format!(
-                    "data directory {} does not exist (create a collection with \
-                     `barq collection create`, or pass --data-dir)",
-                    dir.display()
-                )));
-            }
-        }
-        Err(e) => return Err(Error::io(format_args!("open {}", dir.display()), e)),
+    if !create && !dir.exists() {
+        return Err(Error::not_found(format!(
+            "data directory {} does not exist (create a collection with \
+             `barq collection create`, or pass --data-dir)",
+            dir.display()
+        )));
     }
     let options = Options {
         durability: cli.durability.to_durability(),
@@ -86,27 +74,6 @@ fn open(cli: &Cli, create: bool) -> Result<Database> {
     };
     tracing::debug!(dir = %dir.display(), "opening database");
     Database::open(dir, options)
-}
-
-/// Accept a directory without a manifest only if it holds nothing but what an interrupted
-/// first open leaves behind.
-fn check_looks_empty(dir: &Path, entries: std::fs::ReadDir) -> Result<()> {
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(format_args!("list {}", dir.display()), e))?;
-        let name = entry.file_name();
-        let known = name == "LOCK" || name == "collections" || name == "MANIFEST.tmp";
-        if !known {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "{} is not a Barq DB data directory: it holds {:?} but no {MANIFEST_FILE} file",
-                    dir.display(),
-                    name
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Add to `e` how many documents were `verb` (imported, written) before it: the batches before
