@@ -56,6 +56,9 @@ enum Cmd {
         /// Vectors to write in total.
         #[arg(long, default_value_t = 1_000_000)]
         total: usize,
+        /// Turn background compaction off (it competes with the writers for the CPU).
+        #[arg(long)]
+        no_compaction: bool,
     },
     /// Exact search latency and QPS over ROWS random vectors (flushed into segments).
     Search {
@@ -89,12 +92,12 @@ enum Cmd {
     All,
     #[command(hide = true)]
     ReopenChild {
-        dir: PathBuf,
+        path: PathBuf,
         mib: usize,
         dim: usize,
     },
     #[command(hide = true)]
-    OpenRss { dir: PathBuf },
+    OpenRss { path: PathBuf },
 }
 
 fn random_vectors(rng: &mut StdRng, n: usize, dim: usize) -> Vec<f32> {
@@ -130,7 +133,15 @@ fn workdir(args_dir: &Option<PathBuf>) -> (Option<tempfile::TempDir>, PathBuf) {
     }
 }
 
-fn ingest(dir: &Path, dim: usize, mode: Mode, writers: usize, batch: usize, total: usize) {
+fn ingest(
+    dir: &Path,
+    dim: usize,
+    mode: Mode,
+    writers: usize,
+    batch: usize,
+    total: usize,
+    compaction: bool,
+) {
     let durability = match mode {
         Mode::Sync => Durability::Sync,
         Mode::Interval => Durability::Interval(Duration::from_millis(100)),
@@ -141,6 +152,7 @@ fn ingest(dir: &Path, dim: usize, mode: Mode, writers: usize, batch: usize, tota
             dir,
             Options {
                 durability,
+                background_compaction: compaction,
                 ..Options::default()
             },
         )
@@ -398,7 +410,8 @@ fn main() {
             writers,
             batch,
             total,
-        } => ingest(&dir, dim, durability, writers, batch, total),
+            no_compaction,
+        } => ingest(&dir, dim, durability, writers, batch, total, !no_compaction),
         Cmd::Search {
             rows,
             dim,
@@ -408,8 +421,8 @@ fn main() {
         } => search(&dir, rows, dim, k, queries, compact),
         Cmd::Reopen { mib, dim } => reopen(&dir, mib, dim),
         Cmd::Memory { gib, dim } => memory(&dir, gib, dim),
-        Cmd::ReopenChild { dir, mib, dim } => reopen_child(&dir, mib, dim),
-        Cmd::OpenRss { dir } => open_rss(&dir),
+        Cmd::ReopenChild { path, mib, dim } => reopen_child(&path, mib, dim),
+        Cmd::OpenRss { path } => open_rss(&path),
         Cmd::All => {
             for dim in [128, 768] {
                 for mode in [Mode::None, Mode::Interval, Mode::Sync] {
@@ -421,6 +434,7 @@ fn main() {
                         8,
                         1000,
                         total,
+                        true,
                     );
                 }
             }

@@ -135,14 +135,14 @@ impl Collection {
         fsutil::create_dir_durable(&segments_dir(&dir))?;
         fsutil::create_dir_durable(&wal_dir(&dir))?;
         let wal = Wal::create(&wal_dir(&dir), 1, 1)?;
-        let dim = config.dimension as usize;
+        let memtable = Memtable::new(config.dimension as usize, options.memtable_max_bytes);
         Ok(Collection::assemble(
             dir,
             config,
             options,
             manifest,
             wal,
-            Memtable::new(dim),
+            memtable,
             Vec::new(),
             1,
             now_ms(),
@@ -209,14 +209,14 @@ impl Collection {
             .collect::<Result<Vec<_>>>()?;
 
         let dim = config.dimension as usize;
-        let mut memtable = Memtable::new(dim);
+        let mut memtable = Memtable::new(dim, options.memtable_max_bytes);
         let stats = replay(&wal_dir(&dir), dim, entry.flushed_seq, |seq, op| match op {
             WalOp::Upsert {
                 id,
                 vector,
                 payload,
-            } => memtable.upsert(id, seq, &vector, payload),
-            WalOp::Delete { id } => memtable.delete(id, seq),
+            } => memtable.upsert(&id, seq, &vector, payload.as_deref()),
+            WalOp::Delete { id } => memtable.delete(&id, seq),
         })?;
         if stats.applied > 0 || stats.truncated_bytes > 0 {
             tracing::info!(
@@ -282,12 +282,7 @@ impl Collection {
         }
         self.write(enc, |m, first_seq| {
             for (i, (doc, p)) in docs.iter().zip(payloads).enumerate() {
-                m.upsert(
-                    Arc::from(doc.id.as_str()),
-                    first_seq + i as u64,
-                    &doc.vector,
-                    p.map(Arc::from),
-                );
+                m.upsert(&doc.id, first_seq + i as u64, &doc.vector, p.as_deref());
             }
         })
     }
@@ -314,7 +309,7 @@ impl Collection {
         }
         self.write(enc, |m, first_seq| {
             for (i, id) in ids.iter().enumerate() {
-                m.delete(Arc::from(*id), first_seq + i as u64);
+                m.delete(id, first_seq + i as u64);
             }
         })
     }
@@ -403,7 +398,7 @@ impl Collection {
                 return Ok(Some(Document {
                     id: id.to_owned(),
                     vector: m.vector(row).to_vec(),
-                    payload: r.payload.as_deref().map(decode_payload).transpose()?,
+                    payload: r.payload.map(decode_payload).transpose()?,
                 }));
             }
         }
@@ -472,7 +467,7 @@ impl Collection {
         let mut seen = std::collections::HashMap::<Arc<str>, bool>::new();
         for m in snap.memtables_newest_first() {
             for r in m.read().latest() {
-                seen.entry(Arc::clone(&r.id)).or_insert(!r.tombstone);
+                seen.entry(Arc::from(r.id)).or_insert(!r.tombstone);
             }
         }
         let mut ids: Vec<(Arc<str>, bool)> = seen.into_iter().collect();

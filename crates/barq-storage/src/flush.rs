@@ -46,7 +46,10 @@ impl Collection {
             let dim = self.config.dimension as usize;
             self.wal.rotate(|| {
                 let mut st = self.state.write();
-                let fresh = Arc::new(RwLock::new(Memtable::new(dim)));
+                let fresh = Arc::new(RwLock::new(Memtable::new(
+                    dim,
+                    self.options.memtable_max_bytes,
+                )));
                 let old = std::mem::replace(&mut st.active, fresh);
                 st.immutable.push(old);
             })?;
@@ -88,7 +91,7 @@ impl Collection {
                 id: r.id.as_bytes(),
                 seq: r.seq,
                 vector: (!r.tombstone).then(|| mem.vector(row)),
-                payload: r.payload.as_deref(),
+                payload: r.payload,
             })?;
         }
         let max_seq = mem.max_seq();

@@ -148,8 +148,7 @@ impl Ctx<'_> {
                     let rank = self
                         .kernel
                         .rank(&vecs[row * dim..(row + 1) * dim], norms[row]);
-                    if top.accepts(rank) && !Collection::in_memtables(newer, &m.row(row as u32).id)
-                    {
+                    if top.accepts(rank) && !Collection::in_memtables(newer, m.row(row as u32).id) {
                         top.push(Cand {
                             rank,
                             src: Source::Mem(*mi),
@@ -267,7 +266,7 @@ impl Collection {
             Source::Mem(mi) => {
                 let m = ctx.memtables[mi].read();
                 let r = m.row(c.row as u32);
-                let payload = match (&r.payload, with_payload) {
+                let payload = match (r.payload, with_payload) {
                     (Some(p), true) => Some(decode_payload(p)?),
                     _ => None,
                 };
