@@ -1,7 +1,7 @@
 //! Background threads: the flusher, the compactor and, in `interval` durability, the WAL
 //! syncer — each on its own thread so that a long compaction never delays a flush or an fsync.
 //!
-//! Both hold only a `Weak` reference to the database's shared state and stop when told to or
+//! Each holds only a `Weak` reference to the database's shared state and stop when told to or
 //! when the database is gone; `Database::close` joins them.
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};

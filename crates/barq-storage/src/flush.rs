@@ -1,5 +1,7 @@
 //! Flush: a memtable becomes a sealed segment (DESIGN.md §2).
 //!
+//! 0. Memtables left over by a failed flush are flushed first; while that fails, the active
+//!    memtable is not swapped (it grows until writers are held back).
 //! 1. Under the WAL lock, swap the active memtable for an empty one and rotate the WAL to a new
 //!    generation — the only moment writers wait.
 //! 2. Write the frozen memtable's newest rows, sorted by id, to `segments/{id}.seg.tmp`; fsync;

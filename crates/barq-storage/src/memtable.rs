@@ -50,10 +50,11 @@ pub(crate) struct Memtable {
 }
 
 impl Memtable {
-    /// An empty memtable; `capacity_bytes` (the flush threshold) sizes the arenas up front so
-    /// that they do not reallocate and copy while filling.
-    pub(crate) fn new(dim: usize, capacity_bytes: usize) -> Memtable {
-        let rows = (capacity_bytes / (dim * 4 + ROW_OVERHEAD + 16)).min(1 << 22);
+    /// An empty memtable; `flush_bytes` (the flush threshold) sizes the arenas up front so that
+    /// they do not reallocate and copy while filling. They are sized for twice that, the point
+    /// where writers are held back while a flush catches up; only touched pages use memory.
+    pub(crate) fn new(dim: usize, flush_bytes: usize) -> Memtable {
+        let rows = (flush_bytes.saturating_mul(2) / (dim * 4 + ROW_OVERHEAD + 16)).min(1 << 22);
         Memtable {
             dim,
             vectors: Vec::with_capacity(rows * dim),

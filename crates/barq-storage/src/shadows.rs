@@ -1,10 +1,10 @@
 //! Which segment rows are shadowed by a newer version of their id in a newer segment.
 //!
-//! Segments are ordered by sequence range and their rows are sorted by id, so the rows of segment
-//! `i` shadowed by segments `i+1..` are found by one merge-join of its ids against the sorted
-//! union of the newer segments' ids. A k-way merge over all segments' ids finds, for each id, every occurrence but the newest.
-//! The result ("dead" bitmaps) is kept in memory per list of
-//! segments: extended when a flush appends a segment, recomputed lazily after a compaction.
+//! Segments are ordered by sequence range and their rows are sorted by id. One k-way merge over
+//! every segment's id pages (zero-copy, a heap keyed by id and then newest segment first) marks
+//! every occurrence of an id but the newest as dead. The "dead" bitmaps are kept in memory per
+//! list of segments: when a flush appends a segment they are extended by merge-joining its ids
+//! against each older segment; after a compaction they are recomputed lazily.
 //! Rows shadowed by a memtable are not in these bitmaps; search checks those per candidate.
 
 use std::cmp::Reverse;

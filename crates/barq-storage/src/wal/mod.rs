@@ -9,7 +9,9 @@
 //! generation's records are exactly the memtables flushed before it. Generations older than the
 //! flushed memtable are deleted only after its segment is committed in the manifest. Recovery
 //! replays every generation in order, skipping records at or below the manifest's `flushed_seq`
-//! (so replay is idempotent), and truncates a torn or corrupt tail with a warning.
+//! (so replay is idempotent), and fsyncs what it read. A torn or corrupt tail of the newest
+//! generation is truncated with a warning; damage to an older generation (which was fsynced
+//! before a newer one was started) is a data-corruption error.
 
 mod reader;
 mod record;

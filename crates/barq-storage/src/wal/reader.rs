@@ -100,6 +100,13 @@ pub(crate) fn replay(
             }
             pos += FRAME_HEADER + len;
         }
+        if bad.is_none() {
+            // Make what was replayed durable before a newer generation is started after it: an
+            // older generation must never end torn (see above).
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(format_args!("fsync {}", path.display()), e))?;
+        }
         if let Some(why) = bad {
             let keep = if header_ok { pos } else { 0 };
             if Some(generation) != newest {
