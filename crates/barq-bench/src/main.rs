@@ -161,27 +161,31 @@ fn ingest(
     db.create_collection(CollectionConfig::new("bench", dim as u32, Metric::L2).expect("cfg"))
         .expect("create");
     let per_writer = total / writers;
-    // Pre-generate the vectors so that only the database is measured.
-    let data: Vec<Vec<f32>> = (0..writers)
+    // Build every batch of documents before the clock starts, so that only the database is
+    // measured (not the client building its request).
+    let work: Vec<Vec<Vec<Document>>> = (0..writers)
         .map(|w| {
-            random_vectors(
+            let vectors = random_vectors(
                 &mut StdRng::seed_from_u64(w as u64),
                 batch.min(per_writer),
                 dim,
-            )
+            );
+            (0..per_writer)
+                .step_by(batch)
+                .map(|start| {
+                    let n = batch.min(per_writer - start);
+                    docs(&format!("w{w}-"), start, &vectors[..n * dim], dim)
+                })
+                .collect()
         })
         .collect();
     let start = Instant::now();
     std::thread::scope(|s| {
-        for (w, vectors) in data.iter().enumerate() {
+        for batches in &work {
             let db = Arc::clone(&db);
             s.spawn(move || {
-                let mut written = 0;
-                while written < per_writer {
-                    let n = batch.min(per_writer - written);
-                    let batch_docs = docs(&format!("w{w}-"), written, &vectors[..n * dim], dim);
-                    db.upsert("bench", &batch_docs).expect("upsert");
-                    written += n;
+                for b in batches {
+                    db.upsert("bench", b).expect("upsert");
                 }
             });
         }

@@ -73,6 +73,8 @@ pub(crate) struct Collection {
     pub dropped: AtomicBool,
     pub created_at_ms: u64,
     pub last_flush_error: Mutex<Option<String>>,
+    /// A flushed memtable, emptied, whose arenas the next swap reuses (no fresh page faults).
+    pub spare: Mutex<Option<Memtable>>,
     swapped: Mutex<()>,
     swapped_cv: Condvar,
 }
@@ -180,6 +182,7 @@ impl Collection {
             dropped: AtomicBool::new(false),
             created_at_ms,
             last_flush_error: Mutex::new(None),
+            spare: Mutex::new(None),
             swapped: Mutex::new(()),
             swapped_cv: Condvar::new(),
         }

@@ -146,6 +146,7 @@ impl Collection {
                     seq: seqs[*i][r],
                     vector,
                     payload: payload.as_deref(),
+                    norm: Some(seg.norms()?[r]),
                 })?;
             }
             let info = writer.finish(now_ms())?;

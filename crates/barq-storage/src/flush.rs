@@ -45,14 +45,16 @@ impl Collection {
         // active memtable is not swapped, so it grows until writers feel back-pressure.
         self.flush_frozen(&mut outcome)?;
         if !self.state.read().active.read().is_empty() {
-            let dim = self.config.dimension as usize;
+            let spare = self.spare.lock().take();
+            let fresh = spare.unwrap_or_else(|| {
+                Memtable::new(
+                    self.config.dimension as usize,
+                    self.options.memtable_max_bytes,
+                )
+            });
             self.wal.rotate(|| {
                 let mut st = self.state.write();
-                let fresh = Arc::new(RwLock::new(Memtable::new(
-                    dim,
-                    self.options.memtable_max_bytes,
-                )));
-                let old = std::mem::replace(&mut st.active, fresh);
+                let old = std::mem::replace(&mut st.active, Arc::new(RwLock::new(fresh)));
                 st.immutable.push(old);
             })?;
             self.notify_swapped();
@@ -71,6 +73,13 @@ impl Collection {
             let next = self.state.read().immutable.first().cloned();
             let Some(frozen) = next else { return Ok(()) };
             outcome.segments.extend(self.flush_one(&frozen)?);
+            // Once no reader holds it any more, keep the flushed memtable's arenas for the next
+            // swap.
+            if let Ok(lock) = Arc::try_unwrap(frozen) {
+                let mut mem = lock.into_inner();
+                mem.clear();
+                *self.spare.lock() = Some(mem);
+            }
         }
     }
 
@@ -93,6 +102,7 @@ impl Collection {
                 id: r.id.as_bytes(),
                 seq: r.seq,
                 vector: (!r.tombstone).then(|| mem.vector(row)),
+                norm: Some(mem.norms()[row as usize]),
                 payload: r.payload,
             })?;
         }

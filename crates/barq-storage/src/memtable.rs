@@ -68,6 +68,17 @@ impl Memtable {
         }
     }
 
+    /// Empty the memtable but keep its arenas (and their already-touched pages) for reuse.
+    pub(crate) fn clear(&mut self) {
+        self.vectors.clear();
+        self.norms.clear();
+        self.ids.clear();
+        self.payloads.clear();
+        self.meta.clear();
+        self.index.clear();
+        self.bytes = 0;
+    }
+
     /// Approximate memory held, the measure `memtable_max_bytes` is compared with.
     pub(crate) fn approx_bytes(&self) -> usize {
         self.bytes

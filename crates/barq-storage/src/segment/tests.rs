@@ -26,6 +26,7 @@ fn write(path: &Path, rows: usize, dim: usize) -> SegmentInfo {
             seq: 100 + i as u64,
             vector: (!tomb).then_some(&v[..]),
             payload: (i % 2 == 0).then_some(payload.as_bytes()),
+            norm: None,
         })
         .expect("push");
     }
@@ -93,6 +94,7 @@ fn out_of_order_rows_are_refused() {
         seq: 1,
         vector: Some(&[1.0]),
         payload: None,
+        norm: None,
     })
     .expect("push");
     assert!(
@@ -100,7 +102,8 @@ fn out_of_order_rows_are_refused() {
             id: b"a",
             seq: 2,
             vector: Some(&[1.0]),
-            payload: None
+            payload: None,
+            norm: None,
         })
         .is_err()
     );
@@ -109,7 +112,8 @@ fn out_of_order_rows_are_refused() {
             id: b"b",
             seq: 2,
             vector: Some(&[1.0]),
-            payload: None
+            payload: None,
+            norm: None,
         })
         .is_err()
     );

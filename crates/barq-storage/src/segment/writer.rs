@@ -31,6 +31,8 @@ pub struct RowInput<'a> {
     pub vector: Option<&'a [f32]>,
     /// The serialized JSON payload.
     pub payload: Option<&'a [u8]>,
+    /// The vector's Euclidean norm if the caller already has it (computed otherwise).
+    pub norm: Option<f32>,
 }
 
 /// What a finished segment holds.
@@ -205,7 +207,11 @@ impl SegmentWriter {
         let vector_crc = crc32c::crc32c(vbytes);
         self.vectors_crc = crc32c::crc32c_append(self.vectors_crc, vbytes);
         self.w.write(vbytes).map_err(io(&self.tmp_path))?;
-        self.norms.push(barq_core::norm(vector));
+        self.norms.push(
+            row.norm
+                .filter(|_| row.vector.is_some())
+                .unwrap_or_else(|| barq_core::norm(vector)),
+        );
 
         let row_idx = self.rows;
         if row_idx.is_multiple_of(64) {
