@@ -75,3 +75,36 @@ pub(crate) fn sweep_tmp_files(dir: &Path) -> Result<usize> {
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_tmp() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f");
+        write_atomic(&p, b"one").expect("write");
+        write_atomic(&p, b"two").expect("write");
+        assert_eq!(fs::read(&p).expect("read"), b"two");
+        assert!(!tmp_path(&p).exists());
+    }
+
+    #[test]
+    fn sweep_removes_only_tmp_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("a.seg.tmp"), b"x").expect("write");
+        fs::write(dir.path().join("b.tmp"), b"x").expect("write");
+        fs::write(dir.path().join("keep.seg"), b"x").expect("write");
+        assert_eq!(sweep_tmp_files(dir.path()).expect("sweep"), 2);
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("e").file_name())
+            .collect();
+        assert_eq!(left, ["keep.seg"]);
+        assert_eq!(
+            sweep_tmp_files(&dir.path().join("missing")).expect("missing dir is fine"),
+            0
+        );
+    }
+}

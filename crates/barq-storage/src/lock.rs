@@ -55,3 +55,23 @@ impl DirLock {
         Ok(DirLock { _file: file })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_names_the_pid_and_release_on_drop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = DirLock::acquire(dir.path()).expect("first");
+        let err = DirLock::acquire(dir.path()).expect_err("second");
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert!(
+            err.message()
+                .ends_with(&format!("locked by process {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        DirLock::acquire(dir.path()).expect("released");
+    }
+}

@@ -294,3 +294,27 @@ impl Collection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_keeps_the_best_k() {
+        let mut top = TopK::new(3);
+        for (i, rank) in [0.5f32, -1.0, 2.0, 0.1, 3.0, 0.2].into_iter().enumerate() {
+            if top.accepts(rank) {
+                top.push(Cand {
+                    rank,
+                    src: Source::Mem(0),
+                    row: i as u64,
+                });
+            }
+        }
+        assert!(!top.accepts(0.4), "worse than the 3rd best");
+        assert!(top.accepts(0.6));
+        let mut rows: Vec<u64> = top.into_vec().into_iter().map(|c| c.row).collect();
+        rows.sort_unstable();
+        assert_eq!(rows, [0, 2, 4]);
+    }
+}

@@ -175,3 +175,76 @@ impl Shadows {
         Ok(Shadows { dead })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use barq_core::Metric;
+
+    use super::*;
+    use crate::segment::{MmapSource, RowInput, SegmentWriter};
+
+    fn segment(dir: &std::path::Path, name: &str, ids: &[&str]) -> Segment {
+        let path = dir.join(name);
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        let mut w = SegmentWriter::create(&path, 1, Metric::L2).expect("create");
+        for (i, id) in sorted.iter().enumerate() {
+            w.push(RowInput {
+                id: id.as_bytes(),
+                seq: i as u64 + 1,
+                vector: Some(&[0.0]),
+                payload: None,
+                norm: None,
+            })
+            .expect("push");
+        }
+        w.finish(0).expect("finish");
+        Segment::open(Arc::new(MmapSource::open(&path).expect("map"))).expect("open")
+    }
+
+    fn dead_ids(seg: &Segment, bits: &Bitmap) -> Vec<String> {
+        (0..seg.rows())
+            .filter(|r| bit(bits, *r))
+            .map(|r| seg.id_of(r).expect("id"))
+            .collect()
+    }
+
+    #[test]
+    fn every_occurrence_but_the_newest_is_dead() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s0 = segment(dir.path(), "0", &["a", "b", "c", "d"]);
+        let s1 = segment(dir.path(), "1", &["b", "d", "e"]);
+        let s2 = segment(dir.path(), "2", &["d", "f", "a"]);
+        let all = Shadows::compute(&[&s0, &s1, &s2]).expect("compute");
+        assert_eq!(dead_ids(&s0, &all.dead[0]), ["a", "b", "d"]);
+        assert_eq!(dead_ids(&s1, &all.dead[1]), ["d"]);
+        assert!(
+            dead_ids(&s2, &all.dead[2]).is_empty(),
+            "the newest segment is never shadowed by segments"
+        );
+        // Extending the bitmaps of [s0, s1] with s2 gives the same answer as computing from scratch.
+        let two = Shadows::compute(&[&s0, &s1]).expect("compute");
+        let extended = two.extend(&[&s0, &s1], &s2).expect("extend");
+        for i in 0..3 {
+            assert_eq!(
+                extended.dead[i].as_slice(),
+                all.dead[i].as_slice(),
+                "segment {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn match_sorted_reports_matches_with_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = segment(dir.path(), "0", &["a", "c", "e", "g"]);
+        let mut hits = Vec::new();
+        match_sorted(&s, &["b", "c", "g", "h"], |j, row, tomb| {
+            hits.push((j, row, tomb))
+        })
+        .expect("match");
+        assert_eq!(hits, [(1, 1, false), (2, 3, false)]);
+    }
+}
