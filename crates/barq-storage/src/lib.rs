@@ -38,6 +38,7 @@ mod options;
 mod search;
 pub mod segment;
 mod shadows;
+pub mod tiering;
 mod wal;
 
 pub use compaction::{CompactionOutcome, SizeTieredPolicy, plan_size_tiered};
