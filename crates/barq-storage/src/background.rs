@@ -22,6 +22,15 @@ pub(crate) struct Background {
 /// How often the flusher looks for memtables over the limit.
 const FLUSH_POLL: Duration = Duration::from_millis(20);
 
+/// `period` ± 10 %, so that many databases started together do not hit their store at once.
+fn jittered(period: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let factor = 0.9 + 0.2 * (f64::from(nanos % 1000) / 1000.0);
+    period.mul_f64(factor)
+}
+
 impl Background {
     pub(crate) fn start(shared: &Arc<Shared>) -> std::io::Result<Background> {
         let mut bg = Background {
@@ -35,6 +44,14 @@ impl Background {
                 shared.options.compaction_check_interval,
                 shared,
                 Shared::compact_where_due,
+            )?;
+        }
+        if let Some(every) = shared.options.tiering.maintenance_interval {
+            bg.spawn_loop(
+                "barq-tiering",
+                jittered(every),
+                shared,
+                Shared::tiering_maintenance,
             )?;
         }
         if let Durability::Interval(every) = shared.options.durability {

@@ -12,8 +12,8 @@
 //! the id; search excludes rows shadowed by newer sources (see `shadows` and `search`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use barq_core::{
@@ -21,21 +21,68 @@ use barq_core::{
 };
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::manifest::StorageTier;
 use crate::manifest::{CollectionEntry, ManifestStore, SegmentEntry};
 use crate::memtable::Memtable;
-use crate::segment::{Lookup, MmapSource, Segment};
+use crate::segment::{Lookup, MmapSource, RangeSource, Segment};
 use crate::shadows::{Shadows, match_sorted};
+use crate::tiering::{AccessStats, RemoteSource, TierEnv};
 use crate::wal::{BatchEncoder, Wal, WalOp, replay};
 use crate::{Durability, Options, fsutil};
 
 /// Largest encoded batch accepted in one write.
 const MAX_BATCH_BYTES: usize = 1 << 30;
 
-/// A sealed segment and its manifest entry.
+/// A sealed segment, its manifest entry and where its bytes are read from.
 #[derive(Debug)]
 pub(crate) struct SegmentHandle {
     pub entry: SegmentEntry,
-    pub segment: Segment,
+    source: Arc<dyn RangeSource>,
+    /// Opened eagerly for local tiers; on first use for Cold (opening reads the footer from the
+    /// store, and a store that is down must not stop the database from opening).
+    segment: OnceLock<Arc<Segment>>,
+    pub access: Arc<AccessStats>,
+}
+
+impl SegmentHandle {
+    /// The open segment (opening a cold one on first use).
+    pub(crate) fn segment(&self) -> Result<&Arc<Segment>> {
+        if let Some(s) = self.segment.get() {
+            return Ok(s);
+        }
+        let seg = Arc::new(Segment::open(Arc::clone(&self.source))?);
+        Ok(self.segment.get_or_init(|| seg))
+    }
+
+    /// Rows, tombstones included (from the manifest: no I/O).
+    pub(crate) fn rows(&self) -> u64 {
+        self.entry.rows
+    }
+
+    /// The cache namespace of this segment's cold ranges.
+    pub(crate) fn namespace(collection: &str, id: u64) -> String {
+        format!("{collection}/{id}")
+    }
+
+    /// A handle for the same segment in another place, keeping its access statistics and, when
+    /// given, its already-decoded footer.
+    pub(crate) fn relocated(
+        &self,
+        entry: SegmentEntry,
+        source: Arc<dyn RangeSource>,
+        footer: Option<crate::segment::format::Footer>,
+    ) -> Arc<SegmentHandle> {
+        let segment = OnceLock::new();
+        if let Some(f) = footer {
+            let _ = segment.set(Arc::new(Segment::with_footer(Arc::clone(&source), f)));
+        }
+        Arc::new(SegmentHandle {
+            entry,
+            source,
+            segment,
+            access: Arc::clone(&self.access),
+        })
+    }
 }
 
 pub(crate) type SharedMemtable = Arc<RwLock<Memtable>>;
@@ -75,6 +122,10 @@ pub(crate) struct Collection {
     pub last_flush_error: Mutex<Option<String>>,
     /// A flushed memtable, emptied, whose arenas the next swap reuses (no fresh page faults).
     pub spare: Mutex<Option<Memtable>>,
+    /// Where segments live besides the data directory.
+    pub env: Arc<TierEnv>,
+    /// Segments being moved or compacted: no other move or compaction may pick them.
+    pub busy: Mutex<std::collections::HashMap<u64, &'static str>>,
     swapped: Mutex<()>,
     swapped_cv: Condvar,
 }
@@ -93,37 +144,62 @@ pub(crate) fn wal_dir(dir: &Path) -> PathBuf {
     dir.join("wal")
 }
 
-/// Open a hot segment file.
-pub(crate) fn open_segment(dir: &Path, entry: &SegmentEntry) -> Result<Arc<SegmentHandle>> {
-    let path = segments_dir(dir).join(&entry.file_name);
-    let source = MmapSource::open(&path).map_err(|e| {
-        if e.message().contains("No such file") {
-            Error::corruption(format!(
-                "segment {} listed in the manifest is missing: {}",
-                entry.id,
-                path.display()
-            ))
-        } else {
-            e
+/// Open the handle of a segment from whichever tier holds it.
+pub(crate) fn open_segment(
+    env: &TierEnv,
+    hot_dir: &Path,
+    collection: &str,
+    entry: &SegmentEntry,
+    access: Arc<AccessStats>,
+) -> Result<Arc<SegmentHandle>> {
+    let segment = OnceLock::new();
+    let source: Arc<dyn RangeSource> = match entry.tier {
+        StorageTier::Hot | StorageTier::Warm => {
+            let path = env
+                .segments_dir(hot_dir, collection, entry.tier)?
+                .join(&entry.file_name);
+            if !path.exists() {
+                return Err(Error::corruption(format!(
+                    "segment {} listed in the manifest is missing: {}",
+                    entry.id,
+                    path.display()
+                )));
+            }
+            let source = MmapSource::open(&path)?;
+            if RangeSource::len(&source) != entry.size_bytes {
+                return Err(Error::corruption(format!(
+                    "segment file {} is {} bytes, the manifest says {}",
+                    path.display(),
+                    RangeSource::len(&source),
+                    entry.size_bytes
+                )));
+            }
+            let source: Arc<dyn RangeSource> = Arc::new(source);
+            let _ = segment.set(Arc::new(Segment::open(Arc::clone(&source))?));
+            source
         }
-    })?;
-    if source_len(&source) != entry.size_bytes {
-        return Err(Error::corruption(format!(
-            "segment file {} is {} bytes, the manifest says {}",
-            path.display(),
-            source_len(&source),
-            entry.size_bytes
-        )));
-    }
-    let segment = Segment::open(Arc::new(source))?;
+        StorageTier::Cold => {
+            let key = entry.remote_key.clone().ok_or_else(|| {
+                Error::corruption(format!(
+                    "segment {} is cold but has no remote key in the manifest",
+                    entry.id
+                ))
+            })?;
+            Arc::new(RemoteSource::new(
+                env.cold.clone(),
+                Arc::clone(&env.cache),
+                key,
+                SegmentHandle::namespace(collection, entry.id),
+                entry.size_bytes,
+            ))
+        }
+    };
     Ok(Arc::new(SegmentHandle {
         entry: entry.clone(),
+        source,
         segment,
+        access,
     }))
-}
-
-fn source_len(s: &MmapSource) -> u64 {
-    crate::segment::RangeSource::len(s)
 }
 
 impl Collection {
@@ -133,6 +209,7 @@ impl Collection {
         config: CollectionConfig,
         options: Options,
         manifest: Arc<ManifestStore>,
+        env: Arc<TierEnv>,
     ) -> Result<Collection> {
         fsutil::create_dir_durable(&segments_dir(&dir))?;
         fsutil::create_dir_durable(&wal_dir(&dir))?;
@@ -148,6 +225,7 @@ impl Collection {
             Vec::new(),
             1,
             now_ms(),
+            env,
         ))
     }
 
@@ -162,6 +240,7 @@ impl Collection {
         segments: Vec<Arc<SegmentHandle>>,
         next_segment_id: u64,
         created_at_ms: u64,
+        env: Arc<TierEnv>,
     ) -> Collection {
         Collection {
             config,
@@ -183,6 +262,8 @@ impl Collection {
             created_at_ms,
             last_flush_error: Mutex::new(None),
             spare: Mutex::new(None),
+            env,
+            busy: Mutex::new(std::collections::HashMap::new()),
             swapped: Mutex::new(()),
             swapped_cv: Condvar::new(),
         }
@@ -194,6 +275,8 @@ impl Collection {
         entry: &CollectionEntry,
         options: Options,
         manifest: Arc<ManifestStore>,
+        env: Arc<TierEnv>,
+        access: &std::collections::HashMap<u64, (u64, u64)>,
     ) -> Result<Collection> {
         let config = CollectionConfig {
             name: entry.name.clone(),
@@ -203,12 +286,18 @@ impl Collection {
         let seg_dir = segments_dir(&dir);
         fsutil::create_dir_durable(&seg_dir)?;
         fsutil::create_dir_durable(&wal_dir(&dir))?;
-        fsutil::sweep_tmp_files(&seg_dir)?;
-        sweep_unreferenced_segments(&seg_dir, entry)?;
+        let entry = &crate::tiering::reconcile_collection(&env, &dir, entry, &manifest)?;
         let segments = entry
             .segments
             .iter()
-            .map(|s| open_segment(&dir, s))
+            .map(|s| {
+                let stats = AccessStats::default();
+                if let Some((last, count)) = access.get(&s.id) {
+                    stats.last_ms.store(*last, Ordering::Relaxed);
+                    stats.count.store(*count, Ordering::Relaxed);
+                }
+                open_segment(&env, &dir, &entry.name, s, Arc::new(stats))
+            })
             .collect::<Result<Vec<_>>>()?;
 
         let dim = config.dimension as usize;
@@ -246,6 +335,7 @@ impl Collection {
             segments,
             entry.next_segment_id,
             entry.created_at_ms,
+            env,
         ))
     }
 
@@ -406,7 +496,11 @@ impl Collection {
             }
         }
         for h in snap.segments.iter().rev() {
-            match h.segment.lookup(id)? {
+            let found = h.segment()?.lookup(id)?;
+            if found != Lookup::Absent {
+                h.access.touch(self.env.clock.now_ms());
+            }
+            match found {
                 Lookup::Absent => continue,
                 Lookup::Deleted => return Ok(None),
                 Lookup::Found { vector, payload } => {
@@ -426,7 +520,11 @@ impl Collection {
         if let Some(s) = &snap.shadows {
             return Ok(Arc::clone(s));
         }
-        let segs: Vec<&Segment> = snap.segments.iter().map(|h| &h.segment).collect();
+        let segs = snap
+            .segments
+            .iter()
+            .map(|h| h.segment().map(|s| &**s))
+            .collect::<Result<Vec<&Segment>>>()?;
         let shadows = Arc::new(Shadows::compute(&segs)?);
         let mut st = self.state.write();
         let same = st.segments.len() == snap.segments.len()
@@ -448,8 +546,8 @@ impl Collection {
         let shadows = self.shadows_for(&snap)?;
         let mut total: i64 = 0;
         for (h, dead) in snap.segments.iter().zip(&shadows.dead) {
-            let tombs = h.segment.tombstones()?;
-            let rows = h.segment.rows();
+            let tombs = h.segment()?.tombstones()?;
+            let rows = h.rows();
             let mut excluded = 0u64;
             for (w, (t, d)) in tombs
                 .iter()
@@ -479,7 +577,7 @@ impl Collection {
         let mut resolved = vec![false; ids.len()];
         let keys: Vec<&[u8]> = ids.iter().map(|(id, _)| id.as_bytes()).collect();
         for h in snap.segments.iter().rev() {
-            match_sorted(&h.segment, &keys, |j, _, tombstone| {
+            match_sorted(h.segment()?, &keys, |j, _, tombstone| {
                 if !resolved[j] {
                     resolved[j] = true;
                     if !tombstone {
@@ -513,36 +611,6 @@ pub(crate) fn segment_file_name(id: u64) -> String {
 pub(crate) fn decode_payload(bytes: &[u8]) -> Result<Payload> {
     serde_json::from_slice(bytes)
         .map_err(|e| Error::corruption(format!("stored payload is not a JSON object: {e}")))
-}
-
-fn sweep_unreferenced_segments(seg_dir: &Path, entry: &CollectionEntry) -> Result<()> {
-    let referenced: std::collections::HashSet<&str> = entry
-        .segments
-        .iter()
-        .map(|s| s.file_name.as_str())
-        .collect();
-    let rd = std::fs::read_dir(seg_dir)
-        .map_err(|e| Error::io(format_args!("list {}", seg_dir.display()), e))?;
-    let mut removed = false;
-    for item in rd {
-        let path = item
-            .map_err(|e| Error::io(format_args!("list {}", seg_dir.display()), e))?
-            .path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if name.ends_with(".seg") && !referenced.contains(name) {
-            tracing::info!(collection = %entry.name, file = %path.display(), "removing segment file no manifest entry references");
-            std::fs::remove_file(&path)
-                .map_err(|e| Error::io(format_args!("remove {}", path.display()), e))?;
-            removed = true;
-        }
-    }
-    if removed {
-        fsutil::fsync_dir(seg_dir)?;
-    }
-    Ok(())
 }
 
 /// Map "no such collection" consistently.

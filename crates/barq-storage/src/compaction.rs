@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use barq_core::{Error, Result};
 
-use crate::collection::{
-    Collection, SegmentHandle, now_ms, open_segment, segment_file_name, segments_dir,
-};
+use object_store::ObjectStoreExt;
+
+use crate::collection::{Collection, SegmentHandle, now_ms, open_segment, segment_file_name};
 use crate::manifest::{SegmentEntry, StorageTier, checksum_string};
 use crate::options::{FP_COMPACTION_AFTER_COMMIT, FP_COMPACTION_BEFORE_COMMIT};
 use crate::segment::{OwnedEntry, RowInput, SegmentWriter};
@@ -64,6 +64,33 @@ pub struct CompactionOutcome {
 }
 
 impl Collection {
+    /// Delete every copy of segments that left the manifest: local files in their tier and the
+    /// remote object. Failures are logged: a local leftover is swept at the next open, a remote
+    /// one is collected as an orphan by maintenance.
+    pub(crate) fn delete_segment_copies(&self, gone: &[Arc<SegmentHandle>]) {
+        for h in gone {
+            let e = &h.entry;
+            if e.tier != StorageTier::Cold
+                && let Ok(dir) = self.env.segments_dir(&self.dir, &self.config.name, e.tier)
+                && let Err(err) = crate::tiering::remove_durably(&dir.join(&e.file_name))
+            {
+                tracing::warn!(segment = e.id, error = %err, "could not remove a segment file; it is swept at next open");
+            }
+            if let Some(key) = &e.remote_key {
+                let cold = &self.env.cold;
+                let p = object_store::path::Path::from(key.as_str());
+                if let Err(err) =
+                    cold.block_on(cold.retry(&format!("delete {key}"), || cold.inner().delete(&p)))
+                {
+                    tracing::warn!(segment = e.id, error = %err, "could not delete a remote segment; maintenance collects it later");
+                }
+            }
+            self.env
+                .cache
+                .remove_namespace(&SegmentHandle::namespace(&self.config.name, e.id));
+        }
+    }
+
     fn policy(&self) -> SizeTieredPolicy {
         SizeTieredPolicy {
             min_segments: self.options.compaction_min_segments,
@@ -79,8 +106,14 @@ impl Collection {
         let snap = self.snapshot();
         let sizes: Vec<u64> = snap.segments.iter().map(|h| h.entry.size_bytes).collect();
         match plan_size_tiered(&sizes, self.policy()) {
-            Some(run) => self.compact_run(run).map(Some),
-            None => Ok(None),
+            Some(run)
+                if !snap.segments[run.clone()]
+                    .iter()
+                    .any(|h| self.busy.lock().contains_key(&h.entry.id)) =>
+            {
+                self.compact_run(run).map(Some)
+            }
+            _ => Ok(None),
         }
     }
 
@@ -100,6 +133,10 @@ impl Collection {
         let snap = self.snapshot();
         let shadows = self.shadows_for(&snap)?;
         let inputs: Vec<Arc<SegmentHandle>> = snap.segments[run.clone()].to_vec();
+        let _busy = inputs
+            .iter()
+            .map(|h| self.mark_busy(h.entry.id, "compacting"))
+            .collect::<Result<Vec<_>>>()?;
         let drop_tombstones = run.start == 0;
 
         // The surviving rows of every input, sorted by id (ids are unique among them).
@@ -107,8 +144,8 @@ impl Collection {
         let mut total_rows = 0u64;
         for (i, h) in inputs.iter().enumerate() {
             let dead = &shadows.dead[run.start + i];
-            total_rows += h.segment.rows();
-            h.segment.for_each_entry(|row, e| {
+            total_rows += h.segment()?.rows();
+            h.segment()?.for_each_entry(|row, e| {
                 if !(bit(dead, row) || drop_tombstones && e.is_tombstone()) {
                     keep.push((e.id.into(), i, row));
                 }
@@ -127,26 +164,32 @@ impl Collection {
                 SegmentWriter::create(&path, self.config.dimension, self.config.metric)?;
             let seqs: Vec<Vec<u64>> = inputs
                 .iter()
-                .map(|h| h.segment.seqs())
+                .map(|h| h.segment()?.seqs())
                 .collect::<Result<_>>()?;
             for h in &inputs {
-                h.segment.load_payloads()?;
+                h.segment()?.load_payloads()?;
             }
             let dim = self.config.dimension as usize;
+            let vectors = inputs
+                .iter()
+                .map(|h| h.segment()?.vectors())
+                .collect::<Result<Vec<_>>>()?;
+            let norms = inputs
+                .iter()
+                .map(|h| h.segment()?.norms())
+                .collect::<Result<Vec<_>>>()?;
             for (key, i, row) in &keep {
-                let seg = &inputs[*i].segment;
+                let seg = inputs[*i].segment()?;
                 let entry = seg.with_entry(*row, |e| OwnedEntry::from(e))?;
                 let r = *row as usize;
-                let vector = (!entry.tombstone)
-                    .then(|| seg.vectors().map(|v| &v[r * dim..(r + 1) * dim]))
-                    .transpose()?;
+                let vector = (!entry.tombstone).then(|| &vectors[*i][r * dim..(r + 1) * dim]);
                 let payload = seg.payload_of(&entry)?;
                 writer.push(RowInput {
                     id: key,
                     seq: seqs[*i][r],
                     vector,
                     payload: payload.as_deref(),
-                    norm: Some(seg.norms()?[r]),
+                    norm: Some(norms[*i][r]),
                 })?;
             }
             let info = writer.finish(now_ms())?;
@@ -162,11 +205,13 @@ impl Collection {
                 tier: StorageTier::Hot,
                 remote_key: None,
                 checksum: checksum_string(info.crc),
+                pinned: false,
+                moved_at_ms: None,
             })
         };
         let handle = output
             .as_ref()
-            .map(|e| open_segment(&self.dir, e))
+            .map(|e| open_segment(&self.env, &self.dir, &self.config.name, e, Arc::default()))
             .transpose()?;
         self.options.failpoints.check(FP_COMPACTION_BEFORE_COMMIT)?;
         let input_ids: Vec<u64> = inputs.iter().map(|h| h.entry.id).collect();
@@ -212,13 +257,7 @@ impl Collection {
             st.shadows = None;
         }
         self.options.failpoints.check(FP_COMPACTION_AFTER_COMMIT)?;
-        for h in &inputs {
-            let path = segments_dir(&self.dir).join(&h.entry.file_name);
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(file = %path.display(), error = %e, "could not remove compacted segment; it is swept at next open");
-            }
-        }
-        crate::fsutil::fsync_dir(&segments_dir(&self.dir))?;
+        self.delete_segment_copies(&inputs);
         tracing::info!(collection = %self.config.name, inputs = ?input_ids, dropped_rows, "segments compacted");
         Ok(CompactionOutcome {
             inputs: input_ids,

@@ -16,6 +16,8 @@ use crate::flush::FlushOutcome;
 use crate::lock::DirLock;
 use crate::manifest::{CollectionEntry, ManifestStore, StorageTier};
 use crate::search::SearchRequest;
+use crate::tiering::manager_internals::{ACCESS_FILE, AccessFile, ManagerState};
+use crate::tiering::{TierEnv, TieringManager};
 use crate::{Options, fsutil};
 
 /// State shared with the background threads.
@@ -25,6 +27,8 @@ pub(crate) struct Shared {
     pub options: Options,
     pub manifest: Arc<ManifestStore>,
     pub collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+    pub env: Arc<TierEnv>,
+    pub tier_state: ManagerState,
 }
 
 impl Shared {
@@ -54,6 +58,21 @@ impl Shared {
             if let Err(e) = c.compact_size_tiered() {
                 tracing::error!(collection = %c.config.name, error = %e, "background compaction failed");
             }
+        }
+    }
+
+    /// One tiering maintenance pass (the periodic loop).
+    pub(crate) fn tiering_maintenance(&self) {
+        match self.run_maintenance() {
+            Ok(r) if !r.moves_failed.is_empty() || r.gc_error.is_some() => {
+                tracing::warn!(done = r.moves_done.len(), failed = r.moves_failed.len(), gc_error = ?r.gc_error, "tiering maintenance finished with errors")
+            }
+            Ok(r) => tracing::debug!(
+                done = r.moves_done.len(),
+                bytes = r.bytes_moved,
+                "tiering maintenance finished"
+            ),
+            Err(e) => tracing::error!(error = %e, "tiering maintenance failed"),
         }
     }
 
@@ -150,6 +169,14 @@ impl Database {
         let coll_root = dir.join("collections");
         fsutil::create_dir_durable(&coll_root)?;
         sweep_unknown_collections(&coll_root, &snapshot.collections)?;
+        let env = Arc::new(TierEnv::new(&dir, &options.tiering)?);
+        let access: AccessFile = match std::fs::read(dir.join(ACCESS_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "ignoring unreadable access statistics");
+                AccessFile::default()
+            }),
+            Err(_) => AccessFile::default(),
+        };
         let mut collections = BTreeMap::new();
         for (name, entry) in &snapshot.collections {
             let c = Collection::open(
@@ -157,14 +184,24 @@ impl Database {
                 entry,
                 options.clone(),
                 Arc::clone(&manifest),
+                Arc::clone(&env),
+                access.collections.get(name).unwrap_or(&Default::default()),
             )?;
             collections.insert(name.clone(), Arc::new(c));
         }
+        tracing::info!(
+            data_dir = %dir.display(),
+            cold_store = %env.cold.description(),
+            warm_dir = ?env.warm_dir,
+            "database opened"
+        );
         let shared = Arc::new(Shared {
             dir,
             options,
             manifest,
             collections: RwLock::new(collections),
+            env,
+            tier_state: ManagerState::default(),
         });
         let background =
             Background::start(&shared).map_err(|e| Error::io("start background threads", e))?;
@@ -173,6 +210,11 @@ impl Database {
             background: Mutex::new(Some(background)),
             _lock: lock,
         })
+    }
+
+    /// The tiering API: moves, pins, maintenance, status.
+    pub fn tiering(&self) -> TieringManager {
+        TieringManager::new(Arc::clone(&self.shared))
     }
 
     /// The data directory.
@@ -210,6 +252,7 @@ impl Database {
             config.clone(),
             self.shared.options.clone(),
             Arc::clone(&self.shared.manifest),
+            Arc::clone(&self.shared.env),
         )?;
         let entry = CollectionEntry {
             name: config.name.clone(),
@@ -219,6 +262,8 @@ impl Database {
             flushed_seq: 0,
             next_segment_id: 1,
             segments: Vec::new(),
+            pinned: false,
+            tiering: Default::default(),
         };
         self.shared.manifest.commit(|m| {
             m.collections.insert(entry.name.clone(), entry);
@@ -259,6 +304,7 @@ impl Database {
         c.dropped.store(true, Ordering::Release);
         c.notify_swapped();
         map.remove(name);
+        c.delete_segment_copies(&c.snapshot().segments);
         std::fs::remove_dir_all(&c.dir)
             .map_err(|e| Error::io(format_args!("remove {}", c.dir.display()), e))?;
         fsutil::fsync_dir(&self.shared.dir.join("collections"))
@@ -376,6 +422,9 @@ impl Database {
     fn shutdown(&self) -> Result<()> {
         if let Some(bg) = self.background.lock().take() {
             bg.stop();
+            if let Err(e) = self.shared.persist_access() {
+                tracing::warn!(error = %e, "could not persist access statistics");
+            }
             return self.sync();
         }
         Ok(())

@@ -123,16 +123,34 @@ impl Collection {
             tier: StorageTier::Hot,
             remote_key: None,
             checksum: checksum_string(info.crc),
+            pinned: false,
+            moved_at_ms: None,
         };
-        let handle = open_segment(&self.dir, &entry)?;
-        // Dead bitmaps for the new list, computed before taking the state lock.
+        let handle = open_segment(
+            &self.env,
+            &self.dir,
+            &self.config.name,
+            &entry,
+            Arc::default(),
+        )?;
+        // Dead bitmaps for the new list, computed before taking the state lock — only when every
+        // older segment is local: a flush never waits for the cold store (the bitmaps are then
+        // recomputed by the next search).
         let snap = self.snapshot();
+        let all_local = snap
+            .segments
+            .iter()
+            .all(|h| h.entry.tier != crate::manifest::StorageTier::Cold);
         let shadows = match &snap.shadows {
-            Some(s) => {
-                let older: Vec<_> = snap.segments.iter().map(|h| &h.segment).collect();
-                Some(Arc::new(s.extend(&older, &handle.segment)?))
+            Some(s) if all_local => {
+                let older = snap
+                    .segments
+                    .iter()
+                    .map(|h| h.segment().map(|s| &**s))
+                    .collect::<Result<Vec<_>>>()?;
+                Some(Arc::new(s.extend(&older, handle.segment()?)?))
             }
-            None => None,
+            _ => None,
         };
         let name = self.config.name.clone();
         let committed = entry.clone();

@@ -76,6 +76,12 @@ pub struct SegmentEntry {
     pub remote_key: Option<String>,
     /// Checksum of the whole file, `crc32c:xxxxxxxx`.
     pub checksum: String,
+    /// Pinned segments stay Hot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
+    /// When the segment last changed tier (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_at_ms: Option<u64>,
 }
 
 /// One collection.
@@ -96,6 +102,12 @@ pub struct CollectionEntry {
     pub next_segment_id: u64,
     /// Sealed segments, ordered by sequence range (oldest first). Ranges never overlap.
     pub segments: Vec<SegmentEntry>,
+    /// A pinned collection's segments stay Hot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
+    /// The collection's tiering policy overrides.
+    #[serde(default)]
+    pub tiering: crate::tiering::TieringOverrides,
 }
 
 /// The whole manifest.
@@ -250,7 +262,11 @@ mod tests {
                             tier: StorageTier::Hot,
                             remote_key: None,
                             checksum: checksum_string(9),
+                            pinned: false,
+                            moved_at_ms: None,
                         }],
+                        pinned: false,
+                        tiering: Default::default(),
                     },
                 );
                 Ok(())

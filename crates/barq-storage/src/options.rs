@@ -47,6 +47,8 @@ pub struct Options {
     /// Size-tiered compaction: segments are "similar" when the largest of a run is at most this
     /// many times the smallest. Default 4.0.
     pub compaction_size_ratio: f64,
+    /// Where sealed segments may live besides the data directory, and when they move.
+    pub tiering: crate::tiering::TieringOptions,
     /// Fault injection for this crate's crash tests; empty in production.
     #[doc(hidden)]
     pub failpoints: FailPoints,
@@ -85,6 +87,14 @@ pub const FP_FLUSH_AFTER_SEGMENT_WRITE: &str = "flush:after-segment-write";
 pub const FP_FLUSH_AFTER_MANIFEST_COMMIT: &str = "flush:after-manifest-commit";
 /// Failpoint: a compaction committed the manifest, before deleting its inputs.
 pub const FP_COMPACTION_AFTER_COMMIT: &str = "compaction:after-commit";
+/// Failpoint: a segment was uploaded, before it was verified.
+pub const FP_TIER_AFTER_UPLOAD: &str = "tiering:after-upload";
+/// Failpoint: an upload was verified, before the manifest commit.
+pub const FP_TIER_AFTER_VERIFY: &str = "tiering:after-verify";
+/// Failpoint: a move was committed, before the source copy was deleted.
+pub const FP_TIER_AFTER_COMMIT: &str = "tiering:after-commit";
+/// Failpoint: a download was renamed into place, before the manifest commit.
+pub const FP_TIER_AFTER_DOWNLOAD: &str = "tiering:after-download";
 /// Failpoint: a compaction wrote its output, before the manifest commit.
 pub const FP_COMPACTION_BEFORE_COMMIT: &str = "compaction:before-commit";
 
@@ -99,6 +109,7 @@ impl Default for Options {
             compaction_min_segments: 4,
             compaction_max_segments: 10,
             compaction_size_ratio: 4.0,
+            tiering: crate::tiering::TieringOptions::default(),
             failpoints: FailPoints::default(),
         }
     }

@@ -158,17 +158,18 @@ impl Ctx<'_> {
                 }
             }
             Task::Seg(si, range) => {
-                let seg = &self.segments[*si].segment;
+                let seg = self.segments[*si].segment()?;
                 let vecs = seg.vectors()?;
                 let norms = if self.metric == Metric::Cosine {
-                    seg.norms()?
+                    Some(seg.norms()?)
                 } else {
-                    &[]
+                    None
                 };
+                let norms: &[f32] = norms.as_deref().unwrap_or(&[]);
                 let tombs = seg.tombstones()?;
                 let dead = &self.shadows.dead[*si];
                 for row in range.clone() {
-                    if bit(tombs, row) || bit(dead, row) {
+                    if bit(&tombs, row) || bit(dead, row) {
                         continue;
                     }
                     let r = row as usize;
@@ -223,7 +224,8 @@ impl Collection {
         let mut tasks: Vec<Task> = (0..ctx.memtables.len()).map(Task::Mem).collect();
         let mut total_rows = mem_rows as u64;
         for (si, h) in snap.segments.iter().enumerate() {
-            let rows = h.segment.rows();
+            let rows = h.rows();
+            h.access.touch(self.env.clock.now_ms());
             total_rows += rows;
             let mut start = 0;
             while start < rows {
@@ -277,7 +279,7 @@ impl Collection {
                 })
             }
             Source::Seg(si) => {
-                let seg = &ctx.segments[si].segment;
+                let seg = ctx.segments[si].segment()?;
                 let (id, entry) = seg.with_entry(c.row, |e| {
                     (String::from_utf8(e.id.to_vec()), OwnedEntry::from(e))
                 })?;

@@ -46,6 +46,23 @@ impl<T: bytemuck::Pod> Values<T> {
     }
 }
 
+/// A verified block of values, cheap to clone; derefs to a slice.
+#[derive(Debug)]
+pub struct Block<T>(Arc<Values<T>>);
+
+impl<T> Clone for Block<T> {
+    fn clone(&self) -> Self {
+        Block(Arc::clone(&self.0))
+    }
+}
+
+impl<T: bytemuck::Pod> std::ops::Deref for Block<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.0.as_slice()
+    }
+}
+
 /// What a point lookup found in one segment.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {
@@ -67,9 +84,9 @@ pub enum Lookup {
 pub struct Segment {
     source: Arc<dyn RangeSource>,
     footer: Footer,
-    vectors: OnceLock<Values<f32>>,
-    norms: OnceLock<Values<f32>>,
-    tombstones: OnceLock<Values<u64>>,
+    vectors: OnceLock<Block<f32>>,
+    norms: OnceLock<Block<f32>>,
+    tombstones: OnceLock<Block<u64>>,
     id_pages: OnceLock<Bytes>,
     payloads: OnceLock<Bytes>,
     page_verified: Box<[AtomicBool]>,
@@ -108,10 +125,16 @@ impl Segment {
             )));
         }
         let footer = Footer::decode(body, len).map_err(ctx)?;
+        Ok(Segment::with_footer(source, footer))
+    }
+
+    /// A segment whose footer was already read and checked (e.g. the same bytes in another
+    /// place): no read at all.
+    pub fn with_footer(source: Arc<dyn RangeSource>, footer: Footer) -> Segment {
         let page_verified = (0..footer.pages.len())
             .map(|_| AtomicBool::new(false))
             .collect();
-        Ok(Segment {
+        Segment {
             source,
             footer,
             vectors: OnceLock::new(),
@@ -120,7 +143,7 @@ impl Segment {
             id_pages: OnceLock::new(),
             payloads: OnceLock::new(),
             page_verified,
-        })
+        }
     }
 
     /// The decoded footer.
@@ -150,31 +173,40 @@ impl Segment {
     /// Read a whole block and check its CRC32C.
     pub fn read_block(&self, kind: BlockKind) -> Result<Bytes> {
         let b = self.footer.block(kind)?;
-        let bytes = self.source.read(b.offset..b.offset + b.len)?;
-        if crc32c::crc32c(&bytes) != b.crc {
-            return Err(self.corrupt(format_args!("{} block checksum mismatch", kind.name())));
-        }
-        Ok(bytes)
+        self.source
+            .read_verified(b.offset..b.offset + b.len, b.crc)
+            .map_err(|e| self.context(e, format_args!("{} block", kind.name())))
     }
 
-    fn cached<'a, T>(
-        &'a self,
-        cell: &'a OnceLock<T>,
-        kind: BlockKind,
-        make: impl FnOnce(Bytes) -> T,
-    ) -> Result<&'a T> {
-        if let Some(v) = cell.get() {
-            return Ok(v);
+    fn context(&self, e: Error, what: std::fmt::Arguments<'_>) -> Error {
+        if e.kind() == barq_core::ErrorKind::DataCorruption {
+            self.corrupt(format_args!("{what}: {}", e.message()))
+        } else {
+            e
         }
-        let bytes = self.read_block(kind)?;
-        Ok(cell.get_or_init(|| make(bytes)))
+    }
+
+    /// A verified block: kept (zero-copy) for the segment's lifetime when the source is stable
+    /// (a local file), read through the source (and its cache) each time otherwise, so that a
+    /// cold segment never pins cache space beyond the query that uses it.
+    fn block<T: bytemuck::Pod>(
+        &self,
+        cell: &OnceLock<Block<T>>,
+        kind: BlockKind,
+    ) -> Result<Block<T>> {
+        if let Some(v) = cell.get() {
+            return Ok(v.clone());
+        }
+        let block = Block(Arc::new(Values::new(self.read_block(kind)?)));
+        if self.source.is_stable() {
+            return Ok(cell.get_or_init(|| block).clone());
+        }
+        Ok(block)
     }
 
     /// All vectors, row-major (`rows × dim`), verified.
-    pub fn vectors(&self) -> Result<&[f32]> {
-        let v = self
-            .cached(&self.vectors, BlockKind::Vectors, Values::new)?
-            .as_slice();
+    pub fn vectors(&self) -> Result<Block<f32>> {
+        let v = self.block(&self.vectors, BlockKind::Vectors)?;
         if v.len() as u64 != self.footer.rows * u64::from(self.footer.dim) {
             return Err(self.corrupt("vectors block has the wrong length"));
         }
@@ -182,10 +214,8 @@ impl Segment {
     }
 
     /// One norm per row, verified.
-    pub fn norms(&self) -> Result<&[f32]> {
-        let v = self
-            .cached(&self.norms, BlockKind::Norms, Values::new)?
-            .as_slice();
+    pub fn norms(&self) -> Result<Block<f32>> {
+        let v = self.block(&self.norms, BlockKind::Norms)?;
         if v.len() as u64 != self.footer.rows {
             return Err(self.corrupt("norms block has the wrong length"));
         }
@@ -193,10 +223,8 @@ impl Segment {
     }
 
     /// The tombstone bitmap (bit `r % 64` of word `r / 64`), verified.
-    pub fn tombstones(&self) -> Result<&[u64]> {
-        let v = self
-            .cached(&self.tombstones, BlockKind::Tombstones, Values::new)?
-            .as_slice();
+    pub fn tombstones(&self) -> Result<Block<u64>> {
+        let v = self.block(&self.tombstones, BlockKind::Tombstones)?;
         if (v.len() as u64) < self.footer.rows.div_ceil(64) {
             return Err(self.corrupt("tombstones block is too short"));
         }
@@ -212,16 +240,25 @@ impl Segment {
         Ok(v.as_slice().to_vec())
     }
 
-    /// Load and verify the whole id-page block (used by scans and merges).
+    /// Load and verify the whole id-page block (scans and merges read every page; for a remote
+    /// source this is one request, and the pages are then served from its cache).
     pub fn load_id_pages(&self) -> Result<()> {
-        self.cached(&self.id_pages, BlockKind::IdPages, |b| b)
-            .map(|_| ())
+        self.load_bytes(&self.id_pages, BlockKind::IdPages)
     }
 
     /// Load and verify the whole payload block (used by merges).
     pub fn load_payloads(&self) -> Result<()> {
-        self.cached(&self.payloads, BlockKind::Payloads, |b| b)
-            .map(|_| ())
+        self.load_bytes(&self.payloads, BlockKind::Payloads)
+    }
+
+    fn load_bytes(&self, cell: &OnceLock<Bytes>, kind: BlockKind) -> Result<()> {
+        if cell.get().is_none() {
+            let bytes = self.read_block(kind)?;
+            if self.source.is_stable() {
+                let _ = cell.set(bytes);
+            }
+        }
+        Ok(())
     }
 
     /// Verify every block against its checksum.
@@ -246,15 +283,17 @@ impl Segment {
         if end > block.len {
             return Err(self.corrupt("id page lies past its block"));
         }
-        let bytes = self.source.read(block.offset + start..block.offset + end)?;
+        let range = block.offset + start..block.offset + end;
         let stable = self.source.is_stable();
-        if !(stable && self.page_verified[i].load(Ordering::Acquire)) {
-            if crc32c::crc32c(&bytes) != p.crc {
-                return Err(self.corrupt(format_args!("id page {i} checksum mismatch")));
-            }
-            if stable {
-                self.page_verified[i].store(true, Ordering::Release);
-            }
+        if stable && self.page_verified[i].load(Ordering::Acquire) {
+            return self.source.read(range);
+        }
+        let bytes = self
+            .source
+            .read_verified(range, p.crc)
+            .map_err(|e| self.context(e, format_args!("id page {i}")))?;
+        if stable {
+            self.page_verified[i].store(true, Ordering::Release);
         }
         Ok(bytes)
     }
@@ -314,7 +353,7 @@ impl Segment {
     pub fn vector_of(&self, row: u64, entry: &OwnedEntry) -> Result<Vec<f32>> {
         let dim = u64::from(self.footer.dim);
         if let Some(all) = self.vectors.get() {
-            let s = all.as_slice();
+            let s: &[f32] = all;
             let (a, b) = ((row * dim) as usize, ((row + 1) * dim) as usize);
             return s
                 .get(a..b)
@@ -326,10 +365,10 @@ impl Segment {
         if b > block.len {
             return Err(self.corrupt("row past the vectors block"));
         }
-        let bytes = self.source.read(block.offset + a..block.offset + b)?;
-        if crc32c::crc32c(&bytes) != entry.vector_crc {
-            return Err(self.corrupt(format_args!("vector of row {row} checksum mismatch")));
-        }
+        let bytes = self
+            .source
+            .read_verified(block.offset + a..block.offset + b, entry.vector_crc)
+            .map_err(|e| self.context(e, format_args!("vector of row {row}")))?;
         Ok(Values::<f32>::new(bytes).as_slice().to_vec())
     }
 
@@ -352,10 +391,10 @@ impl Segment {
         if b > block.len {
             return Err(self.corrupt("payload past the payloads block"));
         }
-        let bytes = self.source.read(block.offset + a..block.offset + b)?;
-        if crc32c::crc32c(&bytes) != entry.payload_crc {
-            return Err(self.corrupt("payload checksum mismatch"));
-        }
+        let bytes = self
+            .source
+            .read_verified(block.offset + a..block.offset + b, entry.payload_crc)
+            .map_err(|e| self.context(e, format_args!("payload")))?;
         Ok(Some(bytes))
     }
 

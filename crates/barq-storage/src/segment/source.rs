@@ -24,6 +24,22 @@ pub trait RangeSource: Send + Sync + Debug {
     /// The bytes in `range` (must lie within `0..len()`).
     fn read(&self, range: Range<u64>) -> Result<Bytes>;
 
+    /// The bytes in `range`, checked against `crc` (CRC32C): a mismatch is a
+    /// [`DataCorruption`](barq_core::ErrorKind::DataCorruption) error. A source with a cache
+    /// of verified ranges may skip the check for bytes it verified before.
+    fn read_verified(&self, range: Range<u64>, crc: u32) -> Result<Bytes> {
+        let bytes = self.read(range.clone())?;
+        if crc32c::crc32c(&bytes) != crc {
+            return Err(Error::corruption(format!(
+                "checksum mismatch in bytes {}..{} of {}",
+                range.start,
+                range.end,
+                self.describe()
+            )));
+        }
+        Ok(bytes)
+    }
+
     /// `true` when repeated reads return the very same bytes (a local file or mapping), so a
     /// range that was verified once need not be verified again.
     fn is_stable(&self) -> bool;

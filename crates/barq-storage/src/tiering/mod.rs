@@ -1,10 +1,241 @@
 //! Tiering: sealed segments move between the hot data directory, an optional warm directory and
 //! object storage, and every read stays correct wherever the data is (DESIGN.md §5–§6).
 //!
-//! (Being written.)
+//! Names: [`TieringPolicy`] and [`plan`] decide (pure); the mover (`mover.rs`) executes one
+//! move with the safe protocol; [`TieringManager`] runs the loop that connects them and answers
+//! `status()`. [`ColdStore`] wraps the `object_store` crate, [`RemoteSource`] reads a cold
+//! segment by range through the [`ColdCache`].
+//!
+//! # Per-segment state machine
+//!
+//! ```text
+//!            offload: upload → verify → commit → delete local
+//!   Local ───────────────────────────────────────────────▶ Remote
+//!  (Hot/Warm,                                            (Cold: bytes only in the store,
+//!   no remote copy)                                        ranges cached locally)
+//!     ▲                                                     │
+//!     │ (compaction output, flush)                          │ hydrate: download *.tmp → verify
+//!     │                                                     ▼          → rename+fsync → commit
+//!   Local+Remote  ◀──────────────────────────────────────── Downloading
+//!  (Hot/Warm with remote_key: offloading again is verify-by-size → commit → delete local)
+//! ```
+//! The transitional states (Uploading, Downloading, Copying between Hot and Warm) exist only
+//! while a move holds the segment's *busy* mark and are never written to the manifest.
+//!
+//! Invariants:
+//! - the manifest names exactly one tier per segment, and the bytes are there before the
+//!   manifest says so (copy → verify → commit → delete, never another order);
+//! - a source copy is deleted only after the commit that made it unnecessary;
+//! - a segment that is busy (being moved or compacted) is not picked by another move or
+//!   compaction;
+//! - after a crash at any step, opening the database reconciles: copies the manifest does not
+//!   point at are deleted, `*.tmp` files are swept, and objects no manifest entry references are
+//!   deleted by maintenance once older than the grace period.
 
+pub mod cache;
 mod clock;
+#[doc(hidden)]
+pub mod faulty_store;
+mod limiter;
+mod manager;
+mod mover;
 pub mod policy;
+mod reconcile;
+mod remote;
+mod store;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use cache::ColdCache;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use policy::{MoveReason, PlanInput, PlannedMove, SegmentState, TieringOverrides, TieringPolicy, plan};
+pub(crate) use limiter::Limiter;
+pub use manager::{
+    CollectionTierStatus, MaintenanceReport, MoveError, SegmentStatus, TieringCounters,
+    TieringManager, TieringStatus,
+};
+#[doc(hidden)]
+pub(crate) mod manager_internals {
+    pub(crate) use super::manager::{ACCESS_FILE, AccessFile, ManagerState};
+}
+pub use mover::MoveOutcome;
+pub(crate) use mover::remove_durably;
+pub use policy::{
+    MoveReason, PlanInput, PlannedMove, SegmentState, TieringOverrides, TieringPolicy, plan,
+};
+pub(crate) use reconcile::reconcile_collection;
+pub use remote::RemoteSource;
+pub use store::{ColdStore, StoreCounters};
+
+/// An object store for the cold tier, with the key prefix Barq's objects live under.
+#[derive(Clone)]
+pub struct ColdStoreSpec {
+    /// The store (S3, GCS, Azure, local directory, in memory, …).
+    pub store: Arc<dyn object_store::ObjectStore>,
+    /// Key prefix (may be empty).
+    pub prefix: String,
+    /// How to name the store in logs and errors (no secrets).
+    pub description: String,
+}
+
+impl std::fmt::Debug for ColdStoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColdStoreSpec")
+            .field("description", &self.description)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// Tiering settings of a database.
+#[derive(Debug, Clone)]
+pub struct TieringOptions {
+    /// The cold tier. `None`: a local directory, `DATA_DIR/cold`, so tiering works out of the box.
+    pub cold_store: Option<ColdStoreSpec>,
+    /// The warm tier: a second local directory. `None`: no warm tier.
+    pub warm_dir: Option<PathBuf>,
+    /// When segments move.
+    pub policy: TieringPolicy,
+    /// How often the maintenance loop runs (±10 % jitter). `None`: only on demand. Default 60 s.
+    pub maintenance_interval: Option<Duration>,
+    /// Byte budget of the local cache of cold data. Default 1 GiB.
+    pub cold_cache_bytes: u64,
+    /// Moves running at once. Default 2.
+    pub move_concurrency: usize,
+    /// Bytes per second all moves together may transfer. `None`: unlimited.
+    pub move_bandwidth_bytes_per_sec: Option<u64>,
+    /// An object no manifest entry references is deleted once it is this old. Default 1 h.
+    pub orphan_grace: Duration,
+    /// Uploads larger than this use multipart, in parts of this size. Default 8 MiB.
+    pub multipart_part_bytes: usize,
+    /// The clock the policy reads.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for TieringOptions {
+    fn default() -> Self {
+        TieringOptions {
+            cold_store: None,
+            warm_dir: None,
+            policy: TieringPolicy::default(),
+            maintenance_interval: Some(Duration::from_secs(60)),
+            cold_cache_bytes: 1 << 30,
+            move_concurrency: 2,
+            move_bandwidth_bytes_per_sec: None,
+            orphan_grace: Duration::from_secs(3600),
+            multipart_part_bytes: 8 << 20,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Last access and access count of one segment, in memory; persisted by maintenance.
+#[derive(Debug, Default)]
+pub(crate) struct AccessStats {
+    pub last_ms: AtomicU64,
+    pub count: AtomicU64,
+}
+
+impl AccessStats {
+    pub(crate) fn touch(&self, now_ms: u64) {
+        self.last_ms.fetch_max(now_ms, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn last(&self) -> Option<u64> {
+        Some(self.last_ms.load(Ordering::Relaxed)).filter(|v| *v > 0)
+    }
+}
+
+/// Counters of moves.
+#[derive(Debug, Default)]
+pub(crate) struct MoveCounters {
+    pub uploads: AtomicU64,
+    pub downloads: AtomicU64,
+    pub local_copies: AtomicU64,
+    pub bytes_uploaded: AtomicU64,
+    pub bytes_downloaded: AtomicU64,
+    pub moves_done: AtomicU64,
+    pub moves_failed: AtomicU64,
+    pub orphans_deleted: AtomicU64,
+}
+
+/// What the engine needs to place and read segments in any tier.
+#[derive(Debug)]
+pub(crate) struct TierEnv {
+    pub cold: ColdStore,
+    pub cache: Arc<ColdCache>,
+    pub warm_dir: Option<PathBuf>,
+    pub clock: Arc<dyn Clock>,
+    pub options: TieringOptions,
+    pub limiter: Limiter,
+    pub counters: MoveCounters,
+}
+
+impl TierEnv {
+    pub(crate) fn new(
+        data_dir: &std::path::Path,
+        options: &TieringOptions,
+    ) -> barq_core::Result<TierEnv> {
+        let spec = match &options.cold_store {
+            Some(spec) => spec.clone(),
+            None => {
+                let dir = data_dir.join("cold");
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    barq_core::Error::io(format_args!("create {}", dir.display()), e)
+                })?;
+                let store =
+                    object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
+                        barq_core::Error::internal(format!(
+                            "local cold store {}: {e}",
+                            dir.display()
+                        ))
+                    })?;
+                ColdStoreSpec {
+                    store: Arc::new(store),
+                    prefix: String::new(),
+                    description: format!("file://{}", dir.display()),
+                }
+            }
+        };
+        if let Some(w) = &options.warm_dir {
+            crate::fsutil::create_dir_durable(&w.join("collections"))?;
+        }
+        Ok(TierEnv {
+            cold: ColdStore::new(spec.store, &spec.prefix, spec.description)?,
+            cache: Arc::new(ColdCache::open(
+                &data_dir.join("cache"),
+                options.cold_cache_bytes,
+            )?),
+            warm_dir: options.warm_dir.clone(),
+            clock: Arc::clone(&options.clock),
+            limiter: Limiter::new(options.move_bandwidth_bytes_per_sec),
+            counters: MoveCounters::default(),
+            options: options.clone(),
+        })
+    }
+
+    /// The directory holding a collection's segments in `tier` (Hot or Warm).
+    pub(crate) fn segments_dir(
+        &self,
+        hot_collection_dir: &std::path::Path,
+        collection: &str,
+        tier: crate::StorageTier,
+    ) -> barq_core::Result<PathBuf> {
+        match tier {
+            crate::StorageTier::Hot => Ok(hot_collection_dir.join("segments")),
+            crate::StorageTier::Warm => self
+                .warm_dir
+                .as_ref()
+                .map(|w| w.join("collections").join(collection).join("segments"))
+                .ok_or_else(|| {
+                    barq_core::Error::invalid("the warm tier is not configured (set warm_dir)")
+                }),
+            crate::StorageTier::Cold => Err(barq_core::Error::internal(
+                "the cold tier has no local directory",
+            )),
+        }
+    }
+}

@@ -1,0 +1,558 @@
+//! [`TieringManager`]: runs the policy and the mover, tracks access, collects orphans, reports
+//! status. Planning is [`plan`](super::plan) over a snapshot taken from the manifest (tiers, pins,
+//! overrides) and the open segments (access statistics, busy marks).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use barq_core::{Error, Result};
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::mover::{MoveOutcome, Progress};
+use super::{PlanInput, SegmentState, TieringOverrides, plan};
+use crate::collection::Collection;
+use crate::db::{Shared, TierStats};
+use crate::manifest::StorageTier;
+use crate::segment::Segment;
+
+/// A move that failed; the segment stayed where it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MoveError {
+    /// The segment's collection.
+    pub collection: String,
+    /// The segment.
+    pub segment_id: u64,
+    /// Where it was going.
+    pub to: StorageTier,
+    /// What went wrong.
+    pub error: String,
+    /// When (ms since the Unix epoch).
+    pub at_ms: u64,
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MaintenanceReport {
+    /// Moves the policy asked for.
+    pub planned: usize,
+    /// Moves done.
+    pub moves_done: Vec<MoveOutcome>,
+    /// Moves that failed (retried on a later pass).
+    pub moves_failed: Vec<MoveError>,
+    /// Bytes transferred by the moves done.
+    pub bytes_moved: u64,
+    /// Unreferenced remote objects deleted.
+    pub orphans_deleted: u64,
+    /// Why collecting orphans failed, if it did (e.g. the store is unreachable).
+    pub gc_error: Option<String>,
+}
+
+/// One segment in [`TieringStatus`].
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentStatus {
+    /// Segment id.
+    pub id: u64,
+    /// Where it is.
+    pub tier: StorageTier,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Rows, tombstones included.
+    pub rows: u64,
+    /// A copy exists in the cold store.
+    pub remote: bool,
+    /// Pinned to Hot.
+    pub pinned: bool,
+    /// Sealed at (ms since the Unix epoch).
+    pub sealed_at_ms: u64,
+    /// Last read.
+    pub last_access_ms: Option<u64>,
+    /// Reads since it was sealed.
+    pub access_count: u64,
+    /// What is moving or compacting it right now.
+    pub busy: Option<String>,
+}
+
+/// One collection in [`TieringStatus`].
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectionTierStatus {
+    /// Name.
+    pub name: String,
+    /// Pinned to Hot.
+    pub pinned: bool,
+    /// Its policy overrides.
+    pub overrides: TieringOverrides,
+    /// Segments and bytes per tier.
+    pub tiers: BTreeMap<StorageTier, TierStats>,
+    /// Every segment.
+    pub segments: Vec<SegmentStatus>,
+}
+
+/// Counters for a metrics endpoint.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TieringCounters {
+    /// Segments uploaded to the cold store.
+    pub uploads: u64,
+    /// Segments downloaded from it.
+    pub downloads: u64,
+    /// Copies between Hot and Warm.
+    pub local_copies: u64,
+    /// Bytes uploaded.
+    pub bytes_uploaded: u64,
+    /// Bytes downloaded by hydration.
+    pub bytes_downloaded: u64,
+    /// Moves done.
+    pub moves_done: u64,
+    /// Moves failed.
+    pub moves_failed: u64,
+    /// Orphan objects deleted.
+    pub orphans_deleted: u64,
+    /// Cold reads served by the local cache.
+    pub cache_hits: u64,
+    /// Cold reads that went to the store.
+    pub cache_misses: u64,
+    /// Cache entries evicted.
+    pub cache_evictions: u64,
+    /// Bytes in the cache.
+    pub cache_bytes: u64,
+    /// The cache's budget.
+    pub cache_budget_bytes: u64,
+    /// Requests sent to the cold store.
+    pub remote_requests: u64,
+    /// Requests that failed.
+    pub remote_failures: u64,
+    /// Bytes fetched by cold reads.
+    pub remote_bytes_fetched: u64,
+}
+
+/// Everything `status()` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct TieringStatus {
+    /// The cold store (no secrets).
+    pub cold_store: String,
+    /// The warm directory, if any.
+    pub warm_dir: Option<PathBuf>,
+    /// Segments and bytes per tier, all collections.
+    pub tiers: BTreeMap<StorageTier, TierStats>,
+    /// Per collection.
+    pub collections: Vec<CollectionTierStatus>,
+    /// Moves and compactions running now: (collection, segment, what).
+    pub in_progress: Vec<(String, u64, String)>,
+    /// The last failure of each segment whose last move failed.
+    pub last_errors: Vec<MoveError>,
+    /// Counters.
+    pub counters: TieringCounters,
+    /// When maintenance last ran.
+    pub last_maintenance_ms: Option<u64>,
+}
+
+/// The per-database tiering state that is not in the manifest.
+#[derive(Debug, Default)]
+pub(crate) struct ManagerState {
+    pub errors: Mutex<BTreeMap<(String, u64), MoveError>>,
+    pub last_maintenance_ms: Mutex<Option<u64>>,
+    pub maintenance: Mutex<()>,
+}
+
+/// The persisted access statistics: collection → segment → (last access ms, count).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct AccessFile {
+    pub collections: BTreeMap<String, HashMap<u64, (u64, u64)>>,
+}
+
+/// File name of the access statistics in the data directory.
+pub(crate) const ACCESS_FILE: &str = "ACCESS";
+
+/// The tiering API of a database; cheap to create (`Database::tiering`).
+#[derive(Debug, Clone)]
+pub struct TieringManager {
+    shared: Arc<Shared>,
+}
+
+impl TieringManager {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        TieringManager { shared }
+    }
+
+    /// Plan with the policy and execute the moves (at most `move_concurrency` at once), collect
+    /// orphaned remote objects and persist access statistics.
+    pub fn run_maintenance(&self) -> Result<MaintenanceReport> {
+        self.shared.run_maintenance()
+    }
+
+    /// Move a segment to `to`.
+    pub fn move_segment(&self, collection: &str, id: u64, to: StorageTier) -> Result<MoveOutcome> {
+        self.move_segment_with_progress(collection, id, to, &|_| {})
+    }
+
+    /// Move a segment to `to`, reporting bytes transferred.
+    pub fn move_segment_with_progress(
+        &self,
+        collection: &str,
+        id: u64,
+        to: StorageTier,
+        progress: Progress<'_>,
+    ) -> Result<MoveOutcome> {
+        let c = self.shared.collection(collection)?;
+        self.shared.move_recorded(&c, id, to, progress)
+    }
+
+    /// Move a segment to the cold store.
+    pub fn offload_segment(&self, collection: &str, id: u64) -> Result<MoveOutcome> {
+        self.move_segment(collection, id, StorageTier::Cold)
+    }
+
+    /// Bring a segment back to Hot (its remote copy is kept).
+    pub fn hydrate_segment(&self, collection: &str, id: u64) -> Result<MoveOutcome> {
+        self.move_segment(collection, id, StorageTier::Hot)
+    }
+
+    /// A reader of a segment from whichever tier holds it.
+    pub fn get_segment(&self, collection: &str, id: u64) -> Result<Arc<Segment>> {
+        let c = self.shared.collection(collection)?;
+        let h = c.handle(id)?;
+        Ok(Arc::clone(h.segment()?))
+    }
+
+    /// The sealed segments of a collection, oldest first.
+    pub fn segments(&self, collection: &str) -> Result<Vec<crate::SegmentEntry>> {
+        let c = self.shared.collection(collection)?;
+        Ok(c.snapshot()
+            .segments
+            .iter()
+            .map(|h| h.entry.clone())
+            .collect())
+    }
+
+    /// Pin a collection (`segment: None`) or one segment to Hot. Maintenance brings pinned
+    /// segments back to Hot and never moves them out.
+    pub fn pin(&self, collection: &str, segment: Option<u64>) -> Result<()> {
+        self.set_pin(collection, segment, true)
+    }
+
+    /// Undo [`TieringManager::pin`].
+    pub fn unpin(&self, collection: &str, segment: Option<u64>) -> Result<()> {
+        self.set_pin(collection, segment, false)
+    }
+
+    fn set_pin(&self, collection: &str, segment: Option<u64>, pinned: bool) -> Result<()> {
+        self.shared.collection(collection)?;
+        self.shared.manifest.commit(|m| {
+            let c = m
+                .collections
+                .get_mut(collection)
+                .ok_or_else(|| crate::collection::no_such_collection(collection))?;
+            match segment {
+                None => c.pinned = pinned,
+                Some(id) => {
+                    c.segments
+                        .iter_mut()
+                        .find(|s| s.id == id)
+                        .ok_or_else(|| {
+                            Error::not_found(format!(
+                                "collection \"{collection}\" has no segment {id}"
+                            ))
+                        })?
+                        .pinned = pinned
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The collection's policy overrides.
+    pub fn overrides(&self, collection: &str) -> Result<TieringOverrides> {
+        let m = self.shared.manifest.snapshot()?;
+        m.collections
+            .get(collection)
+            .map(|c| c.tiering.clone())
+            .ok_or_else(|| crate::collection::no_such_collection(collection))
+    }
+
+    /// Replace the collection's policy overrides.
+    pub fn set_overrides(&self, collection: &str, overrides: TieringOverrides) -> Result<()> {
+        self.shared.manifest.commit(|m| {
+            m.collections
+                .get_mut(collection)
+                .ok_or_else(|| crate::collection::no_such_collection(collection))?
+                .tiering = overrides;
+            Ok(())
+        })
+    }
+
+    /// Delete remote objects that no manifest entry references and that are older than the
+    /// grace period. Returns how many were deleted.
+    pub fn collect_orphans(&self) -> Result<u64> {
+        self.shared.collect_orphans()
+    }
+
+    /// Tiers, collections, moves in progress, last errors, counters.
+    pub fn status(&self) -> Result<TieringStatus> {
+        self.shared.tiering_status()
+    }
+}
+
+impl Shared {
+    pub(crate) fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+        self.collections
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| crate::collection::no_such_collection(name))
+    }
+
+    /// Move and record the outcome in the error list and counters.
+    pub(crate) fn move_recorded(
+        &self,
+        c: &Collection,
+        id: u64,
+        to: StorageTier,
+        progress: Progress<'_>,
+    ) -> Result<MoveOutcome> {
+        let key = (c.config.name.clone(), id);
+        match c.move_segment(id, to, progress) {
+            Ok(o) => {
+                self.tier_state.errors.lock().remove(&key);
+                Ok(o)
+            }
+            Err(e) => {
+                self.env
+                    .counters
+                    .moves_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(collection = %key.0, segment = id, %to, error = %e, "segment move failed");
+                let err = MoveError {
+                    collection: key.0.clone(),
+                    segment_id: id,
+                    to,
+                    error: e.to_string(),
+                    at_ms: self.env.clock.now_ms(),
+                };
+                self.tier_state.errors.lock().insert(key, err);
+                Err(e)
+            }
+        }
+    }
+
+    fn plan_input(&self) -> Result<(Vec<SegmentState>, HashMap<String, TieringOverrides>)> {
+        let manifest = self.manifest.snapshot()?;
+        let mut states = Vec::new();
+        let mut overrides = HashMap::new();
+        for c in self.collections.read().values() {
+            let Some(entry) = manifest.collections.get(&c.config.name) else {
+                continue;
+            };
+            overrides.insert(entry.name.clone(), entry.tiering.clone());
+            let snap = c.snapshot();
+            let busy = c.busy.lock().clone();
+            for s in &entry.segments {
+                let access = snap
+                    .segments
+                    .iter()
+                    .find(|h| h.entry.id == s.id)
+                    .and_then(|h| h.access.last());
+                states.push(SegmentState {
+                    collection: entry.name.clone(),
+                    segment_id: s.id,
+                    tier: s.tier,
+                    size_bytes: s.size_bytes,
+                    sealed_at_ms: s.created_at_ms,
+                    last_access_ms: access,
+                    last_move_ms: s.moved_at_ms,
+                    pinned: entry.pinned || s.pinned,
+                    busy: busy.contains_key(&s.id),
+                });
+            }
+        }
+        Ok((states, overrides))
+    }
+
+    pub(crate) fn run_maintenance(&self) -> Result<MaintenanceReport> {
+        let _one_at_a_time = self.tier_state.maintenance.lock();
+        let now = self.env.clock.now_ms();
+        let (states, overrides) = self.plan_input()?;
+        let moves = plan(&PlanInput {
+            segments: &states,
+            policy: &self.env.options.policy,
+            overrides: &overrides,
+            warm_enabled: self.env.warm_dir.is_some(),
+            now_ms: now,
+        });
+        let mut report = MaintenanceReport {
+            planned: moves.len(),
+            ..MaintenanceReport::default()
+        };
+        let queue = Mutex::new(moves.into_iter().collect::<VecDeque<_>>());
+        let results = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..self.env.options.move_concurrency.max(1) {
+                s.spawn(|| {
+                    while let Some(m) = queue.lock().pop_front() {
+                        let r = self
+                            .collection(&m.collection)
+                            .and_then(|c| self.move_recorded(&c, m.segment_id, m.to, &|_| {}));
+                        results.lock().push((m, r));
+                    }
+                });
+            }
+        });
+        for (m, r) in results.into_inner() {
+            match r {
+                Ok(o) => {
+                    report.bytes_moved += o.bytes;
+                    report.moves_done.push(o);
+                }
+                Err(e) => report.moves_failed.push(MoveError {
+                    collection: m.collection,
+                    segment_id: m.segment_id,
+                    to: m.to,
+                    error: e.to_string(),
+                    at_ms: now,
+                }),
+            }
+        }
+        match self.collect_orphans() {
+            Ok(n) => report.orphans_deleted = n,
+            Err(e) => report.gc_error = Some(e.to_string()),
+        }
+        self.persist_access()?;
+        *self.tier_state.last_maintenance_ms.lock() = Some(now);
+        Ok(report)
+    }
+
+    pub(crate) fn collect_orphans(&self) -> Result<u64> {
+        let manifest = self.manifest.snapshot()?;
+        let referenced: HashSet<String> = manifest
+            .collections
+            .values()
+            .flat_map(|c| c.segments.iter().filter_map(|s| s.remote_key.clone()))
+            .collect();
+        let cold = &self.env.cold;
+        let grace = self.env.options.orphan_grace.as_millis() as i64;
+        let now = self.env.clock.now_ms() as i64;
+        let root = cold.root();
+        let deleted = cold.block_on(async {
+            cold.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let mut listing = cold.inner().list(root.as_ref());
+            let mut orphans = Vec::new();
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(|e| cold.error("list segments", e))?;
+                let key = meta.location.to_string();
+                let ours = key.ends_with(".seg") && key.contains("/segments/");
+                let old_enough = now - meta.last_modified.timestamp_millis() >= grace;
+                if ours && !referenced.contains(&key) && old_enough {
+                    orphans.push(meta.location);
+                }
+            }
+            let mut n = 0;
+            for p in orphans {
+                cold.retry(&format!("delete orphan {p}"), || cold.inner().delete(&p))
+                    .await?;
+                tracing::info!(key = %p, "deleted orphaned segment object");
+                n += 1;
+            }
+            Ok::<u64, Error>(n)
+        })?;
+        self.env
+            .counters
+            .orphans_deleted
+            .fetch_add(deleted, Ordering::Relaxed);
+        Ok(deleted)
+    }
+
+    /// Write the access statistics to `DIR/ACCESS` (atomically).
+    pub(crate) fn persist_access(&self) -> Result<()> {
+        let mut file = AccessFile::default();
+        for c in self.collections.read().values() {
+            let per = file.collections.entry(c.config.name.clone()).or_default();
+            for h in &c.snapshot().segments {
+                if let Some(last) = h.access.last() {
+                    per.insert(h.entry.id, (last, h.access.count.load(Ordering::Relaxed)));
+                }
+            }
+        }
+        let bytes = serde_json::to_vec(&file)
+            .map_err(|e| Error::internal(format!("encode access stats: {e}")))?;
+        crate::fsutil::write_atomic(&self.dir.join(ACCESS_FILE), &bytes)
+    }
+
+    pub(crate) fn tiering_status(&self) -> Result<TieringStatus> {
+        let manifest = self.manifest.snapshot()?;
+        let mut tiers: BTreeMap<StorageTier, TierStats> = BTreeMap::new();
+        let mut collections = Vec::new();
+        let mut in_progress = Vec::new();
+        for c in self.collections.read().values() {
+            let Some(entry) = manifest.collections.get(&c.config.name) else {
+                continue;
+            };
+            let snap = c.snapshot();
+            let busy = c.busy.lock().clone();
+            let mut ctiers: BTreeMap<StorageTier, TierStats> = BTreeMap::new();
+            let mut segments = Vec::new();
+            for s in &entry.segments {
+                for t in [&mut ctiers, &mut tiers] {
+                    let ts = t.entry(s.tier).or_default();
+                    ts.segments += 1;
+                    ts.bytes += s.size_bytes;
+                }
+                let h = snap.segments.iter().find(|h| h.entry.id == s.id);
+                if let Some(what) = busy.get(&s.id) {
+                    in_progress.push((entry.name.clone(), s.id, (*what).to_owned()));
+                }
+                segments.push(SegmentStatus {
+                    id: s.id,
+                    tier: s.tier,
+                    size_bytes: s.size_bytes,
+                    rows: s.rows,
+                    remote: s.remote_key.is_some(),
+                    pinned: s.pinned || entry.pinned,
+                    sealed_at_ms: s.created_at_ms,
+                    last_access_ms: h.and_then(|h| h.access.last()),
+                    access_count: h.map_or(0, |h| h.access.count.load(Ordering::Relaxed)),
+                    busy: busy.get(&s.id).map(|w| (*w).to_owned()),
+                });
+            }
+            collections.push(CollectionTierStatus {
+                name: entry.name.clone(),
+                pinned: entry.pinned,
+                overrides: entry.tiering.clone(),
+                tiers: ctiers,
+                segments,
+            });
+        }
+        let e = &self.env;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let counters = TieringCounters {
+            uploads: load(&e.counters.uploads),
+            downloads: load(&e.counters.downloads),
+            local_copies: load(&e.counters.local_copies),
+            bytes_uploaded: load(&e.counters.bytes_uploaded),
+            bytes_downloaded: load(&e.counters.bytes_downloaded),
+            moves_done: load(&e.counters.moves_done),
+            moves_failed: load(&e.counters.moves_failed),
+            orphans_deleted: load(&e.counters.orphans_deleted),
+            cache_hits: load(&e.cache.counters.hits),
+            cache_misses: load(&e.cache.counters.misses),
+            cache_evictions: load(&e.cache.counters.evictions),
+            cache_bytes: e.cache.bytes(),
+            cache_budget_bytes: e.cache.budget(),
+            remote_requests: load(&e.cold.counters.requests),
+            remote_failures: load(&e.cold.counters.failures),
+            remote_bytes_fetched: load(&e.cold.counters.bytes_fetched),
+        };
+        Ok(TieringStatus {
+            cold_store: e.cold.description().to_owned(),
+            warm_dir: e.warm_dir.clone(),
+            tiers,
+            collections,
+            in_progress,
+            last_errors: self.tier_state.errors.lock().values().cloned().collect(),
+            counters,
+            last_maintenance_ms: *self.tier_state.last_maintenance_ms.lock(),
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! [`RemoteSource`]: a cold segment read by byte range from object storage, through the local
+//! [`ColdCache`](super::cache::ColdCache).
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use barq_core::{Error, Result};
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+
+use super::cache::ColdCache;
+use super::store::{ColdStore, path};
+use crate::segment::RangeSource;
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct RemoteSource {
+    store: ColdStore,
+    cache: Arc<ColdCache>,
+    key: String,
+    namespace: String,
+    len: u64,
+}
+
+impl RemoteSource {
+    /// The object `key` of `len` bytes; cached ranges are filed under `namespace`.
+    pub fn new(
+        store: ColdStore,
+        cache: Arc<ColdCache>,
+        key: String,
+        namespace: String,
+        len: u64,
+    ) -> Self {
+        RemoteSource {
+            store,
+            cache,
+            key,
+            namespace,
+            len,
+        }
+    }
+
+    fn fetch(&self, range: Range<u64>) -> Result<Bytes> {
+        if range.start > range.end || range.end > self.len {
+            return Err(Error::corruption(format!(
+                "read of {}..{} past the end of {} ({} bytes)",
+                range.start, range.end, self.key, self.len
+            )));
+        }
+        let p = path(&self.key);
+        let bytes = self.store.block_on(self.store.retry(
+            &format!("read {} bytes {}..{}", self.key, range.start, range.end),
+            || self.store.inner().get_range(&p, range.clone()),
+        ))?;
+        self.store
+            .counters
+            .bytes_fetched
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if bytes.len() as u64 != range.end - range.start {
+            return Err(Error::corruption(format!(
+                "cold store returned {} bytes for {}..{} of {}",
+                bytes.len(),
+                range.start,
+                range.end,
+                self.key
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
+impl RangeSource for RemoteSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Unverified reads (only the footer read at open, which checks its own checksum) are
+    /// fetched and not cached.
+    fn read(&self, range: Range<u64>) -> Result<Bytes> {
+        if let Some(b) = self.cache.get(&self.namespace, &range) {
+            return Ok(b);
+        }
+        self.fetch(range)
+    }
+
+    fn read_verified(&self, range: Range<u64>, crc: u32) -> Result<Bytes> {
+        if let Some(b) = self.cache.get(&self.namespace, &range) {
+            return Ok(b);
+        }
+        let bytes = self.fetch(range.clone())?;
+        if crc32c::crc32c(&bytes) != crc {
+            return Err(Error::corruption(format!(
+                "checksum mismatch in bytes {}..{} of {} (cold store {})",
+                range.start,
+                range.end,
+                self.key,
+                self.store.description()
+            )));
+        }
+        self.cache.insert(&self.namespace, range, bytes)
+    }
+
+    fn is_stable(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        format!("{} in cold store {}", self.key, self.store.description())
+    }
+}
