@@ -9,6 +9,8 @@
 //! cargo run --release -p barq-bench -- all
 //! ```
 
+mod tiering;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -87,6 +89,16 @@ enum Cmd {
         gib: f64,
         #[arg(long, default_value_t = 128)]
         dim: usize,
+    },
+    /// Tiering: offload / hydrate throughput vs raw object_store put / get, cold get and search.
+    Tiering {
+        #[arg(long, default_value_t = 200_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        /// `local` (a directory through LocalFileSystem) or `memory` (InMemory).
+        #[arg(long, default_value = "local")]
+        store: String,
     },
     /// The suite used for docs/benchmarks.md.
     All,
@@ -425,6 +437,7 @@ fn main() {
         } => search(&dir, rows, dim, k, queries, compact),
         Cmd::Reopen { mib, dim } => reopen(&dir, mib, dim),
         Cmd::Memory { gib, dim } => memory(&dir, gib, dim),
+        Cmd::Tiering { rows, dim, store } => tiering::run(&dir, rows, dim, &store),
         Cmd::ReopenChild { path, mib, dim } => reopen_child(&path, mib, dim),
         Cmd::OpenRss { path } => open_rss(&path),
         Cmd::All => {

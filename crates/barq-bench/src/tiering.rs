@@ -1,0 +1,225 @@
+//! `barq-bench tiering`: offload and hydrate throughput beside raw `object_store` put / get of
+//! the same bytes to the same store, cold `get` latency and bytes fetched, first and cached cold
+//! search latency beside hot search.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use barq_core::{CollectionConfig, Document, Metric};
+use barq_storage::tiering::{ColdStoreSpec, TieringOptions};
+use barq_storage::{Database, Durability, Options, SearchRequest, StorageTier};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+fn options(store: &Arc<dyn ObjectStore>) -> Options {
+    Options {
+        durability: Durability::None,
+        background_compaction: false,
+        memtable_max_bytes: 1 << 30,
+        tiering: TieringOptions {
+            cold_store: Some(ColdStoreSpec {
+                store: Arc::clone(store),
+                prefix: "bench".into(),
+                description: "bench store".into(),
+            }),
+            maintenance_interval: None,
+            ..TieringOptions::default()
+        },
+        ..Options::default()
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Raw put of `bytes` the way the mover uploads: multipart in `part` byte parts, 4 in flight.
+async fn raw_put(store: &Arc<dyn ObjectStore>, key: &str, bytes: &bytes::Bytes, part: usize) {
+    let p = object_store::path::Path::from(key);
+    if bytes.len() <= part {
+        store
+            .put(&p, PutPayload::from(bytes.clone()))
+            .await
+            .expect("put");
+        return;
+    }
+    let mut up = store.put_multipart(&p).await.expect("multipart");
+    let mut pending = Vec::new();
+    for chunk in bytes.chunks(part) {
+        pending.push(up.put_part(PutPayload::from(bytes.slice_ref(chunk))));
+        if pending.len() >= 4 {
+            futures_join(&mut pending).await;
+        }
+    }
+    futures_join(&mut pending).await;
+    up.complete().await.expect("complete");
+}
+
+async fn futures_join(pending: &mut Vec<object_store::UploadPart>) {
+    for f in pending.drain(..) {
+        f.await.expect("part");
+    }
+}
+
+pub(crate) fn run(dir: &Path, rows: usize, dim: usize, store_kind: &str) {
+    let store: Arc<dyn ObjectStore> = match store_kind {
+        "memory" => Arc::new(object_store::memory::InMemory::new()),
+        _ => {
+            let d = dir.join("bucket");
+            std::fs::create_dir_all(&d).expect("bucket dir");
+            Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(&d).expect("local store"),
+            )
+        }
+    };
+    let data = dir.join("data");
+    let db = Database::open(&data, options(&store)).expect("open");
+    db.create_collection(CollectionConfig::new("bench", dim as u32, Metric::L2).expect("cfg"))
+        .expect("create");
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut done = 0;
+    while done < rows {
+        let n = 10_000.min(rows - done);
+        let docs: Vec<Document> = (0..n)
+            .map(|i| {
+                Document::new(
+                    format!("d{}", done + i),
+                    (0..dim).map(|_| rng.random::<f32>()).collect(),
+                )
+            })
+            .collect();
+        db.upsert("bench", &docs).expect("upsert");
+        done += n;
+    }
+    db.flush("bench").expect("flush");
+    let seg = db.tiering().segments("bench").expect("segments")[0].clone();
+    let size = seg.size_bytes;
+    let mb = size as f64 / 1e6;
+    let file = std::fs::read(data.join("collections/bench/segments").join(&seg.file_name))
+        .expect("read segment");
+    let bytes = bytes::Bytes::from(file);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let part = TieringOptions::default().multipart_part_bytes;
+
+    // Raw baseline.
+    let t = Instant::now();
+    rt.block_on(raw_put(&store, "raw/segment.bin", &bytes, part));
+    let raw_put_ms = ms(t);
+    let t = Instant::now();
+    let got = rt.block_on(async {
+        store
+            .get(&object_store::path::Path::from("raw/segment.bin"))
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes")
+    });
+    let raw_get_ms = ms(t);
+    assert_eq!(got.len(), bytes.len());
+    drop((got, bytes));
+
+    let hot_q: Vec<f32> = (0..dim).map(|_| rng.random::<f32>()).collect();
+    let hot_search = || {
+        let t = Instant::now();
+        db.search("bench", &SearchRequest::new(hot_q.clone(), 10))
+            .expect("search");
+        ms(t)
+    };
+    hot_search();
+    let hot_ms = (0..5).map(|_| hot_search()).fold(f64::MAX, f64::min);
+
+    let t = Instant::now();
+    db.tiering()
+        .offload_segment("bench", seg.id)
+        .expect("offload");
+    let offload_ms = ms(t);
+    let t = Instant::now();
+    db.tiering()
+        .hydrate_segment("bench", seg.id)
+        .expect("hydrate");
+    let hydrate_ms = ms(t);
+    db.tiering()
+        .offload_segment("bench", seg.id)
+        .expect("offload again (local delete)");
+    assert_eq!(
+        db.tiering().segments("bench").expect("s")[0].tier,
+        StorageTier::Cold
+    );
+    db.close().expect("close");
+
+    // Cold reads from a fresh process state (empty cache).
+    let db = Database::open(&data, options(&store)).expect("reopen");
+    let counters = || db.tiering().status().expect("status").counters;
+    let c0 = counters();
+    let t = Instant::now();
+    db.get("bench", "d1").expect("get").expect("doc");
+    let first_get_ms = ms(t);
+    let c1 = counters();
+    let mut lat = Vec::new();
+    for i in 0..50 {
+        let id = format!("d{}", (i * 7919) % rows);
+        let t = Instant::now();
+        db.get("bench", &id).expect("get").expect("doc");
+        lat.push(ms(t));
+    }
+    let c2 = counters();
+    lat.sort_by(f64::total_cmp);
+    let get_reqs = (c2.remote_requests - c1.remote_requests) as f64 / 50.0;
+    let get_bytes = (c2.remote_bytes_fetched - c1.remote_bytes_fetched) as f64 / 50.0;
+    let t = Instant::now();
+    db.search("bench", &SearchRequest::new(hot_q.clone(), 10))
+        .expect("cold search");
+    let first_search_ms = ms(t);
+    let cached_ms = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            db.search("bench", &SearchRequest::new(hot_q.clone(), 10))
+                .expect("search");
+            ms(t)
+        })
+        .fold(f64::MAX, f64::min);
+    db.close().expect("close");
+
+    let mbps = |millis: f64| mb / (millis / 1000.0);
+    let r = json!({
+        "bench": "tiering", "store": store_kind, "rows": rows, "dim": dim, "segment_bytes": size,
+        "raw_put_mb_s": mbps(raw_put_ms), "raw_get_mb_s": mbps(raw_get_ms),
+        "offload_mb_s": mbps(offload_ms), "offload_ratio": raw_put_ms / offload_ms,
+        "hydrate_mb_s": mbps(hydrate_ms), "hydrate_ratio": raw_get_ms / hydrate_ms,
+        "first_cold_get_ms": first_get_ms, "first_cold_get_requests": c1.remote_requests - c0.remote_requests,
+        "cold_get_p50_ms": lat[lat.len() / 2], "cold_get_requests": get_reqs, "cold_get_bytes": get_bytes,
+        "cold_get_fraction_of_segment": get_bytes / size as f64,
+        "hot_search_ms": hot_ms, "first_cold_search_ms": first_search_ms,
+        "first_cold_search_bound_ms": 1.2 * raw_get_ms, "cached_cold_search_ms": cached_ms,
+        "cached_over_hot": cached_ms / hot_ms,
+    });
+    eprintln!(
+        "tiering ({store_kind}, segment {mb:.1} MB): raw put {:.0} MB/s, offload {:.0} MB/s ({:.2}x); raw get {:.0} MB/s, hydrate {:.0} MB/s ({:.2}x)",
+        mbps(raw_put_ms),
+        mbps(offload_ms),
+        raw_put_ms / offload_ms,
+        mbps(raw_get_ms),
+        mbps(hydrate_ms),
+        raw_get_ms / hydrate_ms
+    );
+    eprintln!(
+        "  cold get: first {first_get_ms:.2} ms ({} requests), then p50 {:.3} ms, {get_reqs:.1} requests and {get_bytes:.0} bytes per get ({:.4}% of the segment)",
+        c1.remote_requests - c0.remote_requests,
+        lat[lat.len() / 2],
+        100.0 * get_bytes / size as f64
+    );
+    eprintln!(
+        "  search: hot {hot_ms:.2} ms, first cold {first_search_ms:.2} ms (bound 1.2 x raw get = {:.2} ms), cached cold {cached_ms:.2} ms ({:.2}x hot)",
+        1.2 * raw_get_ms,
+        cached_ms / hot_ms
+    );
+    println!("{r}");
+}
