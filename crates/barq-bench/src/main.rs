@@ -99,6 +99,9 @@ enum Cmd {
         /// `local` (a directory through LocalFileSystem) or `memory` (InMemory).
         #[arg(long, default_value = "local")]
         store: String,
+        /// Verify uploads by reading them back (default) or by size only.
+        #[arg(long)]
+        verify_size_only: bool,
     },
     /// The suite used for docs/benchmarks.md.
     All,
@@ -437,7 +440,19 @@ fn main() {
         } => search(&dir, rows, dim, k, queries, compact),
         Cmd::Reopen { mib, dim } => reopen(&dir, mib, dim),
         Cmd::Memory { gib, dim } => memory(&dir, gib, dim),
-        Cmd::Tiering { rows, dim, store } => tiering::run(&dir, rows, dim, &store),
+        Cmd::Tiering {
+            rows,
+            dim,
+            store,
+            verify_size_only,
+        } => {
+            let verify = if verify_size_only {
+                barq_storage::tiering::UploadVerification::Size
+            } else {
+                barq_storage::tiering::UploadVerification::ReadBack
+            };
+            tiering::run(&dir, rows, dim, &store, verify)
+        }
         Cmd::ReopenChild { path, mib, dim } => reopen_child(&path, mib, dim),
         Cmd::OpenRss { path } => open_rss(&path),
         Cmd::All => {

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use barq_core::{CollectionConfig, Document, Metric};
-use barq_storage::tiering::{ColdStoreSpec, TieringOptions};
+use barq_storage::tiering::{ColdStoreSpec, TieringOptions, UploadVerification};
 use barq_storage::{Database, Durability, Options, SearchRequest, StorageTier};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-fn options(store: &Arc<dyn ObjectStore>) -> Options {
+fn options(store: &Arc<dyn ObjectStore>, verify: UploadVerification) -> Options {
     Options {
         durability: Durability::None,
         background_compaction: false,
@@ -26,6 +26,7 @@ fn options(store: &Arc<dyn ObjectStore>) -> Options {
                 description: "bench store".into(),
             }),
             maintenance_interval: None,
+            verify_uploads: verify,
             ..TieringOptions::default()
         },
         ..Options::default()
@@ -64,7 +65,13 @@ async fn futures_join(pending: &mut Vec<object_store::UploadPart>) {
     }
 }
 
-pub(crate) fn run(dir: &Path, rows: usize, dim: usize, store_kind: &str) {
+pub(crate) fn run(
+    dir: &Path,
+    rows: usize,
+    dim: usize,
+    store_kind: &str,
+    verify: UploadVerification,
+) {
     let store: Arc<dyn ObjectStore> = match store_kind {
         "memory" => Arc::new(object_store::memory::InMemory::new()),
         _ => {
@@ -76,7 +83,7 @@ pub(crate) fn run(dir: &Path, rows: usize, dim: usize, store_kind: &str) {
         }
     };
     let data = dir.join("data");
-    let db = Database::open(&data, options(&store)).expect("open");
+    let db = Database::open(&data, options(&store, verify)).expect("open");
     db.create_collection(CollectionConfig::new("bench", dim as u32, Metric::L2).expect("cfg"))
         .expect("create");
     let mut rng = StdRng::seed_from_u64(5);
@@ -156,7 +163,7 @@ pub(crate) fn run(dir: &Path, rows: usize, dim: usize, store_kind: &str) {
     db.close().expect("close");
 
     // Cold reads from a fresh process state (empty cache).
-    let db = Database::open(&data, options(&store)).expect("reopen");
+    let db = Database::open(&data, options(&store, verify)).expect("reopen");
     let counters = || db.tiering().status().expect("status").counters;
     let c0 = counters();
     let t = Instant::now();
@@ -190,7 +197,7 @@ pub(crate) fn run(dir: &Path, rows: usize, dim: usize, store_kind: &str) {
 
     let mbps = |millis: f64| mb / (millis / 1000.0);
     let r = json!({
-        "bench": "tiering", "store": store_kind, "rows": rows, "dim": dim, "segment_bytes": size,
+        "bench": "tiering", "store": store_kind, "verify_uploads": format!("{verify:?}"), "rows": rows, "dim": dim, "segment_bytes": size,
         "raw_put_mb_s": mbps(raw_put_ms), "raw_get_mb_s": mbps(raw_get_ms),
         "offload_mb_s": mbps(offload_ms), "offload_ratio": raw_put_ms / offload_ms,
         "hydrate_mb_s": mbps(hydrate_ms), "hydrate_ratio": raw_get_ms / hydrate_ms,
@@ -202,7 +209,7 @@ pub(crate) fn run(dir: &Path, rows: usize, dim: usize, store_kind: &str) {
         "cached_over_hot": cached_ms / hot_ms,
     });
     eprintln!(
-        "tiering ({store_kind}, segment {mb:.1} MB): raw put {:.0} MB/s, offload {:.0} MB/s ({:.2}x); raw get {:.0} MB/s, hydrate {:.0} MB/s ({:.2}x)",
+        "tiering ({store_kind}, verify {verify:?}, segment {mb:.1} MB): raw put {:.0} MB/s, offload {:.0} MB/s ({:.2}x); raw get {:.0} MB/s, hydrate {:.0} MB/s ({:.2}x)",
         mbps(raw_put_ms),
         mbps(offload_ms),
         raw_put_ms / offload_ms,

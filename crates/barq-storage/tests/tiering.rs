@@ -625,3 +625,22 @@ fn orphaned_objects_are_collected_after_the_grace_period() {
         vector(1)
     );
 }
+
+#[test]
+fn size_only_verification_still_serves_correct_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let mut opts = options(Some(Arc::clone(&store)));
+    opts.tiering.verify_uploads = barq_storage::tiering::UploadVerification::Size;
+    let db = Database::open(dir.path(), opts.clone()).expect("open");
+    load(&db);
+    let before = observe(&db);
+    let gets = faulty.calls(Op::Get);
+    for id in segment_ids(&db) {
+        db.tiering().offload_segment("c", id).expect("offload");
+    }
+    assert_eq!(faulty.calls(Op::Get), gets, "no read-back");
+    assert!(faulty.calls(Op::Head) >= 2, "a size check per upload");
+    assert_eq!(observe(&db), before);
+}

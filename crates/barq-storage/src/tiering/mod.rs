@@ -89,6 +89,19 @@ impl std::fmt::Debug for ColdStoreSpec {
     }
 }
 
+/// How an upload is verified before the manifest points at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UploadVerification {
+    /// Read the whole object back and compare its size and CRC32C with the manifest's: catches
+    /// any corruption on the way and in the store, at the cost of a second transfer. The default.
+    #[default]
+    ReadBack,
+    /// Compare only the size the store reports (a HEAD request). For stores that verify
+    /// request checksums themselves (S3 with `x-amz-checksum-*`, GCS with CRC32C), where a read
+    /// back adds cost and no safety. Reads still check every block's CRC32C.
+    Size,
+}
+
 /// Tiering settings of a database.
 #[derive(Debug, Clone)]
 pub struct TieringOptions {
@@ -110,6 +123,8 @@ pub struct TieringOptions {
     pub orphan_grace: Duration,
     /// Uploads larger than this use multipart, in parts of this size. Default 8 MiB.
     pub multipart_part_bytes: usize,
+    /// How uploads are verified before the commit. Default [`UploadVerification::ReadBack`].
+    pub verify_uploads: UploadVerification,
     /// The clock the policy reads.
     pub clock: Arc<dyn Clock>,
 }
@@ -126,6 +141,7 @@ impl Default for TieringOptions {
             move_bandwidth_bytes_per_sec: None,
             orphan_grace: Duration::from_secs(3600),
             multipart_part_bytes: 8 << 20,
+            verify_uploads: UploadVerification::ReadBack,
             clock: Arc::new(SystemClock),
         }
     }

@@ -280,10 +280,24 @@ impl Collection {
         Ok(size)
     }
 
-    /// Read the object back and compare its size and CRC32C with the manifest's.
+    /// Read the object back and compare its size and CRC32C with the manifest's (or only its
+    /// size, see [`UploadVerification`](super::UploadVerification)).
     async fn verify_remote(&self, key: &str, entry: &SegmentEntry) -> Result<()> {
         let cold = &self.env.cold;
         let p = path(key);
+        if self.env.options.verify_uploads == super::UploadVerification::Size {
+            let meta = cold
+                .retry(&format!("head {key}"), || cold.inner().head(&p))
+                .await?;
+            if meta.size != entry.size_bytes {
+                let _ = cold.inner().delete(&p).await;
+                return Err(Error::corruption(format!(
+                    "uploaded copy of segment {} ({key}) is {} bytes, expected {}",
+                    entry.id, meta.size, entry.size_bytes
+                )));
+            }
+            return Ok(());
+        }
         let got = cold
             .retry(&format!("read back {key}"), || cold.inner().get(&p))
             .await?;
