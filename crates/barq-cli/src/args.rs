@@ -8,6 +8,9 @@ use std::time::Duration;
 use barq_storage::Durability;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod tier;
+pub use tier::{MoveArgs, PinArgs, TierCommand};
+
 const MAIN_AFTER_HELP: &str = "\
 Examples:
   barq collection create docs --dim 3 --metric cosine
@@ -15,16 +18,20 @@ Examples:
   barq search docs --vector '[0.1, 0.2, 0.3]' -k 5 --with-payload
   barq import sift base.fvecs
   barq --json stats
+  barq tier offload docs --all
 
 Exit status:
   0  success
   1  not found (a document, a collection, the data directory)
   2  invalid input or usage
-  3  conflict (the collection exists, the data directory is locked by another process)
-  4  any other failure (I/O, corrupt data)
+  3  conflict (the collection exists, the data directory is locked by another process,
+     a segment is busy being moved)
+  4  any other failure (I/O, corrupt data, an unreachable cold store)
 
 Every --durability mode fsyncs the write-ahead log when the command ends; the mode only matters
 if the machine crashes while a command runs (`none` makes big imports faster).
+Segments can live in three tiers: hot (the data directory), warm (--warm-dir) and cold
+(DATA_DIR/cold, a local directory in the layout of an object store); see `barq tier --help`.
 Set RUST_LOG (e.g. RUST_LOG=barq_storage=debug) to see the engine's logs on stderr.";
 
 /// Barq DB: a vector database, driven directly on its data directory.
@@ -58,6 +65,12 @@ pub struct Cli {
         default_value_t = DurabilityArg::Sync
     )]
     pub durability: DurabilityArg,
+
+    /// The warm tier: a second local directory for segments (e.g. a larger, slower disk).
+    /// Give it to every command once a segment has been moved there, or those segments cannot
+    /// be read.
+    #[arg(long, global = true, env = "BARQ_WARM_DIR", value_name = "DIR")]
+    pub warm_dir: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -159,6 +172,10 @@ Examples:
     /// Show statistics of every collection, or of one.
     #[command(after_help = "Examples:\n  barq stats\n  barq stats docs\n  barq --json stats")]
     Stats(StatsArgs),
+
+    /// Move segments between the hot, warm and cold tiers; pin them; show where they are.
+    #[command(subcommand, after_help = tier::TIER_AFTER_HELP)]
+    Tier(TierCommand),
 }
 
 #[derive(Debug, Subcommand)]

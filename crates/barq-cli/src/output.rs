@@ -127,6 +127,28 @@ pub fn plural(n: u64, noun: &str) -> String {
     }
 }
 
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC` (the civil-from-days
+/// algorithm of H. Hinnant), to avoid a date crate for one field.
+pub fn format_utc_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +164,12 @@ mod tests {
     #[test]
     fn vectors_print_shortest_form() {
         assert_eq!(format_vector(&[0.1, 1.0, -2.5]), "[0.1, 1, -2.5]");
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(format_utc_ms(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc_ms(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_utc_ms(1_735_689_599_999), "2024-12-31 23:59:59 UTC");
     }
 }

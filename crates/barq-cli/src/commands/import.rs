@@ -1,10 +1,9 @@
 //! `barq import`: bulk-load a JSONL or `.fvecs` file in validated batches, with a progress bar.
 
-use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use barq_core::Result;
-use indicatif::{HumanCount, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanCount, HumanDuration};
 use serde::Serialize;
 
 use super::Context;
@@ -26,7 +25,7 @@ pub fn import(ctx: &Context<'_>, args: &ImportArgs) -> Result<()> {
     let config = ctx.db.collection_config(&args.name)?;
     let format = args.format.unwrap_or_else(|| detect_format(&args.file));
     let mut reader = DocReader::open(&args.file, format)?;
-    let progress = progress_bar(reader.len(), ctx.quiet);
+    let progress = super::progress_bar(reader.len(), ctx.quiet);
     let start = Instant::now();
     let mut imported = 0u64;
     loop {
@@ -75,25 +74,4 @@ pub fn import(ctx: &Context<'_>, args: &ImportArgs) -> Result<()> {
             HumanCount(rate as u64),
         )
     })
-}
-
-/// A bar over the input's bytes (a spinner for stdin), drawn on stderr only when it is a
-/// terminal and `--quiet` was not given.
-fn progress_bar(len: Option<u64>, quiet: bool) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let template = match len {
-        Some(_) => {
-            "{spinner} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} \
-             ({bytes_per_sec}, eta {eta}) {msg}"
-        }
-        None => "{spinner} [{elapsed_precise}] {bytes} ({bytes_per_sec}) {msg}",
-    };
-    let style = ProgressStyle::with_template(template)
-        .expect("the template is a constant that parses")
-        .progress_chars("=> ");
-    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr()).with_style(style);
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
 }

@@ -6,7 +6,7 @@ use indicatif::HumanBytes;
 use serde::Serialize;
 
 use super::Context;
-use crate::output::{Align, Table, plural};
+use crate::output::{Align, Table, format_utc_ms, plural};
 
 #[derive(Debug, Serialize)]
 struct Flushed<'a> {
@@ -153,38 +153,4 @@ fn describe_collection(c: &CollectionStats) -> String {
         t.row(vec![k.to_owned(), v]);
     }
     t.render()
-}
-
-/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC` (the civil-from-days
-/// algorithm of H. Hinnant), to avoid a date crate for one field.
-fn format_utc_ms(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::format_utc_ms;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(format_utc_ms(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(format_utc_ms(951_782_400_000), "2000-02-29 00:00:00 UTC");
-        assert_eq!(format_utc_ms(1_735_689_599_999), "2024-12-31 23:59:59 UTC");
-    }
 }

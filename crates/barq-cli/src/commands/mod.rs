@@ -7,11 +7,17 @@ mod data;
 mod import;
 mod maintenance;
 mod search;
+mod tier;
+
+use std::io::IsTerminal;
+use std::time::Duration;
 
 use barq_core::{Error, ErrorKind, Result};
-use barq_storage::{Database, Options};
+use barq_storage::tiering::TieringOptions;
+use barq_storage::{Database, Options, StorageTier};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::args::{Cli, CollectionCommand, Command};
+use crate::args::{Cli, CollectionCommand, Command, TierCommand};
 use crate::output::Output;
 
 /// What a command needs besides its own arguments.
@@ -51,6 +57,12 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Flush(a) => maintenance::flush(&ctx, &a.name),
         Command::Compact(a) => maintenance::compact(&ctx, &a.name),
         Command::Stats(a) => maintenance::stats(&ctx, a.name.as_deref()),
+        Command::Tier(TierCommand::Status) => tier::status(&ctx),
+        Command::Tier(TierCommand::Offload(a)) => tier::move_segments(&ctx, a, StorageTier::Cold),
+        Command::Tier(TierCommand::Hydrate(a)) => tier::move_segments(&ctx, a, StorageTier::Hot),
+        Command::Tier(TierCommand::Pin(a)) => tier::pin(&ctx, a, true),
+        Command::Tier(TierCommand::Unpin(a)) => tier::pin(&ctx, a, false),
+        Command::Tier(TierCommand::Maintenance) => tier::maintenance(&ctx),
     };
     // Close even after a failure (the writes before it are kept); the command's error wins.
     let closed = db.close();
@@ -70,10 +82,38 @@ fn open(cli: &Cli, create: bool) -> Result<Database> {
     }
     let options = Options {
         durability: cli.durability.to_durability(),
+        tiering: TieringOptions {
+            warm_dir: cli.warm_dir.clone(),
+            // A one-shot command must not move segments behind the user's back; maintenance
+            // runs only when asked (`barq tier maintenance`).
+            maintenance_interval: None,
+            ..TieringOptions::default()
+        },
         ..Options::default()
     };
     tracing::debug!(dir = %dir.display(), "opening database");
     Database::open(dir, options)
+}
+
+/// A bar over `len` bytes (a spinner when the length is unknown, e.g. stdin), drawn on stderr
+/// only when it is a terminal and `--quiet` was not given.
+fn progress_bar(len: Option<u64>, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let template = match len {
+        Some(_) => {
+            "{spinner} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} \
+             ({bytes_per_sec}, eta {eta}) {msg}"
+        }
+        None => "{spinner} [{elapsed_precise}] {bytes} ({bytes_per_sec}) {msg}",
+    };
+    let style = ProgressStyle::with_template(template)
+        .expect("the template is a constant that parses")
+        .progress_chars("=> ");
+    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr()).with_style(style);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 /// Add to `e` how many documents were `verb` (imported, written) before it: the batches before

@@ -1,6 +1,9 @@
 //! Helpers shared by the CLI tests: run the real `barq` binary on a temporary data directory
 //! and check its exit status, stdout and stderr.
 
+// Each test crate (`cli`, `tier`) uses a different subset of the helpers.
+#![allow(dead_code)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -37,6 +40,7 @@ impl Env {
             .args(args)
             .env_remove("BARQ_DATA_DIR")
             .env_remove("BARQ_DURABILITY")
+            .env_remove("BARQ_WARM_DIR")
             .env_remove("RUST_LOG");
         cmd
     }
