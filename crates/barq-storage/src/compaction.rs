@@ -17,7 +17,7 @@ use barq_core::{Error, Result};
 
 use object_store::ObjectStoreExt;
 
-use crate::collection::{Collection, SegmentHandle, now_ms, open_segment, segment_file_name};
+use crate::collection::{Collection, SegmentHandle, open_segment, segment_file_name};
 use crate::manifest::{SegmentEntry, StorageTier, checksum_string};
 use crate::options::{FP_COMPACTION_AFTER_COMMIT, FP_COMPACTION_BEFORE_COMMIT};
 use crate::segment::{OwnedEntry, RowInput, SegmentWriter};
@@ -192,7 +192,7 @@ impl Collection {
                     norm: Some(norms[*i][r]),
                 })?;
             }
-            let info = writer.finish(now_ms())?;
+            let info = writer.finish(self.env.clock.now_ms())?;
             Some(SegmentEntry {
                 id,
                 file_name: segment_file_name(id),

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use barq_core::{Error, Result};
 use parking_lot::RwLock;
 
-use crate::collection::{Collection, SharedMemtable, now_ms, open_segment, segment_file_name};
+use crate::collection::{Collection, SharedMemtable, open_segment, segment_file_name};
 use crate::manifest::{SegmentEntry, StorageTier, checksum_string};
 use crate::memtable::Memtable;
 use crate::options::{FP_FLUSH_AFTER_MANIFEST_COMMIT, FP_FLUSH_AFTER_SEGMENT_WRITE};
@@ -108,7 +108,7 @@ impl Collection {
         }
         let max_seq = mem.max_seq();
         drop(mem);
-        let info = writer.finish(now_ms())?;
+        let info = writer.finish(self.env.clock.now_ms())?;
         self.options
             .failpoints
             .check(FP_FLUSH_AFTER_SEGMENT_WRITE)?;

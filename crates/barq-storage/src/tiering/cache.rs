@@ -22,6 +22,9 @@ use barq_core::{Error, Result};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+/// Ranges at least this large are written to the cache in the background.
+const BACKGROUND_INSERT_BYTES: u64 = 4 << 20;
+
 /// A cache file, mapped.
 #[derive(Debug)]
 struct Mapped {
@@ -134,9 +137,34 @@ impl ColdCache {
         Some(bytes.slice((range.start - off) as usize..(range.end - off) as usize))
     }
 
-    /// Insert verified `bytes` for `range` of `ns` and return them as cached bytes (or as they
-    /// are, if they do not fit the budget at all).
-    pub fn insert(&self, ns: &str, range: Range<u64>, bytes: Bytes) -> Result<Bytes> {
+    /// Insert verified `bytes` for `range` of `ns`. Small ranges are written and mapped right
+    /// away and returned as cached bytes; large ones (whole blocks) are returned as they are and
+    /// written to the cache by a background thread, so a first cold read does not wait for the
+    /// local write. Ranges larger than the budget are not cached.
+    pub fn insert(self: &Arc<Self>, ns: &str, range: Range<u64>, bytes: Bytes) -> Result<Bytes> {
+        let len = bytes.len() as u64;
+        if len == 0 || len > self.budget {
+            return Ok(bytes);
+        }
+        if len >= BACKGROUND_INSERT_BYTES {
+            let (cache, ns, out) = (Arc::clone(self), ns.to_owned(), bytes.clone());
+            let spawned = std::thread::Builder::new()
+                .name("barq-cache-fill".into())
+                .spawn(move || {
+                    if let Err(e) = cache.insert_now(&ns, range, bytes) {
+                        tracing::warn!(error = %e, "could not fill the cold cache");
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start a cache fill");
+            }
+            return Ok(out);
+        }
+        self.insert_now(ns, range, bytes)
+    }
+
+    /// Write, map and register an entry; returns the cached bytes.
+    pub fn insert_now(&self, ns: &str, range: Range<u64>, bytes: Bytes) -> Result<Bytes> {
         let len = bytes.len() as u64;
         if len == 0 || len > self.budget {
             return Ok(bytes);
@@ -237,7 +265,7 @@ mod tests {
     #[test]
     fn hits_cover_sub_ranges_and_misses_count() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let c = ColdCache::open(dir.path(), 1000).expect("open");
+        let c = Arc::new(ColdCache::open(dir.path(), 1000).expect("open"));
         assert!(c.get("s", &(0..10)).is_none());
         c.insert("s", 100..200, bytes(100, 7)).expect("insert");
         let got = c.get("s", &(150..160)).expect("covered");
@@ -252,7 +280,7 @@ mod tests {
     #[test]
     fn lru_eviction_respects_budget_and_readers() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let c = ColdCache::open(dir.path(), 300).expect("open");
+        let c = Arc::new(ColdCache::open(dir.path(), 300).expect("open"));
         c.insert("s", 0..100, bytes(100, 1)).expect("insert");
         c.insert("s", 100..200, bytes(100, 2)).expect("insert");
         c.insert("s", 200..300, bytes(100, 3)).expect("insert");
@@ -273,7 +301,7 @@ mod tests {
     #[test]
     fn evicted_files_are_removed_once_unused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let c = ColdCache::open(&dir.path().join("c"), 150).expect("open");
+        let c = Arc::new(ColdCache::open(&dir.path().join("c"), 150).expect("open"));
         let held = c.insert("s", 0..100, bytes(100, 1)).expect("insert");
         c.remove_namespace("s");
         assert_eq!(

@@ -1,0 +1,884 @@
+//! Tiering under store faults, through the public API: corrupted and slow cold reads, failed
+//! HEAD / DELETE / multipart requests, maintenance that retries failed moves (on demand and from
+//! the periodic loop), and every transition through the warm tier.
+//!
+//! Helpers are copied from `tiering.rs` (same data set, same observation of every read).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use barq_core::{CollectionConfig, Document, ErrorKind, Metric, Payload, SearchHit};
+use barq_storage::tiering::faulty_store::{FaultyStore, Op};
+use barq_storage::tiering::{
+    Clock, ColdStoreSpec, ManualClock, SystemClock, TieringOptions, TieringPolicy,
+};
+use barq_storage::{
+    Database, Durability, FP_TIER_AFTER_COMMIT, Options, SearchRequest, SegmentEntry, StorageTier,
+};
+use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+const DIM: usize = 8;
+
+fn options(store: Option<Arc<dyn ObjectStore>>) -> Options {
+    Options {
+        durability: Durability::None,
+        background_compaction: false,
+        tiering: TieringOptions {
+            cold_store: store.map(|store| ColdStoreSpec {
+                store,
+                prefix: "barq-test".into(),
+                description: "test store".into(),
+            }),
+            maintenance_interval: None,
+            ..TieringOptions::default()
+        },
+        ..Options::default()
+    }
+}
+
+/// A fault-injecting store over an in-memory one, and the same store as the engine sees it.
+fn faulty_store() -> (Arc<FaultyStore>, Arc<dyn ObjectStore>) {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    (faulty, store)
+}
+
+fn vector(i: usize) -> Vec<f32> {
+    (0..DIM)
+        .map(|d| ((i * 7 + d * 3) % 17) as f32 - 8.0)
+        .collect()
+}
+
+fn payload(i: usize) -> Payload {
+    let mut p = Payload::new();
+    p.insert("i".into(), (i as u64).into());
+    p
+}
+
+/// Two flushed segments plus a memtable; some overwrites and deletes across them.
+/// Segment 1 (the older) holds d0..d199; segment 2 holds d200..d299, the tombstone of d5 and
+/// the new version of d6.
+fn load(db: &Database) {
+    db.create_collection(CollectionConfig::new("c", DIM as u32, Metric::L2).expect("cfg"))
+        .expect("create");
+    let docs: Vec<Document> = (0..300)
+        .map(|i| Document::new(format!("d{i}"), vector(i)).with_payload(payload(i)))
+        .collect();
+    db.upsert("c", &docs[..200]).expect("upsert");
+    db.flush("c").expect("flush");
+    db.upsert("c", &docs[200..]).expect("upsert");
+    db.delete("c", "d5").expect("delete");
+    db.upsert("c", &[Document::new("d6", vector(1000))])
+        .expect("overwrite");
+    db.flush("c").expect("flush");
+}
+
+type Observation = (BTreeMap<String, Option<Document>>, u64, Vec<Vec<SearchHit>>);
+
+/// Everything a reader can see: every get, the count, three searches.
+fn observe(db: &Database) -> Observation {
+    let gets = (0..310)
+        .map(|i| (format!("d{i}"), db.get("c", &format!("d{i}")).expect("get")))
+        .collect();
+    let searches = [0usize, 42, 1000]
+        .iter()
+        .map(|q| {
+            db.search("c", &SearchRequest::new(vector(*q), 15).with_payload(true))
+                .expect("search")
+        })
+        .collect();
+    (gets, db.count("c").expect("count"), searches)
+}
+
+/// The `*.seg` files (and anything else) in a directory, sorted; empty if it does not exist.
+fn files_in(dir: &Path) -> Vec<String> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => panic!("ls {}: {e}", dir.display()),
+    };
+    let mut v: Vec<String> = rd
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Segment files of collection "c" under a data (or warm) directory.
+fn segment_files(root: &Path) -> Vec<String> {
+    files_in(&root.join("collections/c/segments"))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Every key in `store` (use `faulty.inner()` to look behind the faults).
+fn list_keys(store: &Arc<dyn ObjectStore>) -> Vec<String> {
+    runtime().block_on(async {
+        use futures::TryStreamExt;
+        let mut keys: Vec<String> = store
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .expect("list");
+        keys.sort();
+        keys
+    })
+}
+
+fn segments(db: &Database, collection: &str) -> Vec<SegmentEntry> {
+    db.tiering().segments(collection).expect("segments")
+}
+
+fn segment_ids(db: &Database) -> Vec<u64> {
+    segments(db, "c").iter().map(|s| s.id).collect()
+}
+
+fn tiers(db: &Database) -> Vec<StorageTier> {
+    segments(db, "c").iter().map(|s| s.tier).collect()
+}
+
+fn segment(db: &Database, id: u64) -> SegmentEntry {
+    segments(db, "c")
+        .into_iter()
+        .find(|s| s.id == id)
+        .expect("segment")
+}
+
+/// Poll `cond` every 10 ms for at most 10 s (only to wait for a background thread).
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// 1. A store that corrupts every body it returns: cold reads fail with `DataCorruption` (never a
+///    wrong answer) and leave nothing in the cache; once the store is healthy again the same reads
+///    give the right answers.
+#[test]
+fn corrupted_cold_reads_are_errors_and_nothing_bad_is_cached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (faulty, store) = faulty_store();
+    let db = Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("open");
+    load(&db);
+    let before = observe(&db);
+    let cold_id = segment_ids(&db)[0];
+    db.tiering().offload_segment("c", cold_id).expect("offload");
+    db.close().expect("close");
+
+    // Reopened: the cache is empty and the cold segment has not even been opened.
+    let db = Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("reopen");
+    faulty.corrupt_gets(true);
+    let gets = faulty.calls(Op::Get);
+    // Ids whose newest version is in the cold segment only.
+    for id in ["d10", "d150", "d199"] {
+        let err = db.get("c", id).expect_err("corrupted cold get");
+        assert_eq!(err.kind(), ErrorKind::DataCorruption, "{id}: {err}");
+    }
+    for q in [0usize, 42] {
+        let err = db
+            .search("c", &SearchRequest::new(vector(q), 15).with_payload(true))
+            .expect_err("corrupted cold search");
+        assert_eq!(err.kind(), ErrorKind::DataCorruption, "{err}");
+    }
+    assert!(
+        faulty.calls(Op::Get) > gets,
+        "the reads did reach the (corrupting) store"
+    );
+    // Hot data is not affected.
+    assert_eq!(
+        db.get("c", "d250").expect("hot get").expect("doc").vector,
+        vector(250)
+    );
+    assert_eq!(db.get("c", "d5").expect("hot tombstone"), None);
+    let counters = db.tiering().status().expect("status").counters;
+    assert_eq!(
+        (counters.cache_bytes, counters.cache_hits),
+        (0, 0),
+        "nothing that failed its checksum was cached: {counters:?}"
+    );
+
+    faulty.corrupt_gets(false);
+    assert_eq!(
+        db.get("c", "d10").expect("get").expect("doc"),
+        before.0["d10"].clone().expect("d10")
+    );
+    assert_eq!(observe(&db), before, "the same reads are right once healed");
+    assert_eq!(tiers(&db), [StorageTier::Cold, StorageTier::Hot]);
+
+    // Ranges verified and cached while the store was healthy are served from the cache, without
+    // asking the (again corrupting) store.
+    faulty.corrupt_gets(true);
+    let gets = faulty.calls(Op::Get);
+    assert_eq!(
+        db.get("c", "d10").expect("cached get").expect("doc"),
+        before.0["d10"].clone().expect("d10")
+    );
+    assert_eq!(faulty.calls(Op::Get), gets, "served from the cache");
+
+    // An upload whose read-back is corrupted is not committed, and the bad object is deleted.
+    let hot = segment(&db, segment_ids(&db)[1]);
+    let key = format!("barq-test/c/segments/{:020}.seg", hot.id);
+    let puts = faulty.calls(Op::Put);
+    let err = db
+        .tiering()
+        .offload_segment("c", hot.id)
+        .expect_err("verification fails");
+    assert_eq!(err.kind(), ErrorKind::DataCorruption, "{err}");
+    assert_eq!(faulty.calls(Op::Put) - puts, 1, "it was uploaded");
+    let s = segment(&db, hot.id);
+    assert_eq!((s.tier, s.remote_key), (StorageTier::Hot, None));
+    assert!(segment_files(dir.path()).contains(&hot.file_name));
+    assert!(
+        !list_keys(faulty.inner()).contains(&key),
+        "the unverified object was deleted"
+    );
+    faulty.corrupt_gets(false);
+    let o = db.tiering().offload_segment("c", hot.id).expect("offload");
+    assert_eq!(o.bytes, hot.size_bytes);
+    assert!(list_keys(faulty.inner()).contains(&key));
+    assert_eq!(observe(&db), before);
+}
+
+/// 2. A slow store slows cold reads only: while a cold search waits on a delayed GET in another
+///    thread, gets of hot data (a hot segment, a tombstone in it, the memtable) all return.
+#[test]
+fn a_slow_store_does_not_slow_hot_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (faulty, store) = faulty_store();
+    let db = Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("open");
+    load(&db);
+    // Stays in the memtable (replayed from the WAL at reopen).
+    db.upsert("c", &[Document::new("mem", vector(4242))])
+        .expect("memtable write");
+    let request = SearchRequest::new(vector(0), 15).with_payload(true);
+    let expected = db.search("c", &request).expect("search");
+    let ids = segment_ids(&db);
+    db.tiering()
+        .offload_segment("c", ids[0])
+        .expect("offload the older segment");
+    db.close().expect("close");
+    // Reopened: empty cache, the cold segment not opened yet.
+    let db =
+        Arc::new(Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("reopen"));
+    assert_eq!(tiers(&db), [StorageTier::Cold, StorageTier::Hot]);
+    faulty.delay(Op::Get, Duration::from_millis(200));
+    let gets_before = faulty.calls(Op::Get);
+    let cold_done = Arc::new(AtomicBool::new(false));
+    let cold = {
+        let db = Arc::clone(&db);
+        let cold_done = Arc::clone(&cold_done);
+        let request = request.clone();
+        std::thread::spawn(move || {
+            let hits = db.search("c", &request);
+            cold_done.store(true, Ordering::SeqCst);
+            hits
+        })
+    };
+    // Wait until the cold search is blocked in a delayed GET.
+    wait_until("the cold search has sent a GET", || {
+        faulty.calls(Op::Get) > gets_before
+    });
+    assert!(
+        !cold_done.load(Ordering::SeqCst),
+        "the cold search waits on the store"
+    );
+    for i in 200..300 {
+        let doc = db
+            .get("c", &format!("d{i}"))
+            .expect("hot get")
+            .expect("doc");
+        assert_eq!(
+            (doc.vector, doc.payload),
+            (vector(i), Some(payload(i))),
+            "d{i}"
+        );
+    }
+    assert_eq!(
+        db.get("c", "d6").expect("hot get").expect("doc").vector,
+        vector(1000),
+        "the newer version in the hot segment"
+    );
+    assert_eq!(
+        db.get("c", "d5").expect("hot get"),
+        None,
+        "the tombstone in the hot segment"
+    );
+    assert_eq!(
+        db.get("c", "mem")
+            .expect("memtable get")
+            .expect("doc")
+            .vector,
+        vector(4242)
+    );
+    assert!(
+        !cold_done.load(Ordering::SeqCst),
+        "every hot get returned while the cold search was still blocked on the slow store"
+    );
+    let slow = cold
+        .join()
+        .expect("search thread")
+        .expect("slow search succeeds");
+    assert_eq!(slow, expected, "a slow answer is the same answer");
+    assert!(slow.iter().any(|h| h.id == "d0"), "{slow:?}");
+}
+
+/// 3. A failed HEAD stops re-offloading a hydrated segment (it stays Hot with its file); a failed
+///    DELETE after a compaction leaves orphans that `collect_orphans` deletes once healed.
+#[test]
+fn head_and_delete_failures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (faulty, store) = faulty_store();
+    let mut opts = options(Some(Arc::clone(&store)));
+    opts.tiering.orphan_grace = Duration::ZERO;
+    let db = Database::open(dir.path(), opts).expect("open");
+    load(&db);
+    let before = observe(&db);
+    let ids = segment_ids(&db);
+    let id = ids[0];
+    db.tiering().offload_segment("c", id).expect("offload");
+    db.tiering().hydrate_segment("c", id).expect("hydrate");
+    let hydrated = segment(&db, id);
+    assert_eq!(hydrated.tier, StorageTier::Hot);
+    let key = hydrated
+        .remote_key
+        .clone()
+        .expect("Local+Remote keeps its key");
+
+    // Offloading a Local+Remote segment again asks the store whether its copy is still there.
+    faulty.fail_always(Op::Head);
+    let (heads, puts) = (faulty.calls(Op::Head), faulty.calls(Op::Put));
+    let err = db
+        .tiering()
+        .offload_segment("c", id)
+        .expect_err("HEAD keeps failing");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(faulty.calls(Op::Head) - heads, 3, "three attempts");
+    assert_eq!(faulty.calls(Op::Put), puts, "no upload instead");
+    let s = segment(&db, id);
+    assert_eq!(
+        (s.tier, s.remote_key.as_deref()),
+        (StorageTier::Hot, Some(key.as_str()))
+    );
+    assert!(segment_files(dir.path()).contains(&s.file_name));
+    assert_eq!(
+        db.tiering().status().expect("status").last_errors[0].segment_id,
+        id
+    );
+    assert_eq!(observe(&db), before);
+
+    faulty.heal(Op::Head);
+    let o = db
+        .tiering()
+        .offload_segment("c", id)
+        .expect("offload after heal");
+    assert_eq!(
+        (o.from, o.to, o.bytes),
+        (StorageTier::Hot, StorageTier::Cold, 0)
+    );
+    assert_eq!(faulty.calls(Op::Put), puts, "still no upload");
+    assert!(!segment_files(dir.path()).contains(&s.file_name));
+    assert!(
+        db.tiering()
+            .status()
+            .expect("status")
+            .last_errors
+            .is_empty()
+    );
+    assert_eq!(observe(&db), before);
+
+    // A Local+Remote segment whose object vanished (HEAD: not found) is uploaded again.
+    let other = segment(&db, ids[1]);
+    db.tiering().offload_segment("c", ids[1]).expect("offload");
+    db.tiering().hydrate_segment("c", ids[1]).expect("hydrate");
+    let other_key = remote_key_of(&db, ids[1]);
+    runtime()
+        .block_on(
+            faulty
+                .inner()
+                .delete(&object_store::path::Path::from(other_key.as_str())),
+        )
+        .expect("delete behind the database's back");
+    let o = db
+        .tiering()
+        .offload_segment("c", ids[1])
+        .expect("offload again");
+    assert_eq!(o.bytes, other.size_bytes, "uploaded again");
+    assert!(list_keys(faulty.inner()).contains(&other_key));
+    assert_eq!(observe(&db), before);
+
+    // Compaction over cold inputs while the store refuses every DELETE.
+    db.upsert("c", &[Document::new("d7", vector(777))])
+        .expect("overwrite a cold row");
+    let before = observe(&db);
+    let orphans = list_keys(faulty.inner());
+    assert_eq!(orphans.len(), 2, "{orphans:?}");
+    faulty.fail_always(Op::Delete);
+    let deletes = faulty.calls(Op::Delete);
+    let out = db
+        .compact("c")
+        .expect("compaction succeeds even if the inputs' objects cannot be deleted");
+    assert_eq!(
+        out.inputs.len(),
+        3,
+        "two cold segments and the flushed memtable"
+    );
+    assert_eq!(
+        faulty.calls(Op::Delete) - deletes,
+        6,
+        "each input object: three attempts"
+    );
+    let after = segments(&db, "c");
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        (after[0].tier, after[0].remote_key.as_deref()),
+        (StorageTier::Hot, None),
+        "the manifest references no object any more"
+    );
+    assert_eq!(
+        list_keys(faulty.inner()),
+        orphans,
+        "the objects are orphans"
+    );
+    assert_eq!(observe(&db), before);
+
+    let err = db
+        .tiering()
+        .collect_orphans()
+        .expect_err("deletes still fail");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(list_keys(faulty.inner()), orphans);
+
+    faulty.heal(Op::Delete);
+    assert_eq!(db.tiering().collect_orphans().expect("gc"), 2);
+    assert!(list_keys(faulty.inner()).is_empty());
+    assert_eq!(db.tiering().collect_orphans().expect("gc again"), 0);
+    assert_eq!(observe(&db), before);
+}
+
+fn remote_key_of(db: &Database, id: u64) -> String {
+    segment(db, id).remote_key.expect("remote key")
+}
+
+const BIG_DIM: usize = 128;
+const PART: usize = 5 << 20;
+
+fn big_vector(n: usize) -> Vec<f32> {
+    (0..BIG_DIM).map(|d| ((n * 31 + d) % 97) as f32).collect()
+}
+
+/// 4. A multipart upload that dies half way (a part, then `complete`) fails the offload, leaves
+///    the segment Hot and readable and leaves no object behind; a retry succeeds.
+#[test]
+fn a_multipart_upload_that_fails_half_way_leaves_nothing_behind() {
+    // Five parts of 5 MiB: at most 4 are in flight, so the fifth is sent after the first one
+    // finished, which is when the progress callback injects the fault.
+    const DOCS: usize = 40_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (faulty, store) = faulty_store();
+    let mut opts = options(Some(Arc::clone(&store)));
+    opts.tiering.multipart_part_bytes = PART;
+    let db = Database::open(dir.path(), opts.clone()).expect("open");
+    db.create_collection(
+        CollectionConfig::new("big", BIG_DIM as u32, Metric::Cosine).expect("cfg"),
+    )
+    .expect("create");
+    for chunk in (0..DOCS).collect::<Vec<_>>().chunks(5000) {
+        let docs: Vec<Document> = chunk
+            .iter()
+            .map(|&n| Document::new(format!("doc-{n:06}"), big_vector(n)))
+            .collect();
+        db.upsert("big", &docs).expect("upsert");
+    }
+    db.flush("big").expect("flush");
+    let seg = segments(&db, "big")[0].clone();
+    let size = seg.size_bytes;
+    assert!(
+        size > 4 * PART as u64 && size <= 5 * PART as u64,
+        "a segment of five parts: {size} bytes"
+    );
+    let key = format!("barq-test/big/segments/{:020}.seg", seg.id);
+    let seg_dir = dir.path().join("collections/big/segments");
+    let check_still_hot = |what: &str| {
+        let s = segments(&db, "big")[0].clone();
+        assert_eq!(
+            (s.tier, s.remote_key.as_deref()),
+            (StorageTier::Hot, None),
+            "{what}"
+        );
+        assert_eq!(
+            files_in(&seg_dir),
+            std::slice::from_ref(&seg.file_name),
+            "{what}"
+        );
+        assert!(list_keys(faulty.inner()).is_empty(), "{what}: no object");
+        for n in [0, 12_345, DOCS - 1] {
+            assert_eq!(
+                db.get("big", &format!("doc-{n:06}"))
+                    .expect("get")
+                    .expect("doc")
+                    .vector,
+                big_vector(n),
+                "{what}"
+            );
+        }
+    };
+
+    // A part fails: injected once the first part finished, it hits the fifth.
+    let injected = AtomicBool::new(false);
+    let calls = faulty.calls(Op::MultipartPut);
+    let err = db
+        .tiering()
+        .move_segment_with_progress("big", seg.id, StorageTier::Cold, &|_done| {
+            if !injected.swap(true, Ordering::SeqCst) {
+                faulty.fail(Op::MultipartPut, 1);
+            }
+        })
+        .expect_err("a part failed");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains("upload part"), "{err}");
+    assert_eq!(
+        faulty.calls(Op::MultipartPut) - calls,
+        1 + 5 + 1,
+        "create, five parts, abort (no complete)"
+    );
+    check_still_hot("after a failed part");
+    assert_eq!(
+        db.tiering().status().expect("status").last_errors[0].segment_id,
+        seg.id
+    );
+
+    // `complete` fails: injected when every byte was sent.
+    let calls = faulty.calls(Op::MultipartPut);
+    let err = db
+        .tiering()
+        .move_segment_with_progress("big", seg.id, StorageTier::Cold, &|done| {
+            if done == size {
+                faulty.fail(Op::MultipartPut, 1);
+            }
+        })
+        .expect_err("complete failed");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.to_string().contains("complete multipart upload"),
+        "{err}"
+    );
+    assert_eq!(
+        faulty.calls(Op::MultipartPut) - calls,
+        1 + 5 + 1 + 1,
+        "create, five parts, complete, abort"
+    );
+    check_still_hot("after a failed complete");
+
+    // The retry goes through.
+    let calls = faulty.calls(Op::MultipartPut);
+    let o = db.tiering().offload_segment("big", seg.id).expect("retry");
+    assert_eq!(
+        (o.from, o.to, o.bytes),
+        (StorageTier::Hot, StorageTier::Cold, size)
+    );
+    assert_eq!(faulty.calls(Op::MultipartPut) - calls, 1 + 5 + 1);
+    assert_eq!(list_keys(faulty.inner()), std::slice::from_ref(&key));
+    let meta = runtime()
+        .block_on(
+            faulty
+                .inner()
+                .head(&object_store::path::Path::from(key.as_str())),
+        )
+        .expect("head");
+    assert_eq!(meta.size, size);
+    assert!(files_in(&seg_dir).is_empty());
+    assert!(
+        db.tiering()
+            .status()
+            .expect("status")
+            .last_errors
+            .is_empty()
+    );
+    db.close().expect("close");
+
+    let db = Database::open(dir.path(), options(Some(store))).expect("reopen");
+    assert_eq!(segments(&db, "big")[0].tier, StorageTier::Cold);
+    for n in [0, 1, 12_345, 25_000, DOCS - 1] {
+        assert_eq!(
+            db.get("big", &format!("doc-{n:06}"))
+                .expect("cold get")
+                .expect("doc")
+                .vector,
+            big_vector(n)
+        );
+    }
+    assert_eq!(db.count("big").expect("count"), DOCS as u64);
+}
+
+fn real_now_ms() -> u64 {
+    SystemClock.now_ms()
+}
+
+/// 5. Maintenance whose moves fail reports them and retries them on a later pass.
+#[test]
+fn maintenance_retries_a_failed_move_on_the_next_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (faulty, store) = faulty_store();
+    // Starts at the real time: segments are sealed by the system clock.
+    let clock = Arc::new(ManualClock::new(real_now_ms()));
+    let mut opts = options(Some(Arc::clone(&store)));
+    opts.tiering.clock = clock.clone();
+    opts.tiering.policy = TieringPolicy {
+        move_to_cold_after: Some(Duration::from_secs(1)),
+        ..TieringPolicy::default()
+    };
+    let db = Database::open(dir.path(), opts).expect("open");
+    load(&db);
+    let before = observe(&db);
+    let ids = segment_ids(&db);
+    assert_eq!(
+        db.tiering().run_maintenance().expect("maintenance").planned,
+        0,
+        "just read"
+    );
+
+    clock.advance(Duration::from_secs(3600));
+    faulty.fail_always(Op::Put);
+    let r = db.tiering().run_maintenance().expect("maintenance");
+    assert_eq!(r.planned, 2, "{r:?}");
+    assert!(r.moves_done.is_empty(), "{r:?}");
+    let mut failed: Vec<(u64, StorageTier)> = r
+        .moves_failed
+        .iter()
+        .map(|e| (e.segment_id, e.to))
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        ids.iter()
+            .map(|id| (*id, StorageTier::Cold))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        r.moves_failed
+            .iter()
+            .all(|e| e.collection == "c" && e.error.contains("injected")),
+        "{r:?}"
+    );
+    assert_eq!(faulty.calls(Op::Put), 6, "two moves, three attempts each");
+    let status = db.tiering().status().expect("status");
+    let mut listed: Vec<u64> = status.last_errors.iter().map(|e| e.segment_id).collect();
+    listed.sort();
+    assert_eq!(listed, ids, "{:?}", status.last_errors);
+    assert!(
+        status
+            .last_errors
+            .iter()
+            .all(|e| e.to == StorageTier::Cold && e.error.contains("injected"))
+    );
+    assert_eq!(status.counters.moves_failed, 2);
+    assert_eq!(tiers(&db), [StorageTier::Hot, StorageTier::Hot]);
+    assert_eq!(segment_files(dir.path()).len(), 2);
+    assert!(list_keys(faulty.inner()).is_empty());
+
+    faulty.heal_all();
+    let r = db.tiering().run_maintenance().expect("maintenance");
+    assert_eq!((r.planned, r.moves_done.len()), (2, 2), "{r:?}");
+    assert!(r.moves_failed.is_empty(), "{r:?}");
+    assert!(
+        r.moves_done
+            .iter()
+            .all(|o| (o.from, o.to) == (StorageTier::Hot, StorageTier::Cold) && o.bytes > 0)
+    );
+    let sizes: u64 = segments(&db, "c").iter().map(|s| s.size_bytes).sum();
+    assert_eq!(r.bytes_moved, sizes);
+    let status = db.tiering().status().expect("status");
+    assert!(status.last_errors.is_empty(), "{:?}", status.last_errors);
+    assert_eq!(
+        (status.counters.moves_done, status.counters.moves_failed),
+        (2, 2)
+    );
+    assert_eq!(tiers(&db), [StorageTier::Cold, StorageTier::Cold]);
+    assert!(segment_files(dir.path()).is_empty());
+    assert_eq!(list_keys(faulty.inner()).len(), 2);
+    assert_eq!(observe(&db), before);
+}
+
+/// 6. The periodic loop applies the policy by itself, and `close` stops it.
+#[test]
+fn the_maintenance_loop_moves_idle_segments_and_stops_at_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (faulty, store) = faulty_store();
+    let clock = Arc::new(ManualClock::new(real_now_ms()));
+    let mut opts = options(Some(Arc::clone(&store)));
+    opts.tiering.clock = clock.clone();
+    opts.tiering.maintenance_interval = Some(Duration::from_millis(30));
+    opts.tiering.policy = TieringPolicy {
+        move_to_cold_after: Some(Duration::from_secs(1)),
+        ..TieringPolicy::default()
+    };
+    let db = Database::open(dir.path(), opts).expect("open");
+    load(&db);
+    let before = observe(&db);
+    // The loop runs, but the clock says nothing is idle yet.
+    wait_until("a maintenance pass ran", || {
+        db.tiering()
+            .status()
+            .expect("status")
+            .last_maintenance_ms
+            .is_some()
+    });
+    assert_eq!(tiers(&db), [StorageTier::Hot, StorageTier::Hot]);
+
+    clock.advance(Duration::from_secs(3600));
+    // Cold in the manifest and no move still running (a move commits, then deletes the local
+    // copy, then counts itself and releases the segment).
+    wait_until("the loop moved both segments to Cold", || {
+        let status = db.tiering().status().expect("status");
+        status.in_progress.is_empty()
+            && status.collections[0]
+                .segments
+                .iter()
+                .all(|s| s.tier == StorageTier::Cold)
+    });
+    assert_eq!(tiers(&db), [StorageTier::Cold, StorageTier::Cold]);
+    let status = db.tiering().status().expect("status");
+    assert!(status.last_errors.is_empty(), "{:?}", status.last_errors);
+    assert_eq!(status.counters.moves_done, 2);
+    assert!(segment_files(dir.path()).is_empty());
+    assert_eq!(list_keys(faulty.inner()).len(), 2);
+    db.close().expect("close stops the loop");
+    let requests = faulty.requests();
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(
+        faulty.requests(),
+        requests,
+        "no maintenance pass after close"
+    );
+
+    let db = Database::open(dir.path(), options(Some(store))).expect("reopen");
+    assert_eq!(tiers(&db), [StorageTier::Cold, StorageTier::Cold]);
+    assert_eq!(observe(&db), before);
+}
+
+/// 7. Hot → Warm → Cold → Warm → Hot with the files where they belong and the same answers at
+///    every step and after reopening; a crash after the commit of a local move leaves one copy.
+#[test]
+fn warm_tier_transitions_and_a_crash_during_a_local_move() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let data = dir.path().join("data");
+    let warm = dir.path().join("warm");
+    let opts = || {
+        let mut o = options(Some(Arc::clone(&store)));
+        o.tiering.warm_dir = Some(warm.clone());
+        o
+    };
+    let db = Database::open(&data, opts()).expect("open");
+    load(&db);
+    let before = observe(&db);
+    let ids = segment_ids(&db);
+    let id = ids[0];
+    let s = segment(&db, id);
+    let file = s.file_name.clone();
+    let other = segment(&db, ids[1]).file_name;
+    let key = format!("barq-test/c/segments/{id:020}.seg");
+    // Where the segment's bytes are: (in hot dir, in warm dir, remote object).
+    let placed = |db: &Database, tier: StorageTier, hot: bool, warm_copy: bool, remote: bool| {
+        assert_eq!(segment(db, id).tier, tier);
+        assert_eq!(
+            segment_files(&data).contains(&file),
+            hot,
+            "{tier:?}: hot copy"
+        );
+        assert_eq!(
+            segment_files(&warm).contains(&file),
+            warm_copy,
+            "{tier:?}: warm copy"
+        );
+        assert_eq!(
+            list_keys(&store).contains(&key),
+            remote,
+            "{tier:?}: remote copy"
+        );
+        assert!(
+            segment_files(&data).contains(&other),
+            "the other segment stays hot"
+        );
+        assert!(
+            !segment_files(&data)
+                .iter()
+                .chain(&segment_files(&warm))
+                .any(|f| f.ends_with(".tmp")),
+            "no temporary file"
+        );
+        assert_eq!(observe(db), before, "{tier:?}: same answers");
+    };
+    placed(&db, StorageTier::Hot, true, false, false);
+
+    let step = |db: &Database, to: StorageTier, bytes: u64| {
+        let from = segment(db, id).tier;
+        let o = db.tiering().move_segment("c", id, to).expect("move");
+        assert_eq!(
+            (o.from, o.to, o.bytes),
+            (from, to, bytes),
+            "{from:?} → {to:?}"
+        );
+    };
+    let size = s.size_bytes;
+    step(&db, StorageTier::Warm, size);
+    placed(&db, StorageTier::Warm, false, true, false);
+    step(&db, StorageTier::Cold, size);
+    placed(&db, StorageTier::Cold, false, false, true);
+    step(&db, StorageTier::Warm, size);
+    placed(&db, StorageTier::Warm, false, true, true);
+    assert_eq!(
+        segment(&db, id).remote_key.as_deref(),
+        Some(key.as_str()),
+        "downloaded into warm: Local+Remote"
+    );
+    db.close().expect("close");
+    let db = Database::open(&data, opts()).expect("reopen");
+    placed(&db, StorageTier::Warm, false, true, true);
+    // Local+Remote in Warm: offloading it again copies nothing.
+    step(&db, StorageTier::Cold, 0);
+    placed(&db, StorageTier::Cold, false, false, true);
+    step(&db, StorageTier::Warm, size);
+    placed(&db, StorageTier::Warm, false, true, true);
+    step(&db, StorageTier::Hot, size);
+    placed(&db, StorageTier::Hot, true, false, true);
+    db.close().expect("close");
+    let db = Database::open(&data, opts()).expect("reopen");
+    placed(&db, StorageTier::Hot, true, false, true);
+
+    // A crash after the commit of Hot → Warm, before the hot copy is deleted.
+    let crashing = opts();
+    drop(db);
+    let db = Database::open(&data, crashing.clone()).expect("reopen");
+    crashing.failpoints.enable(FP_TIER_AFTER_COMMIT);
+    db.tiering()
+        .move_segment("c", id, StorageTier::Warm)
+        .expect_err("crash after commit");
+    assert!(segment_files(&data).contains(&file) && segment_files(&warm).contains(&file));
+    drop(db);
+    let db = Database::open(&data, opts()).expect("reopen after the crash");
+    placed(&db, StorageTier::Warm, false, true, true);
+
+    // And the other way: Warm → Hot.
+    drop(db);
+    let db = Database::open(&data, crashing.clone()).expect("reopen");
+    db.tiering()
+        .move_segment("c", id, StorageTier::Hot)
+        .expect_err("crash after commit");
+    drop(db);
+    let db = Database::open(&data, opts()).expect("reopen after the crash");
+    placed(&db, StorageTier::Hot, true, false, true);
+    db.close().expect("close");
+}
