@@ -18,7 +18,7 @@ use barq_core::{Kernel, Metric, Result, SearchHit, validate_k, validate_query_ve
 use rayon::prelude::*;
 
 use crate::collection::{Collection, SharedMemtable, decode_payload};
-use crate::segment::OwnedEntry;
+use crate::segment::{Block, OwnedEntry};
 use crate::shadows::{Shadows, bit};
 
 /// Rows per segment task.
@@ -123,13 +123,21 @@ enum Task {
 
 struct Ctx<'a> {
     kernel: Kernel<'a>,
-    metric: Metric,
     dim: usize,
     k: usize,
     memtables: Vec<SharedMemtable>,
     any_memtable_rows: bool,
     segments: &'a [Arc<crate::collection::SegmentHandle>],
+    /// Each segment's verified blocks, read once per query (for a cold segment: one fetch,
+    /// shared by all of its chunk tasks).
+    blocks: Vec<SegBlocks>,
     shadows: Arc<Shadows>,
+}
+
+struct SegBlocks {
+    vectors: Block<f32>,
+    norms: Option<Block<f32>>,
+    tombstones: Block<u64>,
 }
 
 impl Ctx<'_> {
@@ -159,17 +167,13 @@ impl Ctx<'_> {
             }
             Task::Seg(si, range) => {
                 let seg = self.segments[*si].segment()?;
-                let vecs = seg.vectors()?;
-                let norms = if self.metric == Metric::Cosine {
-                    Some(seg.norms()?)
-                } else {
-                    None
-                };
-                let norms: &[f32] = norms.as_deref().unwrap_or(&[]);
-                let tombs = seg.tombstones()?;
+                let b = &self.blocks[*si];
+                let vecs = &b.vectors;
+                let norms: &[f32] = b.norms.as_deref().unwrap_or(&[]);
+                let tombs = &b.tombstones;
                 let dead = &self.shadows.dead[*si];
                 for row in range.clone() {
-                    if bit(&tombs, row) || bit(dead, row) {
+                    if bit(tombs, row) || bit(dead, row) {
                         continue;
                     }
                     let r = row as usize;
@@ -211,9 +215,29 @@ impl Collection {
         };
         let memtables = snap.memtables_newest_first();
         let mem_rows: usize = memtables.iter().map(|m| m.read().row_count()).sum();
+        let load = |h: &Arc<crate::collection::SegmentHandle>| -> Result<SegBlocks> {
+            let seg = h.segment()?;
+            Ok(SegBlocks {
+                vectors: seg.vectors()?,
+                norms: if self.config.metric == Metric::Cosine {
+                    Some(seg.norms()?)
+                } else {
+                    None
+                },
+                tombstones: seg.tombstones()?,
+            })
+        };
+        let blocks = if snap.segments.len() > 1 {
+            snap.segments
+                .par_iter()
+                .map(load)
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            snap.segments.iter().map(load).collect::<Result<Vec<_>>>()?
+        };
         let ctx = Ctx {
+            blocks,
             kernel: Kernel::new(self.config.metric, &req.vector),
-            metric: self.config.metric,
             dim: self.config.dimension as usize,
             k: req.k,
             any_memtable_rows: mem_rows > 0,

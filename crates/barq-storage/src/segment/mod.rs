@@ -9,7 +9,7 @@ mod reader;
 mod source;
 mod writer;
 
-pub use reader::{Lookup, OwnedEntry, Segment};
+pub use reader::{Block, Lookup, OwnedEntry, Segment};
 pub use source::{MmapSource, RangeSource};
 pub use writer::{RowInput, SegmentInfo, SegmentWriter};
 
