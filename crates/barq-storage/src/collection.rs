@@ -59,9 +59,11 @@ impl SegmentHandle {
         self.entry.rows
     }
 
-    /// The cache namespace of this segment's cold ranges.
-    pub(crate) fn namespace(collection: &str, id: u64) -> String {
-        format!("{collection}/{id}")
+    /// The cache namespace of a segment's cold ranges. It includes the file checksum, so a
+    /// segment id reused after its collection was dropped and recreated never meets cached
+    /// ranges of the old one.
+    pub(crate) fn namespace(collection: &str, entry: &SegmentEntry) -> String {
+        format!("{collection}/{}/{}", entry.id, entry.checksum)
     }
 
     /// A handle for the same segment in another place, keeping its access statistics and, when
@@ -189,7 +191,7 @@ pub(crate) fn open_segment(
                 env.cold.clone(),
                 Arc::clone(&env.cache),
                 key,
-                SegmentHandle::namespace(collection, entry.id),
+                SegmentHandle::namespace(collection, entry),
                 entry.size_bytes,
             ))
         }

@@ -15,8 +15,6 @@ use std::sync::Arc;
 
 use barq_core::{Error, Result};
 
-use object_store::ObjectStoreExt;
-
 use crate::collection::{Collection, SegmentHandle, open_segment, segment_file_name};
 use crate::manifest::{SegmentEntry, StorageTier, checksum_string};
 use crate::options::{FP_COMPACTION_AFTER_COMMIT, FP_COMPACTION_BEFORE_COMMIT};
@@ -64,9 +62,10 @@ pub struct CompactionOutcome {
 }
 
 impl Collection {
-    /// Delete every copy of segments that left the manifest: local files in their tier and the
-    /// remote object. Failures are logged: a local leftover is swept at the next open, a remote
-    /// one is collected as an orphan by maintenance.
+    /// Delete the local copies of segments that left the manifest and forget their cached
+    /// ranges. Their remote objects are left to orphan collection, which deletes them after the
+    /// grace period — a query that still reads an old segment keeps working meanwhile. A local
+    /// leftover (a failed delete) is swept at the next open.
     pub(crate) fn delete_segment_copies(&self, gone: &[Arc<SegmentHandle>]) {
         for h in gone {
             let e = &h.entry;
@@ -76,18 +75,9 @@ impl Collection {
             {
                 tracing::warn!(segment = e.id, error = %err, "could not remove a segment file; it is swept at next open");
             }
-            if let Some(key) = &e.remote_key {
-                let cold = &self.env.cold;
-                let p = object_store::path::Path::from(key.as_str());
-                if let Err(err) =
-                    cold.block_on(cold.retry(&format!("delete {key}"), || cold.inner().delete(&p)))
-                {
-                    tracing::warn!(segment = e.id, error = %err, "could not delete a remote segment; maintenance collects it later");
-                }
-            }
             self.env
                 .cache
-                .remove_namespace(&SegmentHandle::namespace(&self.config.name, e.id));
+                .remove_namespace(&SegmentHandle::namespace(&self.config.name, e));
         }
     }
 
@@ -106,10 +96,11 @@ impl Collection {
         let snap = self.snapshot();
         let sizes: Vec<u64> = snap.segments.iter().map(|h| h.entry.size_bytes).collect();
         match plan_size_tiered(&sizes, self.policy()) {
+            // Background compaction merges Hot segments only: it never pulls cold data back.
             Some(run)
-                if !snap.segments[run.clone()]
-                    .iter()
-                    .any(|h| self.busy.lock().contains_key(&h.entry.id)) =>
+                if snap.segments[run.clone()].iter().all(|h| {
+                    h.entry.tier == StorageTier::Hot && !self.busy.lock().contains_key(&h.entry.id)
+                }) =>
             {
                 self.compact_run(run).map(Some)
             }
@@ -137,6 +128,22 @@ impl Collection {
             .iter()
             .map(|h| self.mark_busy(h.entry.id, "compacting"))
             .collect::<Result<Vec<_>>>()?;
+        // A move may have finished between the snapshot and the busy marks.
+        let now = self.snapshot();
+        if now.segments.len() != snap.segments.len()
+            || !now.segments[run.clone()]
+                .iter()
+                .zip(&inputs)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+        {
+            return Err(Error::new(
+                barq_core::ErrorKind::Conflict,
+                format!(
+                    "segments of \"{}\" changed while compaction started; try again",
+                    self.config.name
+                ),
+            ));
+        }
         let drop_tombstones = run.start == 0;
 
         // The surviving rows of every input, sorted by id (ids are unique among them).
@@ -242,8 +249,13 @@ impl Collection {
                         "compaction inputs are no longer adjacent in the manifest",
                     ));
                 }
-                c.segments
-                    .splice(pos..pos + input_ids.len(), output.clone());
+                let mut output = output.clone();
+                if let Some(o) = &mut output {
+                    o.pinned = c.segments[pos..pos + input_ids.len()]
+                        .iter()
+                        .any(|s| s.pinned);
+                }
+                c.segments.splice(pos..pos + input_ids.len(), output);
                 c.next_segment_id = c.next_segment_id.max(next_id);
                 Ok(())
             })?;

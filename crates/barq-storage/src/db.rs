@@ -169,6 +169,11 @@ impl Database {
         let coll_root = dir.join("collections");
         fsutil::create_dir_durable(&coll_root)?;
         sweep_unknown_collections(&coll_root, &snapshot.collections)?;
+        if let Some(w) = &options.tiering.warm_dir {
+            let warm_root = w.join("collections");
+            fsutil::create_dir_durable(&warm_root)?;
+            sweep_unknown_collections(&warm_root, &snapshot.collections)?;
+        }
         let env = Arc::new(TierEnv::new(&dir, &options.tiering)?);
         let access: AccessFile = match std::fs::read(dir.join(ACCESS_FILE)) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
@@ -304,7 +309,15 @@ impl Database {
         c.dropped.store(true, Ordering::Release);
         c.notify_swapped();
         map.remove(name);
-        c.delete_segment_copies(&c.snapshot().segments);
+        // Remote objects become orphans, collected by maintenance after the grace period: a drop
+        // never waits for the cold store.
+        if let Some(w) = &self.shared.env.warm_dir {
+            let warm = w.join("collections").join(name);
+            if warm.exists() {
+                std::fs::remove_dir_all(&warm)
+                    .map_err(|e| Error::io(format_args!("remove {}", warm.display()), e))?;
+            }
+        }
         std::fs::remove_dir_all(&c.dir)
             .map_err(|e| Error::io(format_args!("remove {}", c.dir.display()), e))?;
         fsutil::fsync_dir(&self.shared.dir.join("collections"))

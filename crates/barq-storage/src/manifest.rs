@@ -105,8 +105,12 @@ pub struct CollectionEntry {
     /// A pinned collection's segments stay Hot.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pinned: bool,
-    /// The collection's tiering policy overrides.
-    #[serde(default)]
+    /// The collection's tiering policy overrides (omitted when empty, so manifests written
+    /// before tiering existed keep their checksum).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::tiering::TieringOverrides::is_empty"
+    )]
     pub tiering: crate::tiering::TieringOverrides,
 }
 
@@ -304,5 +308,25 @@ mod tests {
         });
         assert!(r.is_err());
         assert_eq!(store.snapshot().expect("snap").version, 0);
+    }
+
+    /// A manifest as written before tiering existed (no pins, overrides or move times) still
+    /// opens: fields that hold their defaults are not serialized, so its checksum still matches.
+    #[test]
+    fn a_manifest_without_tiering_fields_still_opens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body = r#"{"format_version":1,"version":3,"collections":{"a":{"name":"a","dimension":2,"metric":"l2","created_at_ms":1,"flushed_seq":4,"next_segment_id":2,"segments":[{"id":1,"file_name":"00000000000000000001.seg","size_bytes":10,"rows":2,"min_seq":1,"max_seq":4,"created_at_ms":5,"tier":"hot","checksum":"crc32c:00000009"}]}}}"#;
+        let file = format!(
+            r#"{{"checksum":"{}","manifest":{body}}}"#,
+            checksum_string(crc32c::crc32c(body.as_bytes()))
+        );
+        std::fs::write(dir.path().join(MANIFEST_FILE), file).expect("write");
+        let m = ManifestStore::open(dir.path())
+            .expect("old manifest opens")
+            .snapshot()
+            .expect("snap");
+        let c = &m.collections["a"];
+        assert!(!c.pinned && c.tiering.is_empty() && !c.segments[0].pinned);
+        assert_eq!(c.segments[0].moved_at_ms, None);
     }
 }

@@ -539,7 +539,9 @@ fn maintenance_follows_the_policy_with_an_injected_clock() {
 fn writes_and_compaction_across_tiers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let db = Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("open");
+    let mut opts = options(Some(Arc::clone(&store)));
+    opts.tiering.orphan_grace = Duration::ZERO;
+    let db = Database::open(dir.path(), opts).expect("open");
     load(&db);
     for id in segment_ids(&db) {
         db.tiering().offload_segment("c", id).expect("offload");
@@ -572,10 +574,17 @@ fn writes_and_compaction_across_tiers() {
             .collect::<Vec<_>>(),
         [StorageTier::Hot]
     );
-    assert!(
-        list_keys(&store).is_empty(),
-        "remote objects of the inputs deleted after the commit"
+    assert_eq!(
+        list_keys(&store),
+        remote_before,
+        "the inputs' objects stay until orphan collection"
     );
+    assert_eq!(
+        db.tiering().collect_orphans().expect("gc"),
+        2,
+        "then they are orphans"
+    );
+    assert!(list_keys(&store).is_empty());
     assert_eq!(observe(&db), before);
     assert_consistent(&db, dir.path(), &store);
 }

@@ -428,7 +428,7 @@ fn head_and_delete_failures() {
     let deletes = faulty.calls(Op::Delete);
     let out = db
         .compact("c")
-        .expect("compaction succeeds even if the inputs' objects cannot be deleted");
+        .expect("compaction succeeds whatever the store does: it deletes no object itself");
     assert_eq!(
         out.inputs.len(),
         3,
@@ -436,8 +436,8 @@ fn head_and_delete_failures() {
     );
     assert_eq!(
         faulty.calls(Op::Delete) - deletes,
-        6,
-        "each input object: three attempts"
+        0,
+        "the inputs' objects are left to orphan collection (readers may still use them)"
     );
     let after = segments(&db, "c");
     assert_eq!(after.len(), 1);

@@ -24,6 +24,11 @@ use parking_lot::Mutex;
 
 /// Ranges at least this large are written to the cache in the background.
 const BACKGROUND_INSERT_BYTES: u64 = 4 << 20;
+/// Background fills at once; beyond this a large range is written by the reader itself.
+const MAX_BACKGROUND_FILLS: usize = 2;
+/// Distinguishes the files of caches opened one after another in one process (a fill thread
+/// of a closed database must never overwrite a file of the next one).
+static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A cache file, mapped.
 #[derive(Debug)]
@@ -82,6 +87,8 @@ pub struct CacheCounters {
 pub struct ColdCache {
     dir: PathBuf,
     budget: u64,
+    instance: u64,
+    fills: std::sync::atomic::AtomicUsize,
     inner: Mutex<Inner>,
     /// Counters.
     pub counters: CacheCounters,
@@ -99,6 +106,8 @@ impl ColdCache {
         Ok(ColdCache {
             dir: dir.to_owned(),
             budget,
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+            fills: std::sync::atomic::AtomicUsize::new(0),
             inner: Mutex::new(Inner::default()),
             counters: CacheCounters::default(),
         })
@@ -146,7 +155,9 @@ impl ColdCache {
         if len == 0 || len > self.budget {
             return Ok(bytes);
         }
-        if len >= BACKGROUND_INSERT_BYTES {
+        if len >= BACKGROUND_INSERT_BYTES
+            && self.fills.fetch_add(1, Ordering::AcqRel) < MAX_BACKGROUND_FILLS
+        {
             let (cache, ns, out) = (Arc::clone(self), ns.to_owned(), bytes.clone());
             let spawned = std::thread::Builder::new()
                 .name("barq-cache-fill".into())
@@ -154,11 +165,16 @@ impl ColdCache {
                     if let Err(e) = cache.insert_now(&ns, range, bytes) {
                         tracing::warn!(error = %e, "could not fill the cold cache");
                     }
+                    cache.fills.fetch_sub(1, Ordering::AcqRel);
                 });
             if let Err(e) = spawned {
+                self.fills.fetch_sub(1, Ordering::AcqRel);
                 tracing::warn!(error = %e, "could not start a cache fill");
             }
             return Ok(out);
+        }
+        if len >= BACKGROUND_INSERT_BYTES {
+            self.fills.fetch_sub(1, Ordering::AcqRel);
         }
         self.insert_now(ns, range, bytes)
     }
@@ -174,7 +190,9 @@ impl ColdCache {
             g.next_file += 1;
             g.next_file
         };
-        let path = self.dir.join(format!("{file_no:016}.bin"));
+        let path = self
+            .dir
+            .join(format!("{}-{file_no:016}.bin", self.instance));
         std::fs::write(&path, &bytes)
             .map_err(|e| Error::io(format_args!("write cache file {}", path.display()), e))?;
         let file = std::fs::File::open(&path)

@@ -156,6 +156,9 @@ pub(crate) struct ManagerState {
     pub errors: Mutex<BTreeMap<(String, u64), MoveError>>,
     pub last_maintenance_ms: Mutex<Option<u64>>,
     pub maintenance: Mutex<()>,
+    /// Moves hold it shared, orphan collection exclusively: an object cannot be judged an
+    /// orphan while a move that may be about to reference it is running.
+    pub gc: parking_lot::RwLock<()>,
 }
 
 /// The persisted access statistics: collection → segment → (last access ms, count).
@@ -314,6 +317,7 @@ impl Shared {
         progress: Progress<'_>,
     ) -> Result<MoveOutcome> {
         let key = (c.config.name.clone(), id);
+        let _no_gc = self.tier_state.gc.read();
         match c.move_segment(id, to, progress) {
             Ok(o) => {
                 self.tier_state.errors.lock().remove(&key);
@@ -419,12 +423,15 @@ impl Shared {
             Ok(n) => report.orphans_deleted = n,
             Err(e) => report.gc_error = Some(e.to_string()),
         }
-        self.persist_access()?;
+        if let Err(e) = self.persist_access() {
+            tracing::warn!(error = %e, "could not persist access statistics");
+        }
         *self.tier_state.last_maintenance_ms.lock() = Some(now);
         Ok(report)
     }
 
     pub(crate) fn collect_orphans(&self) -> Result<u64> {
+        let _no_moves = self.tier_state.gc.write();
         let manifest = self.manifest.snapshot()?;
         let referenced: HashSet<String> = manifest
             .collections

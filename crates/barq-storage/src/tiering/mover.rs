@@ -194,7 +194,7 @@ impl Collection {
             cold.clone(),
             Arc::clone(&env.cache),
             key,
-            SegmentHandle::namespace(&self.config.name, entry.id),
+            SegmentHandle::namespace(&self.config.name, entry),
             entry.size_bytes,
         ));
         self.replace_handle(h.relocated(committed, source, footer));
@@ -305,6 +305,7 @@ impl Collection {
         let (mut crc, mut len) = (0u32, 0u64);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| cold.error(&format!("read back {key}"), e))?;
+            self.env.limiter.acquire(chunk.len() as u64).await;
             crc = crc32c::crc32c_append(crc, &chunk);
             len += chunk.len() as u64;
         }
@@ -376,7 +377,7 @@ impl Collection {
         let footer = Segment::open(Arc::clone(&source))?.footer().clone();
         self.replace_handle(h.relocated(committed, source, Some(footer)));
         env.cache
-            .remove_namespace(&SegmentHandle::namespace(&self.config.name, entry.id));
+            .remove_namespace(&SegmentHandle::namespace(&self.config.name, entry));
         env.counters.downloads.fetch_add(1, Ordering::Relaxed);
         env.counters
             .bytes_downloaded

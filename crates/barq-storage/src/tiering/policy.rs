@@ -106,6 +106,13 @@ pub struct TieringOverrides {
     pub min_residency: Option<Duration>,
 }
 
+impl TieringOverrides {
+    /// `true` when nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        *self == TieringOverrides::default()
+    }
+}
+
 /// What the policy knows about one sealed segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentState {

@@ -125,6 +125,7 @@ pub(crate) fn reconcile_collection(
             if let Some(c) = m.collections.get_mut(&name) {
                 for s in c.segments.iter_mut().filter(|s| now_cold.contains(&s.id)) {
                     s.tier = StorageTier::Cold;
+                    s.moved_at_ms = Some(env.clock.now_ms());
                 }
             }
             Ok(())

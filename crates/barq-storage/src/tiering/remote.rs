@@ -49,10 +49,23 @@ impl RemoteSource {
             )));
         }
         let p = path(&self.key);
-        let bytes = self.store.block_on(self.store.retry(
-            &format!("read {} bytes {}..{}", self.key, range.start, range.end),
-            || self.store.inner().get_range(&p, range.clone()),
-        ))?;
+        let what = format!("read {} bytes {}..{}", self.key, range.start, range.end);
+        let bytes = self
+            .store
+            .block_on(
+                self.store
+                    .retry(&what, || self.store.inner().get_range(&p, range.clone())),
+            )
+            .map_err(|e| {
+                if e.kind() == barq_core::ErrorKind::NotFound {
+                    Error::corruption(format!(
+                        "cold segment object {} is missing from the store: {e}",
+                        self.key
+                    ))
+                } else {
+                    e
+                }
+            })?;
         self.store
             .counters
             .bytes_fetched
