@@ -339,7 +339,9 @@ impl Collection {
             let p = path(&key);
             let got = cold.retry(&format!("download {key}"), || cold.inner().get(&p)).await?;
             let mut stream = got.into_stream();
-            let mut out = std::fs::File::create(&tmp).map_err(|e| Error::io(format_args!("create {}", tmp.display()), e))?;
+            let file = std::fs::File::create(&tmp).map_err(|e| Error::io(format_args!("create {}", tmp.display()), e))?;
+            // Stores stream in small chunks (the local one in 8 KiB): batch the writes.
+            let mut out = std::io::BufWriter::with_capacity(4 << 20, file);
             let (mut crc, mut len) = (0u32, 0u64);
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| cold.error(&format!("download {key}"), e))?;
@@ -349,6 +351,7 @@ impl Collection {
                 len += chunk.len() as u64;
                 progress(len);
             }
+            let out = out.into_inner().map_err(|e| Error::io(format_args!("write {}", tmp.display()), e.into_error()))?;
             out.sync_all().map_err(|e| Error::io(format_args!("fsync {}", tmp.display()), e))?;
             if len != entry.size_bytes || checksum_string(crc) != entry.checksum {
                 return Err(Error::corruption(format!(
