@@ -653,3 +653,45 @@ fn size_only_verification_still_serves_correct_reads() {
     assert!(faulty.calls(Op::Head) >= 2, "a size check per upload");
     assert_eq!(observe(&db), before);
 }
+
+/// The grace period runs from when an object was first found unreferenced, not from its upload:
+/// a query may still be reading a segment that a compaction just replaced.
+#[test]
+fn orphan_grace_runs_from_when_an_object_lost_its_reference() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let real_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    // Long after the objects were uploaded, as far as the store's timestamps go.
+    let clock = Arc::new(ManualClock::new(real_now + 10 * 3600 * 1000));
+    let mut opts = options(Some(Arc::clone(&store)));
+    opts.tiering.clock = clock.clone();
+    opts.tiering.orphan_grace = Duration::from_secs(3600);
+    let db = Database::open(dir.path(), opts).expect("open");
+    load(&db);
+    for id in segment_ids(&db) {
+        db.tiering().offload_segment("c", id).expect("offload");
+    }
+    db.compact("c").expect("compact");
+    assert_eq!(
+        db.tiering().collect_orphans().expect("gc"),
+        0,
+        "just unreferenced: kept for readers"
+    );
+    assert_eq!(list_keys(&store).len(), 2);
+    clock.advance(Duration::from_secs(1800));
+    assert_eq!(
+        db.tiering().collect_orphans().expect("gc"),
+        0,
+        "half the grace period"
+    );
+    clock.advance(Duration::from_secs(1800));
+    assert_eq!(
+        db.tiering().collect_orphans().expect("gc"),
+        2,
+        "a full grace period after"
+    );
+    assert!(list_keys(&store).is_empty());
+}

@@ -159,6 +159,9 @@ pub(crate) struct ManagerState {
     /// Moves hold it shared, orphan collection exclusively: an object cannot be judged an
     /// orphan while a move that may be about to reference it is running.
     pub gc: parking_lot::RwLock<()>,
+    /// When orphan collection first saw each unreferenced object: the grace period runs from
+    /// there (an object a compaction just left behind may still be read by a query).
+    pub orphan_seen: Mutex<HashMap<String, i64>>,
 }
 
 /// The persisted access statistics: collection → segment → (last access ms, count).
@@ -442,19 +445,34 @@ impl Shared {
         let grace = self.env.options.orphan_grace.as_millis() as i64;
         let now = self.env.clock.now_ms() as i64;
         let root = cold.root();
-        let deleted = cold.block_on(async {
+        // List (no lock held across the await), then decide, then delete.
+        let unreferenced: Vec<(object_store::path::Path, i64)> = cold.block_on(async {
             cold.counters.requests.fetch_add(1, Ordering::Relaxed);
             let mut listing = cold.inner().list(root.as_ref());
-            let mut orphans = Vec::new();
+            let mut found = Vec::new();
             while let Some(meta) = listing.next().await {
                 let meta = meta.map_err(|e| cold.error("list segments", e))?;
                 let key = meta.location.to_string();
-                let ours = key.ends_with(".seg") && key.contains("/segments/");
-                let old_enough = now - meta.last_modified.timestamp_millis() >= grace;
-                if ours && !referenced.contains(&key) && old_enough {
-                    orphans.push(meta.location);
+                if key.ends_with(".seg") && key.contains("/segments/") && !referenced.contains(&key)
+                {
+                    found.push((meta.location, meta.last_modified.timestamp_millis()));
                 }
             }
+            Ok::<_, Error>(found)
+        })?;
+        let orphans: Vec<object_store::path::Path> = {
+            let mut seen = self.tier_state.orphan_seen.lock();
+            seen.retain(|k, _| unreferenced.iter().any(|(p, _)| p.as_ref() == k));
+            unreferenced
+                .into_iter()
+                .filter(|(p, modified)| {
+                    let first_seen = *seen.entry(p.to_string()).or_insert(now);
+                    now - modified >= grace && now - first_seen >= grace
+                })
+                .map(|(p, _)| p)
+                .collect()
+        };
+        let deleted = cold.block_on(async {
             let mut n = 0;
             for p in orphans {
                 cold.retry(&format!("delete orphan {p}"), || cold.inner().delete(&p))

@@ -298,17 +298,15 @@ impl Collection {
             }
             return Ok(());
         }
-        let got = cold
-            .retry(&format!("read back {key}"), || cold.inner().get(&p))
+        let meta = cold
+            .retry(&format!("head {key}"), || cold.inner().head(&p))
             .await?;
-        let mut stream = got.into_stream();
-        let (mut crc, mut len) = (0u32, 0u64);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| cold.error(&format!("read back {key}"), e))?;
-            self.env.limiter.acquire(chunk.len() as u64).await;
-            crc = crc32c::crc32c_append(crc, &chunk);
-            len += chunk.len() as u64;
-        }
+        let (crc, len) = if meta.size == entry.size_bytes {
+            self.fetch_in_parts(key, entry.size_bytes, |_| Ok(()))
+                .await?
+        } else {
+            (0, meta.size)
+        };
         if len != entry.size_bytes || checksum_string(crc) != entry.checksum {
             let _ = cold.inner().delete(&p).await;
             return Err(Error::corruption(format!(
@@ -320,6 +318,48 @@ impl Collection {
             )));
         }
         Ok(())
+    }
+
+    /// Read `size` bytes of `key` as ranged GETs of `multipart_part_bytes`, a few in flight,
+    /// in order; each part goes through the bandwidth limiter and `sink`. Returns the CRC32C and
+    /// the length read.
+    async fn fetch_in_parts(
+        &self,
+        key: &str,
+        size: u64,
+        mut sink: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<(u32, u64)> {
+        let cold = &self.env.cold;
+        let p = path(key);
+        let part = self.env.options.multipart_part_bytes.max(1 << 20) as u64;
+        let ranges: Vec<std::ops::Range<u64>> = (0..size.div_ceil(part))
+            .map(|i| i * part..((i + 1) * part).min(size))
+            .collect();
+        let mut parts = futures::stream::iter(ranges)
+            .map(|r| {
+                let p = p.clone();
+                async move {
+                    let bytes = cold
+                        .retry(&format!("read {key} bytes {}..{}", r.start, r.end), || {
+                            cold.inner().get_range(&p, r.clone())
+                        })
+                        .await?;
+                    cold.counters
+                        .bytes_fetched
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    Ok::<_, Error>(bytes)
+                }
+            })
+            .buffered(PARTS_IN_FLIGHT);
+        let (mut crc, mut len) = (0u32, 0u64);
+        while let Some(bytes) = parts.next().await {
+            let bytes = bytes?;
+            self.env.limiter.acquire(bytes.len() as u64).await;
+            crc = crc32c::crc32c_append(crc, &bytes);
+            len += bytes.len() as u64;
+            sink(&bytes)?;
+        }
+        Ok((crc, len))
     }
 
     fn download(&self, h: &SegmentHandle, to: StorageTier, progress: Progress<'_>) -> Result<u64> {
@@ -336,21 +376,17 @@ impl Collection {
         }
         let tmp = fsutil::tmp_path(&dest);
         let result = cold.block_on(async {
-            let p = path(&key);
-            let got = cold.retry(&format!("download {key}"), || cold.inner().get(&p)).await?;
-            let mut stream = got.into_stream();
             let file = std::fs::File::create(&tmp).map_err(|e| Error::io(format_args!("create {}", tmp.display()), e))?;
-            // Stores stream in small chunks (the local one in 8 KiB): batch the writes.
             let mut out = std::io::BufWriter::with_capacity(4 << 20, file);
-            let (mut crc, mut len) = (0u32, 0u64);
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| cold.error(&format!("download {key}"), e))?;
-                env.limiter.acquire(chunk.len() as u64).await;
-                out.write_all(&chunk).map_err(|e| Error::io(format_args!("write {}", tmp.display()), e))?;
-                crc = crc32c::crc32c_append(crc, &chunk);
-                len += chunk.len() as u64;
-                progress(len);
-            }
+            let mut written = 0u64;
+            let (crc, len) = self
+                .fetch_in_parts(&key, entry.size_bytes, |chunk| {
+                    out.write_all(chunk).map_err(|e| Error::io(format_args!("write {}", tmp.display()), e))?;
+                    written += chunk.len() as u64;
+                    progress(written);
+                    Ok(())
+                })
+                .await?;
             let out = out.into_inner().map_err(|e| Error::io(format_args!("write {}", tmp.display()), e.into_error()))?;
             out.sync_all().map_err(|e| Error::io(format_args!("fsync {}", tmp.display()), e))?;
             if len != entry.size_bytes || checksum_string(crc) != entry.checksum {

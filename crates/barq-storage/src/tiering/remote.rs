@@ -9,9 +9,18 @@ use barq_core::{Error, Result};
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
 
+use futures::{StreamExt, TryStreamExt};
+
 use super::cache::ColdCache;
 use super::store::{ColdStore, path};
 use crate::segment::RangeSource;
+
+/// Reads larger than this are split into parallel ranged reads.
+const PARALLEL_READ_BYTES: u64 = 16 << 20;
+/// Size of each of those reads.
+const PART_BYTES: u64 = 8 << 20;
+/// Ranged reads in flight for one large read.
+const PARTS_IN_FLIGHT: usize = 4;
 
 /// See the module docs.
 #[derive(Debug)]
@@ -49,23 +58,51 @@ impl RemoteSource {
             )));
         }
         let p = path(&self.key);
-        let what = format!("read {} bytes {}..{}", self.key, range.start, range.end);
-        let bytes = self
-            .store
-            .block_on(
-                self.store
-                    .retry(&what, || self.store.inner().get_range(&p, range.clone())),
-            )
-            .map_err(|e| {
-                if e.kind() == barq_core::ErrorKind::NotFound {
-                    Error::corruption(format!(
-                        "cold segment object {} is missing from the store: {e}",
-                        self.key
-                    ))
-                } else {
-                    e
-                }
-            })?;
+        let missing = |e: Error| {
+            if e.kind() == barq_core::ErrorKind::NotFound {
+                Error::corruption(format!(
+                    "cold segment object {} is missing from the store: {e}",
+                    self.key
+                ))
+            } else {
+                e
+            }
+        };
+        let store = &self.store;
+        let get = |r: Range<u64>| {
+            let p = p.clone();
+            async move {
+                let what = format!("read {} bytes {}..{}", self.key, r.start, r.end);
+                store
+                    .retry(&what, || store.inner().get_range(&p, r.clone()))
+                    .await
+            }
+        };
+        let len = range.end - range.start;
+        let bytes = if len <= PARALLEL_READ_BYTES {
+            store.block_on(get(range.clone())).map_err(missing)?
+        } else {
+            // A whole block: parallel ranged reads, the way object stores are fastest.
+            let parts: Vec<Range<u64>> = (0..len.div_ceil(PART_BYTES))
+                .map(|i| {
+                    range.start + i * PART_BYTES
+                        ..(range.start + (i + 1) * PART_BYTES).min(range.end)
+                })
+                .collect();
+            let chunks: Vec<Bytes> = store
+                .block_on(
+                    futures::stream::iter(parts)
+                        .map(get)
+                        .buffered(PARTS_IN_FLIGHT)
+                        .try_collect(),
+                )
+                .map_err(missing)?;
+            let mut out = bytes::BytesMut::with_capacity(len as usize);
+            for c in chunks {
+                out.extend_from_slice(&c);
+            }
+            out.freeze()
+        };
         self.store
             .counters
             .bytes_fetched
