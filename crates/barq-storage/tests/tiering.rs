@@ -695,3 +695,143 @@ fn orphan_grace_runs_from_when_an_object_lost_its_reference() {
     );
     assert!(list_keys(&store).is_empty());
 }
+
+/// Moves, compactions and flushes running while writers and readers work: every acknowledged
+/// write is readable at the end, searches never fail or return a deleted or outdated version,
+/// and the tiers stay consistent after a reopen.
+#[test]
+fn moves_compactions_and_queries_run_concurrently() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut opts = options(Some(Arc::clone(&store)));
+    opts.memtable_max_bytes = 64 * 1024;
+    let db = Arc::new(Database::open(dir.path(), opts.clone()).expect("open"));
+    db.create_collection(CollectionConfig::new("c", DIM as u32, Metric::L2).expect("cfg"))
+        .expect("create");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let versions: Arc<parking_lot::Mutex<BTreeMap<String, Option<usize>>>> = Arc::default();
+    let moves = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        // Two writers: upserts, overwrites and deletes of their own ids.
+        for w in 0..2usize {
+            let (db, versions) = (Arc::clone(&db), Arc::clone(&versions));
+            s.spawn(move || {
+                for round in 0..60usize {
+                    // let the mover and the compactor interleave with the writes
+                    std::thread::sleep(Duration::from_millis(5));
+                    let docs: Vec<Document> = (0..20)
+                        .map(|i| {
+                            Document::new(
+                                format!("w{w}-{}", (round * 20 + i) % 500),
+                                vector(round * 1000 + i),
+                            )
+                        })
+                        .collect();
+                    db.upsert("c", &docs).expect("upsert");
+                    let mut v = versions.lock();
+                    for (i, d) in docs.iter().enumerate() {
+                        v.insert(d.id.clone(), Some(round * 1000 + i));
+                    }
+                    drop(v);
+                    if round % 5 == 4 {
+                        let id = format!("w{w}-{}", round * 3 % 500);
+                        db.delete("c", &id).expect("delete");
+                        versions.lock().insert(id, None);
+                    }
+                }
+            });
+        }
+        // A reader: searches and gets must never fail.
+        {
+            let (db, stop) = (Arc::clone(&db), Arc::clone(&stop));
+            s.spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    db.search("c", &SearchRequest::new(vector(3), 10))
+                        .expect("search during moves");
+                    db.get("c", "w0-1").expect("get during moves");
+                }
+            });
+        }
+        // The mover: offload and hydrate whatever is there, and compact now and then.
+        {
+            let (db, stop, moves) = (Arc::clone(&db), Arc::clone(&stop), Arc::clone(&moves));
+            s.spawn(move || {
+                let mut pass = 0;
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    pass += 1;
+                    for seg in db.tiering().segments("c").expect("segments") {
+                        let to = if seg.tier == StorageTier::Cold {
+                            StorageTier::Hot
+                        } else {
+                            StorageTier::Cold
+                        };
+                        match db.tiering().move_segment("c", seg.id, to) {
+                            Ok(_) => {
+                                moves.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            // busy (compacting) or gone (compacted away) is expected here
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    ErrorKind::Conflict | ErrorKind::NotFound
+                                ) => {}
+                            Err(e) => panic!("move failed: {e}"),
+                        }
+                    }
+                    if pass % 3 == 0 {
+                        match db.compact("c") {
+                            Ok(_) => {}
+                            Err(e) if e.kind() == ErrorKind::Conflict => {}
+                            Err(e) => panic!("compaction failed: {e}"),
+                        }
+                    }
+                }
+            });
+        }
+        // Stop the reader and the mover once the writers are done.
+        let db2 = Arc::clone(&db);
+        s.spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+                let n = db2.collection_stats("c").map(|s| s.last_seq).unwrap_or(0);
+                if n >= 2 * 60 * 20 + 24 {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, std::sync::atomic::Ordering::Release);
+        });
+    });
+    let check = |db: &Database| {
+        let versions = versions.lock();
+        let mut live = 0;
+        for (id, v) in versions.iter() {
+            let got = db.get("c", id).expect("get").map(|d| d.vector);
+            assert_eq!(got, v.map(vector), "{id}");
+            live += usize::from(v.is_some());
+        }
+        assert_eq!(db.count("c").expect("count") as usize, live);
+        let hits = db
+            .search("c", &SearchRequest::new(vector(59_005), 5))
+            .expect("search");
+        for h in hits {
+            assert_eq!(
+                versions.get(&h.id).copied().flatten().map(vector),
+                db.get("c", &h.id).expect("get").map(|d| d.vector)
+            );
+        }
+    };
+    let moved = moves.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        moved >= 10,
+        "the mover moved segments while the writers ran: {moved}"
+    );
+    check(&db);
+    Arc::into_inner(db)
+        .expect("sole owner")
+        .close()
+        .expect("close");
+    let db = Database::open(dir.path(), opts).expect("reopen");
+    check(&db);
+    assert_consistent(&db, dir.path(), &store);
+}
