@@ -1,0 +1,254 @@
+//! The settings document and its validation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use barq_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::units::{HumanDuration, Size};
+
+/// Where the cold tier lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// A local directory (default: `DATA_DIR/cold`).
+    #[default]
+    Local,
+    /// Amazon S3 or any S3-compatible store (MinIO, SeaweedFS, R2, …).
+    S3,
+    /// Google Cloud Storage.
+    Gcs,
+    /// Azure Blob Storage.
+    Azure,
+}
+
+impl Provider {
+    /// The name used in `BARQ_STORAGE_TYPE` and the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Local => "local",
+            Provider::S3 => "s3",
+            Provider::Gcs => "gcs",
+            Provider::Azure => "azure",
+        }
+    }
+
+    /// The variable that names this provider's bucket or container.
+    pub(crate) fn bucket_var(self) -> &'static str {
+        match self {
+            Provider::Local => "BARQ_COLD_STORE_URL",
+            Provider::S3 => "BARQ_S3_BUCKET",
+            Provider::Gcs => "BARQ_GCS_BUCKET",
+            Provider::Azure => "BARQ_AZURE_CONTAINER",
+        }
+    }
+}
+
+/// How uploads to the cold tier are verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyUploads {
+    /// Read the object back and compare its CRC32C (the default).
+    #[default]
+    ReadBack,
+    /// Compare the size only (for stores that check request checksums themselves).
+    Size,
+}
+
+/// The cold store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// `local`, `s3`, `gcs` or `azure`. Default `local`.
+    pub provider: Provider,
+    /// Bucket (S3, GCS) or container (Azure). Required for those providers.
+    pub bucket: Option<String>,
+    /// Key prefix under which Barq's objects live. Default empty.
+    pub prefix: String,
+    /// S3 region. Default from the AWS environment, else `us-east-1`.
+    pub region: Option<String>,
+    /// Endpoint URL for S3-compatible stores (MinIO, SeaweedFS, R2, …).
+    pub endpoint: Option<String>,
+    /// Allow plain `http://` endpoints. Default false.
+    pub allow_http: bool,
+    /// Directory of the `local` provider. Default `DATA_DIR/cold`.
+    pub path: Option<PathBuf>,
+    /// Retries of a failed request (the store client's own, with backoff). Default 3.
+    pub max_retries: usize,
+    /// Give up retrying after this long. Default 30 s.
+    pub retry_timeout: HumanDuration,
+    /// Timeout of one request. Default 30 s; large uploads go in 8 MiB parts.
+    pub request_timeout: HumanDuration,
+    /// Timeout to connect. Default 5 s.
+    pub connect_timeout: HumanDuration,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            provider: Provider::Local,
+            bucket: None,
+            prefix: String::new(),
+            region: None,
+            endpoint: None,
+            allow_http: false,
+            path: None,
+            max_retries: 3,
+            retry_timeout: HumanDuration(Duration::from_secs(30)),
+            request_timeout: HumanDuration(Duration::from_secs(30)),
+            connect_timeout: HumanDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// When segments move between tiers (see `barq_storage::tiering::TieringPolicy`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TieringSettings {
+    /// Hot segments idle this long move to Warm. Default: never.
+    pub move_to_warm_after: Option<HumanDuration>,
+    /// Hot or Warm segments idle this long move to Cold. Default: never.
+    pub move_to_cold_after: Option<HumanDuration>,
+    /// Demote least-recently-used segments while Hot holds more. Default: no limit.
+    pub max_hot_size_bytes: Option<Size>,
+    /// Demote least-recently-used segments while Warm holds more. Default: no limit.
+    pub max_warm_size_bytes: Option<Size>,
+    /// A segment that just moved stays at least this long. Default 10 min.
+    pub min_residency: HumanDuration,
+    /// The warm tier's directory. Default: no warm tier.
+    pub warm_dir: Option<PathBuf>,
+    /// How often maintenance runs; `0s` turns the loop off. Default 60 s.
+    pub maintenance_interval: HumanDuration,
+    /// Byte budget of the local cache of cold data. Default 1 GiB.
+    pub cold_cache_bytes: Size,
+    /// Moves at once. Default 2.
+    pub move_concurrency: usize,
+    /// Bytes per second all moves may transfer together. Default: unlimited.
+    pub move_bandwidth: Option<Size>,
+    /// Unreferenced objects are deleted after this long. Default 1 h.
+    pub orphan_grace: HumanDuration,
+    /// `read-back` (default) or `size`.
+    pub verify_uploads: VerifyUploads,
+}
+
+impl Default for TieringSettings {
+    fn default() -> Self {
+        TieringSettings {
+            move_to_warm_after: None,
+            move_to_cold_after: None,
+            max_hot_size_bytes: None,
+            max_warm_size_bytes: None,
+            min_residency: HumanDuration(Duration::from_secs(600)),
+            warm_dir: None,
+            maintenance_interval: HumanDuration(Duration::from_secs(60)),
+            cold_cache_bytes: Size(1 << 30),
+            move_concurrency: 2,
+            move_bandwidth: None,
+            orphan_grace: HumanDuration(Duration::from_secs(3600)),
+            verify_uploads: VerifyUploads::ReadBack,
+        }
+    }
+}
+
+/// Everything configurable.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The cold store.
+    pub storage: StorageSettings,
+    /// The tiering knobs.
+    pub tiering: TieringSettings,
+}
+
+impl Settings {
+    /// Cross-field rules, with messages that name the setting.
+    pub fn validate(&self) -> Result<()> {
+        let s = &self.storage;
+        if s.provider != Provider::Local && s.bucket.as_deref().is_none_or(str::is_empty) {
+            return Err(Error::invalid(format!(
+                "{} is required when BARQ_STORAGE_TYPE={} (or storage.bucket in the config file)",
+                s.provider.bucket_var(),
+                s.provider.as_str()
+            )));
+        }
+        if let Some(b) = &s.bucket
+            && (b.contains('/') || b.trim() != b)
+        {
+            return Err(Error::invalid(format!(
+                "bucket name {b:?} must not contain '/' or spaces; put a path in the prefix"
+            )));
+        }
+        if s.prefix.split('/').any(|part| part == "..") || s.prefix.starts_with('/') {
+            return Err(Error::invalid(format!(
+                "storage prefix {:?} must be a relative key prefix without '..'",
+                s.prefix
+            )));
+        }
+        if let Some(e) = &s.endpoint {
+            if s.provider != Provider::S3 {
+                return Err(Error::invalid(format!(
+                    "an endpoint (BARQ_S3_ENDPOINT) only applies to BARQ_STORAGE_TYPE=s3, not {}",
+                    s.provider.as_str()
+                )));
+            }
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(Error::invalid(format!(
+                    "BARQ_S3_ENDPOINT {e:?} must start with http:// or https://"
+                )));
+            }
+            if e.starts_with("http://") && !s.allow_http {
+                return Err(Error::invalid(format!(
+                    "BARQ_S3_ENDPOINT {e:?} is plain http: set BARQ_S3_ALLOW_HTTP=true to allow it"
+                )));
+            }
+        }
+        let t = &self.tiering;
+        if t.move_concurrency == 0 {
+            return Err(Error::invalid(
+                "BARQ_TIER_MOVE_CONCURRENCY must be at least 1",
+            ));
+        }
+        if let (Some(w), Some(c)) = (t.move_to_warm_after, t.move_to_cold_after)
+            && t.warm_dir.is_some()
+            && c < w
+        {
+            return Err(Error::invalid(format!(
+                "BARQ_TIER_MOVE_TO_COLD_AFTER ({c}) is shorter than BARQ_TIER_MOVE_TO_WARM_AFTER ({w}): segments would skip the warm tier"
+            )));
+        }
+        if t.move_to_warm_after.is_some() && t.warm_dir.is_none() {
+            return Err(Error::invalid(
+                "BARQ_TIER_MOVE_TO_WARM_AFTER is set but BARQ_TIER_WARM_DIR is not",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The engine's tiering options for these settings (the cold store is built separately,
+    /// see [`crate::build_cold_store`]).
+    pub fn tiering_options(&self) -> barq_storage::tiering::TieringOptions {
+        use barq_storage::tiering::{TieringOptions, TieringPolicy, UploadVerification};
+        let t = &self.tiering;
+        TieringOptions {
+            warm_dir: t.warm_dir.clone(),
+            policy: TieringPolicy {
+                move_to_warm_after: t.move_to_warm_after.map(|d| d.0),
+                move_to_cold_after: t.move_to_cold_after.map(|d| d.0),
+                max_hot_size_bytes: t.max_hot_size_bytes.map(|s| s.0),
+                max_warm_size_bytes: t.max_warm_size_bytes.map(|s| s.0),
+                min_residency: t.min_residency.0,
+            },
+            maintenance_interval: Some(t.maintenance_interval.0).filter(|d| !d.is_zero()),
+            cold_cache_bytes: t.cold_cache_bytes.0,
+            move_concurrency: t.move_concurrency,
+            move_bandwidth_bytes_per_sec: t.move_bandwidth.map(|s| s.0),
+            orphan_grace: t.orphan_grace.0,
+            verify_uploads: match t.verify_uploads {
+                VerifyUploads::ReadBack => UploadVerification::ReadBack,
+                VerifyUploads::Size => UploadVerification::Size,
+            },
+            ..TieringOptions::default()
+        }
+    }
+}
