@@ -72,6 +72,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "BARQ_WARM_DIR", value_name = "DIR")]
     pub warm_dir: Option<PathBuf>,
 
+    /// Configuration file (TOML: `[storage]` and `[tiering]`; see docs/configuration.md).
+    /// BARQ_* variables override it.
+    #[arg(long, global = true, env = "BARQ_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -175,6 +175,9 @@ impl Database {
             sweep_unknown_collections(&warm_root, &snapshot.collections)?;
         }
         let env = Arc::new(TierEnv::new(&dir, &options.tiering)?);
+        if options.tiering.probe_on_open {
+            env.probe()?;
+        }
         let access: AccessFile = match std::fs::read(dir.join(ACCESS_FILE)) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "ignoring unreadable access statistics");

@@ -672,7 +672,11 @@ fn maintenance_retries_a_failed_move_on_the_next_pass() {
             .all(|e| e.collection == "c" && e.error.contains("injected")),
         "{r:?}"
     );
-    assert_eq!(faulty.calls(Op::Put), 6, "two moves, three attempts each");
+    assert_eq!(
+        faulty.calls(Op::Put),
+        1 + 6,
+        "the startup probe, then two moves with three attempts each"
+    );
     let status = db.tiering().status().expect("status");
     let mut listed: Vec<u64> = status.last_errors.iter().map(|e| e.segment_id).collect();
     listed.sort();
@@ -881,4 +885,33 @@ fn warm_tier_transitions_and_a_crash_during_a_local_move() {
     let db = Database::open(&data, opts()).expect("reopen after the crash");
     placed(&db, StorageTier::Hot, true, false, true);
     db.close().expect("close");
+}
+
+/// Opening with a cold store that cannot be used fails at once, naming the store; with the
+/// probe off (or once open) an outage does not stop the database.
+#[test]
+fn the_startup_probe_names_an_unusable_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
+    faulty.set_offline(true);
+    let mut opts = options(Some(faulty.clone() as Arc<dyn ObjectStore>));
+    opts.tiering.probe_on_open = true;
+    let err = Database::open(dir.path(), opts.clone()).expect_err("store offline");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.message()
+            .contains("cold store test store is not usable: write of probe object"),
+        "{err}"
+    );
+    assert!(
+        err.message().contains("store offline"),
+        "the store's own message: {err}"
+    );
+    faulty.set_offline(false);
+    let db = Database::open(dir.path(), opts).expect("store back");
+    assert!(
+        list_keys(faulty.inner()).is_empty(),
+        "the probe object is deleted"
+    );
+    drop(db);
 }

@@ -80,14 +80,17 @@ fn open(cli: &Cli, create: bool) -> Result<Database> {
             dir.display()
         )));
     }
+    let settings = barq_config::load(cli.config.as_deref())?;
+    let defaults = settings.tiering_options();
     let options = Options {
         durability: cli.durability.to_durability(),
         tiering: TieringOptions {
-            warm_dir: cli.warm_dir.clone(),
+            cold_store: barq_config::build_cold_store(&settings.storage, dir)?,
+            warm_dir: cli.warm_dir.clone().or(defaults.warm_dir.clone()),
             // A one-shot command must not move segments behind the user's back; maintenance
             // runs only when asked (`barq tier maintenance`).
             maintenance_interval: None,
-            ..TieringOptions::default()
+            ..defaults
         },
         ..Options::default()
     };

@@ -127,6 +127,10 @@ pub struct TieringOptions {
     pub verify_uploads: UploadVerification,
     /// The clock the policy reads.
     pub clock: Arc<dyn Clock>,
+    /// At open, write, read back and delete a small probe object under the prefix, so that a
+    /// misconfigured or unreachable store is reported at once (naming the store) rather than at
+    /// the first move. Default true.
+    pub probe_on_open: bool,
 }
 
 impl Default for TieringOptions {
@@ -143,6 +147,7 @@ impl Default for TieringOptions {
             multipart_part_bytes: 8 << 20,
             verify_uploads: UploadVerification::ReadBack,
             clock: Arc::new(SystemClock),
+            probe_on_open: true,
         }
     }
 }
@@ -230,6 +235,57 @@ impl TierEnv {
             limiter: Limiter::new(options.move_bandwidth_bytes_per_sec),
             counters: MoveCounters::default(),
             options: options.clone(),
+        })
+    }
+
+    /// Write, read back and delete a probe object; an error names the store and what failed.
+    pub(crate) fn probe(&self) -> barq_core::Result<()> {
+        use object_store::ObjectStoreExt;
+        let cold = &self.cold;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!(".barq-probe-{}-{nanos}", std::process::id());
+        let key = if cold.prefix().is_empty() {
+            name
+        } else {
+            format!("{}/{name}", cold.prefix())
+        };
+        let p = object_store::path::Path::from(key.as_str());
+        let body = bytes::Bytes::from_static(b"barq cold-store probe");
+        let unusable = |what: &str, e: String| {
+            barq_core::Error::new(
+                barq_core::ErrorKind::Unavailable,
+                format!(
+                    "cold store {} is not usable: {what} of probe object {key} failed: {e}",
+                    cold.description()
+                ),
+            )
+        };
+        cold.block_on(async {
+            cold.inner()
+                .put(&p, body.clone().into())
+                .await
+                .map_err(|e| unusable("write", e.to_string()))?;
+            let got = cold
+                .inner()
+                .get(&p)
+                .await
+                .map_err(|e| unusable("read", e.to_string()))?;
+            let got = got
+                .bytes()
+                .await
+                .map_err(|e| unusable("read", e.to_string()))?;
+            if got != body {
+                return Err(unusable(
+                    "read",
+                    "the bytes read back differ from those written".into(),
+                ));
+            }
+            cold.inner()
+                .delete(&p)
+                .await
+                .map_err(|e| unusable("delete", e.to_string()))
         })
     }
 
