@@ -16,7 +16,7 @@ use crate::flush::FlushOutcome;
 use crate::lock::DirLock;
 use crate::manifest::{CollectionEntry, ManifestStore, StorageTier};
 use crate::search::SearchRequest;
-use crate::tiering::manager_internals::{ACCESS_FILE, AccessFile, ManagerState};
+use crate::tiering::manager_internals::{ACCESS_FILE, AccessFile, ManagerState, ORPHANS_FILE};
 use crate::tiering::{TierEnv, TieringManager};
 use crate::{Options, fsutil};
 
@@ -203,13 +203,22 @@ impl Database {
             warm_dir = ?env.warm_dir,
             "database opened"
         );
+        let dir_for_orphans = dir.clone();
         let shared = Arc::new(Shared {
             dir,
             options,
             manifest,
             collections: RwLock::new(collections),
             env,
-            tier_state: ManagerState::default(),
+            tier_state: ManagerState {
+                orphan_seen: parking_lot::Mutex::new(
+                    std::fs::read(dir_for_orphans.join(ORPHANS_FILE))
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok())
+                        .unwrap_or_default(),
+                ),
+                ..ManagerState::default()
+            },
         });
         let background =
             Background::start(&shared).map_err(|e| Error::io("start background threads", e))?;

@@ -669,7 +669,7 @@ fn orphan_grace_runs_from_when_an_object_lost_its_reference() {
     let mut opts = options(Some(Arc::clone(&store)));
     opts.tiering.clock = clock.clone();
     opts.tiering.orphan_grace = Duration::from_secs(3600);
-    let db = Database::open(dir.path(), opts).expect("open");
+    let db = Database::open(dir.path(), opts.clone()).expect("open");
     load(&db);
     for id in segment_ids(&db) {
         db.tiering().offload_segment("c", id).expect("offload");
@@ -687,6 +687,9 @@ fn orphan_grace_runs_from_when_an_object_lost_its_reference() {
         0,
         "half the grace period"
     );
+    // The first-seen times survive a restart (each CLI command is a new process).
+    db.close().expect("close");
+    let db = Database::open(dir.path(), opts).expect("reopen");
     clock.advance(Duration::from_secs(1800));
     assert_eq!(
         db.tiering().collect_orphans().expect("gc"),

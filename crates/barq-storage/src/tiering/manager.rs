@@ -170,6 +170,9 @@ pub(crate) struct AccessFile {
     pub collections: BTreeMap<String, HashMap<u64, (u64, u64)>>,
 }
 
+/// File name of the first-seen times of unreferenced objects.
+pub(crate) const ORPHANS_FILE: &str = "ORPHANS";
+
 /// File name of the access statistics in the data directory.
 pub(crate) const ACCESS_FILE: &str = "ACCESS";
 
@@ -472,6 +475,7 @@ impl Shared {
                 .map(|(p, _)| p)
                 .collect()
         };
+        self.persist_orphans_seen();
         let deleted = cold.block_on(async {
             let mut n = 0;
             for p in orphans {
@@ -487,6 +491,18 @@ impl Shared {
             .orphans_deleted
             .fetch_add(deleted, Ordering::Relaxed);
         Ok(deleted)
+    }
+
+    /// Remember when each unreferenced object was first seen (`DIR/ORPHANS`), so that the grace
+    /// period also spans restarts and one-shot CLI commands.
+    fn persist_orphans_seen(&self) {
+        let seen = self.tier_state.orphan_seen.lock().clone();
+        let result = serde_json::to_vec(&seen)
+            .map_err(|e| Error::internal(e.to_string()))
+            .and_then(|bytes| crate::fsutil::write_atomic(&self.dir.join(ORPHANS_FILE), &bytes));
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not persist orphan first-seen times");
+        }
     }
 
     /// Write the access statistics to `DIR/ACCESS` (atomically).

@@ -58,7 +58,7 @@ pub use manager::{
 };
 #[doc(hidden)]
 pub(crate) mod manager_internals {
-    pub(crate) use super::manager::{ACCESS_FILE, AccessFile, ManagerState};
+    pub(crate) use super::manager::{ACCESS_FILE, AccessFile, ManagerState, ORPHANS_FILE};
 }
 pub use mover::MoveOutcome;
 pub(crate) use mover::remove_durably;
