@@ -96,7 +96,8 @@ enum Cmd {
         rows: usize,
         #[arg(long, default_value_t = 128)]
         dim: usize,
-        /// `local` (a directory through LocalFileSystem) or `memory` (InMemory).
+        /// `local` (a directory through LocalFileSystem), `memory` (InMemory) or `s3` (the S3 test
+        /// server of scripts/test-services.sh; export its env first).
         #[arg(long, default_value = "local")]
         store: String,
         /// Verify uploads by reading them back (default) or by size only.

@@ -74,6 +74,22 @@ pub(crate) fn run(
 ) {
     let store: Arc<dyn ObjectStore> = match store_kind {
         "memory" => Arc::new(object_store::memory::InMemory::new()),
+        "s3" => {
+            // The S3 test server: `eval "$(scripts/test-services.sh env)"` first.
+            let var = |k: &str| {
+                std::env::var(k)
+                    .unwrap_or_else(|_| panic!("{k} is not set (start scripts/test-services.sh)"))
+            };
+            Arc::new(
+                object_store::aws::AmazonS3Builder::from_env()
+                    .with_endpoint(var("BARQ_TEST_S3_ENDPOINT"))
+                    .with_allow_http(true)
+                    .with_region("us-east-1")
+                    .with_bucket_name(var("BARQ_TEST_S3_BUCKET"))
+                    .build()
+                    .expect("s3 store"),
+            )
+        }
         _ => {
             let d = dir.join("bucket");
             std::fs::create_dir_all(&d).expect("bucket dir");
@@ -181,10 +197,17 @@ pub(crate) fn run(
     lat.sort_by(f64::total_cmp);
     let get_reqs = (c2.remote_requests - c1.remote_requests) as f64 / 50.0;
     let get_bytes = (c2.remote_bytes_fetched - c1.remote_bytes_fetched) as f64 / 50.0;
+    let c3 = counters();
     let t = Instant::now();
     db.search("bench", &SearchRequest::new(hot_q.clone(), 10))
         .expect("cold search");
     let first_search_ms = ms(t);
+    let c4 = counters();
+    eprintln!(
+        "  first cold search: {} store requests, {} bytes fetched",
+        c4.remote_requests - c3.remote_requests,
+        c4.remote_bytes_fetched - c3.remote_bytes_fetched
+    );
     // Large blocks are written to the cache in the background: wait until it stops growing.
     let mut last = 0;
     for _ in 0..100 {

@@ -69,6 +69,9 @@ struct Inner {
     tick: u64,
     bytes: u64,
     next_file: u64,
+    /// Verified ranges whose background fill is still running: served from memory meanwhile,
+    /// so that reads right after a large fetch do not go back to the store.
+    filling: HashMap<String, Vec<(u64, Bytes)>>,
 }
 
 /// Counters of the cache.
@@ -127,15 +130,29 @@ impl ColdCache {
     pub fn get(&self, ns: &str, range: &Range<u64>) -> Option<Bytes> {
         let mut g = self.inner.lock();
         let inner = &mut *g;
+        // Entries may overlap (a small range read before the whole block that holds it), so
+        // the nearest entry below `range.start` need not be the one that covers it.
         let found = inner.entries.get_mut(ns).and_then(|m| {
             m.range_mut(..=range.start)
-                .next_back()
-                .filter(|(off, e)| **off + e.len >= range.end)
+                .rev()
+                .find(|(off, e)| **off + e.len >= range.end)
                 .map(|(off, e)| (*off, e))
         });
         let Some((off, entry)) = found else {
-            self.counters.misses.fetch_add(1, Ordering::Relaxed);
-            return None;
+            let pending = inner.filling.get(ns).and_then(|v| {
+                v.iter()
+                    .find(|(off, b)| *off <= range.start && off + b.len() as u64 >= range.end)
+                    .map(|(off, b)| {
+                        b.slice((range.start - off) as usize..(range.end - off) as usize)
+                    })
+            });
+            let counter = if pending.is_some() {
+                &self.counters.hits
+            } else {
+                &self.counters.misses
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            return pending;
         };
         inner.lru.remove(&entry.tick);
         inner.tick += 1;
@@ -158,16 +175,26 @@ impl ColdCache {
         if len >= BACKGROUND_INSERT_BYTES
             && self.fills.fetch_add(1, Ordering::AcqRel) < MAX_BACKGROUND_FILLS
         {
-            let (cache, ns, out) = (Arc::clone(self), ns.to_owned(), bytes.clone());
+            let range_start = range.start;
+            let (cache, fill_ns, out) = (Arc::clone(self), ns.to_owned(), bytes.clone());
+            self.inner
+                .lock()
+                .filling
+                .entry(fill_ns.clone())
+                .or_default()
+                .push((range.start, bytes.clone()));
             let spawned = std::thread::Builder::new()
                 .name("barq-cache-fill".into())
                 .spawn(move || {
-                    if let Err(e) = cache.insert_now(&ns, range, bytes) {
+                    let start = range.start;
+                    if let Err(e) = cache.insert_now(&fill_ns, range, bytes) {
                         tracing::warn!(error = %e, "could not fill the cold cache");
                     }
+                    cache.end_fill(&fill_ns, start);
                     cache.fills.fetch_sub(1, Ordering::AcqRel);
                 });
             if let Err(e) = spawned {
+                self.end_fill(ns, range_start);
                 self.fills.fetch_sub(1, Ordering::AcqRel);
                 tracing::warn!(error = %e, "could not start a cache fill");
             }
@@ -177,6 +204,17 @@ impl ColdCache {
             self.fills.fetch_sub(1, Ordering::AcqRel);
         }
         self.insert_now(ns, range, bytes)
+    }
+
+    /// Forget the in-memory copy of a finished (or abandoned) background fill.
+    fn end_fill(&self, ns: &str, start: u64) {
+        let mut g = self.inner.lock();
+        if let Some(v) = g.filling.get_mut(ns) {
+            v.retain(|(off, _)| *off != start);
+            if v.is_empty() {
+                g.filling.remove(ns);
+            }
+        }
     }
 
     /// Write, map and register an entry; returns the cached bytes.
@@ -263,6 +301,7 @@ impl ColdCache {
     /// reader holds stay valid for that reader.
     pub fn remove_namespace(&self, ns: &str) {
         let mut g = self.inner.lock();
+        g.filling.remove(ns);
         if let Some(map) = g.entries.remove(ns) {
             for e in map.values() {
                 g.lru.remove(&e.tick);
@@ -293,6 +332,16 @@ mod tests {
         assert_eq!(c.counters.hits.load(Ordering::Relaxed), 1);
         assert_eq!(c.counters.misses.load(Ordering::Relaxed), 3);
         assert_eq!(c.bytes(), 100);
+    }
+
+    #[test]
+    fn a_covering_entry_below_a_smaller_one_is_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = Arc::new(ColdCache::open(dir.path(), 10_000).expect("open"));
+        c.insert("s", 0..1000, bytes(1000, 1)).expect("insert");
+        c.insert("s", 500..510, bytes(10, 2)).expect("insert");
+        let got = c.get("s", &(600..700)).expect("covered by the first entry");
+        assert_eq!(&got[..], &[1u8; 100]);
     }
 
     #[test]
