@@ -400,16 +400,7 @@ impl Collection {
             }
             Ok(len)
         });
-        let len = match result {
-            Ok(len) => len,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        std::fs::rename(&tmp, &dest)
-            .map_err(|e| Error::io(format_args!("rename {}", tmp.display()), e))?;
-        fsutil::fsync_dir(dest.parent().unwrap_or(Path::new(".")))?;
+        let len = place_tmp(&tmp, &dest, result)?;
         self.options.failpoints.check(FP_TIER_AFTER_DOWNLOAD)?;
         let committed = self.commit_location(entry.id, to, Some(key))?;
         let source: Arc<dyn RangeSource> = Arc::new(MmapSource::open(&dest)?);
@@ -469,16 +460,7 @@ impl Collection {
             }
             Ok(len)
         })();
-        let len = match copied {
-            Ok(len) => len,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        std::fs::rename(&tmp, &dest)
-            .map_err(|e| Error::io(format_args!("rename {}", tmp.display()), e))?;
-        fsutil::fsync_dir(dest.parent().unwrap_or(Path::new(".")))?;
+        let len = place_tmp(&tmp, &dest, copied)?;
         let committed = self.commit_location(entry.id, to, entry.remote_key.clone())?;
         self.options.failpoints.check(FP_TIER_AFTER_COMMIT)?;
         let source: Arc<dyn RangeSource> = Arc::new(MmapSource::open(&dest)?);
@@ -491,6 +473,22 @@ impl Collection {
             .fetch_add(1, Ordering::Relaxed);
         Ok(len)
     }
+}
+
+/// Finish a verified copy written to `tmp`: on success rename it to `dest` and fsync the
+/// directory; on failure remove `tmp`.
+fn place_tmp(tmp: &Path, dest: &Path, copied: Result<u64>) -> Result<u64> {
+    let len = match copied {
+        Ok(len) => len,
+        Err(e) => {
+            let _ = std::fs::remove_file(tmp);
+            return Err(e);
+        }
+    };
+    std::fs::rename(tmp, dest)
+        .map_err(|e| Error::io(format_args!("rename {}", tmp.display()), e))?;
+    fsutil::fsync_dir(dest.parent().unwrap_or(Path::new(".")))?;
+    Ok(len)
 }
 
 /// Remove a file and fsync its directory (a missing file is fine).
