@@ -7,77 +7,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use barq_core::{CollectionConfig, Document, ErrorKind, Metric, Payload, SearchHit};
+use barq_core::{CollectionConfig, Document, ErrorKind, Metric};
 use barq_storage::tiering::faulty_store::{FaultyStore, Op};
-use barq_storage::tiering::{ColdStoreSpec, ManualClock, TieringOptions, TieringPolicy};
+use barq_storage::tiering::{ManualClock, TieringPolicy};
 use barq_storage::{
-    Database, Durability, FP_TIER_AFTER_COMMIT, FP_TIER_AFTER_DOWNLOAD, FP_TIER_AFTER_UPLOAD,
-    FP_TIER_AFTER_VERIFY, Options, SearchRequest, StorageTier,
+    Database, FP_TIER_AFTER_COMMIT, FP_TIER_AFTER_DOWNLOAD, FP_TIER_AFTER_UPLOAD,
+    FP_TIER_AFTER_VERIFY, SearchRequest, StorageTier,
 };
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-const DIM: usize = 8;
-
-fn options(store: Option<Arc<dyn ObjectStore>>) -> Options {
-    Options {
-        durability: Durability::None,
-        background_compaction: false,
-        tiering: TieringOptions {
-            cold_store: store.map(|store| ColdStoreSpec {
-                store,
-                prefix: "barq-test".into(),
-                description: "test store".into(),
-            }),
-            maintenance_interval: None,
-            ..TieringOptions::default()
-        },
-        ..Options::default()
-    }
-}
-
-fn vector(i: usize) -> Vec<f32> {
-    (0..DIM)
-        .map(|d| ((i * 7 + d * 3) % 17) as f32 - 8.0)
-        .collect()
-}
-
-fn payload(i: usize) -> Payload {
-    let mut p = Payload::new();
-    p.insert("i".into(), (i as u64).into());
-    p
-}
-
-/// Two flushed segments plus a memtable; some overwrites and deletes across them.
-fn load(db: &Database) {
-    db.create_collection(CollectionConfig::new("c", DIM as u32, Metric::L2).expect("cfg"))
-        .expect("create");
-    let docs: Vec<Document> = (0..300)
-        .map(|i| Document::new(format!("d{i}"), vector(i)).with_payload(payload(i)))
-        .collect();
-    db.upsert("c", &docs[..200]).expect("upsert");
-    db.flush("c").expect("flush");
-    db.upsert("c", &docs[200..]).expect("upsert");
-    db.delete("c", "d5").expect("delete");
-    db.upsert("c", &[Document::new("d6", vector(1000))])
-        .expect("overwrite");
-    db.flush("c").expect("flush");
-}
-
-/// Everything a reader can see: every get, the count, three searches.
-fn observe(db: &Database) -> (BTreeMap<String, Option<Document>>, u64, Vec<Vec<SearchHit>>) {
-    let gets = (0..310)
-        .map(|i| (format!("d{i}"), db.get("c", &format!("d{i}")).expect("get")))
-        .collect();
-    let searches = [0usize, 42, 1000]
-        .iter()
-        .map(|q| {
-            db.search("c", &SearchRequest::new(vector(*q), 15).with_payload(true))
-                .expect("search")
-        })
-        .collect();
-    (gets, db.count("c").expect("count"), searches)
-}
+mod common;
+use common::*;
 
 fn local_segment_files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir.join("collections/c/segments"))
@@ -86,23 +27,6 @@ fn local_segment_files(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn list_keys(store: &Arc<dyn ObjectStore>) -> Vec<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        use futures::TryStreamExt;
-        let mut keys: Vec<String> = store
-            .list(None)
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await
-            .expect("list");
-        keys.sort();
-        keys
-    })
 }
 
 fn segment_ids(db: &Database) -> Vec<u64> {
