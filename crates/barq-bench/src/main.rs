@@ -103,6 +103,9 @@ enum Cmd {
         /// Verify uploads by reading them back (default) or by size only.
         #[arg(long)]
         verify_size_only: bool,
+        /// Rounds of each measurement; the medians are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// The suite used for docs/benchmarks.md.
     All,
@@ -446,13 +449,14 @@ fn main() {
             dim,
             store,
             verify_size_only,
+            rounds,
         } => {
             let verify = if verify_size_only {
                 barq_storage::tiering::UploadVerification::Size
             } else {
                 barq_storage::tiering::UploadVerification::ReadBack
             };
-            tiering::run(&dir, rows, dim, &store, verify)
+            tiering::run(&dir, rows, dim, &store, verify, rounds.max(1))
         }
         Cmd::ReopenChild { path, mib, dim } => reopen_child(&path, mib, dim),
         Cmd::OpenRss { path } => open_rss(&path),

@@ -217,14 +217,23 @@ impl Collection {
         let mem_rows: usize = memtables.iter().map(|m| m.read().row_count()).sum();
         let load = |h: &Arc<crate::collection::SegmentHandle>| -> Result<SegBlocks> {
             let seg = h.segment()?;
-            Ok(SegBlocks {
-                vectors: seg.vectors()?,
-                norms: if self.config.metric == Metric::Cosine {
-                    Some(seg.norms()?)
-                } else {
-                    None
+            // For a cold segment each block is a fetch: the small ones go while the vectors
+            // arrive.
+            let (vectors, (norms, tombstones)) = rayon::join(
+                || seg.vectors(),
+                || {
+                    let norms = if self.config.metric == Metric::Cosine {
+                        Some(seg.norms()).transpose()
+                    } else {
+                        Ok(None)
+                    };
+                    (norms, seg.tombstones())
                 },
-                tombstones: seg.tombstones()?,
+            );
+            Ok(SegBlocks {
+                vectors: vectors?,
+                norms: norms?,
+                tombstones: tombstones?,
             })
         };
         let blocks = if snap.segments.len() > 1 {

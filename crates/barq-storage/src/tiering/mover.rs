@@ -302,7 +302,7 @@ impl Collection {
             .retry(&format!("head {key}"), || cold.inner().head(&p))
             .await?;
         let (crc, len) = if meta.size == entry.size_bytes {
-            self.fetch_in_parts(key, entry.size_bytes, |_| Ok(()))
+            self.fetch_in_parts(key, entry.size_bytes, |_| async { Ok(()) })
                 .await?
         } else {
             (0, meta.size)
@@ -321,35 +321,21 @@ impl Collection {
     }
 
     /// Read `size` bytes of `key` as ranged GETs of `multipart_part_bytes`, a few in flight,
-    /// in order; each part goes through the bandwidth limiter and `sink`. Returns the CRC32C and
-    /// the length read.
-    async fn fetch_in_parts(
-        &self,
-        key: &str,
-        size: u64,
-        mut sink: impl FnMut(&[u8]) -> Result<()>,
-    ) -> Result<(u32, u64)> {
+    /// in order; each part goes through the bandwidth limiter and `sink` (which may wait, e.g. for
+    /// room in a writer's queue, while the next parts keep arriving). Returns the CRC32C and the
+    /// length read.
+    async fn fetch_in_parts<F, Fut>(&self, key: &str, size: u64, mut sink: F) -> Result<(u32, u64)>
+    where
+        F: FnMut(Bytes) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
         let cold = &self.env.cold;
-        let p = path(key);
         let part = self.env.options.multipart_part_bytes.max(1 << 20) as u64;
         let ranges: Vec<std::ops::Range<u64>> = (0..size.div_ceil(part))
             .map(|i| i * part..((i + 1) * part).min(size))
             .collect();
         let mut parts = futures::stream::iter(ranges)
-            .map(|r| {
-                let p = p.clone();
-                async move {
-                    let bytes = cold
-                        .retry(&format!("read {key} bytes {}..{}", r.start, r.end), || {
-                            cold.inner().get_range(&p, r.clone())
-                        })
-                        .await?;
-                    cold.counters
-                        .bytes_fetched
-                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    Ok::<_, Error>(bytes)
-                }
-            })
+            .map(|r| cold.get_range(key, r))
             .buffered(PARTS_IN_FLIGHT);
         let (mut crc, mut len) = (0u32, 0u64);
         while let Some(bytes) = parts.next().await {
@@ -357,14 +343,13 @@ impl Collection {
             self.env.limiter.acquire(bytes.len() as u64).await;
             crc = crc32c::crc32c_append(crc, &bytes);
             len += bytes.len() as u64;
-            sink(&bytes)?;
+            sink(bytes).await?;
         }
         Ok((crc, len))
     }
 
     fn download(&self, h: &SegmentHandle, to: StorageTier, progress: Progress<'_>) -> Result<u64> {
         let env = &self.env;
-        let cold = &env.cold;
         let entry = &h.entry;
         let key = entry
             .remote_key
@@ -375,31 +360,7 @@ impl Collection {
             fsutil::create_dir_durable(dir)?;
         }
         let tmp = fsutil::tmp_path(&dest);
-        let result = cold.block_on(async {
-            let file = std::fs::File::create(&tmp).map_err(|e| Error::io(format_args!("create {}", tmp.display()), e))?;
-            let mut out = std::io::BufWriter::with_capacity(4 << 20, file);
-            let mut written = 0u64;
-            let (crc, len) = self
-                .fetch_in_parts(&key, entry.size_bytes, |chunk| {
-                    out.write_all(chunk).map_err(|e| Error::io(format_args!("write {}", tmp.display()), e))?;
-                    written += chunk.len() as u64;
-                    progress(written);
-                    Ok(())
-                })
-                .await?;
-            let out = out.into_inner().map_err(|e| Error::io(format_args!("write {}", tmp.display()), e.into_error()))?;
-            out.sync_all().map_err(|e| Error::io(format_args!("fsync {}", tmp.display()), e))?;
-            if len != entry.size_bytes || checksum_string(crc) != entry.checksum {
-                return Err(Error::corruption(format!(
-                    "downloaded copy of segment {} ({key}) does not match: {len} bytes, {}; expected {} bytes, {}",
-                    entry.id,
-                    checksum_string(crc),
-                    entry.size_bytes,
-                    entry.checksum
-                )));
-            }
-            Ok(len)
-        });
+        let result = self.download_to(&key, entry, &tmp, progress);
         let len = place_tmp(&tmp, &dest, result)?;
         self.options.failpoints.check(FP_TIER_AFTER_DOWNLOAD)?;
         let committed = self.commit_location(entry.id, to, Some(key))?;
@@ -413,6 +374,63 @@ impl Collection {
             .bytes_downloaded
             .fetch_add(len, Ordering::Relaxed);
         Ok(len)
+    }
+
+    /// Fetch `key` into `tmp` and fsync it; check length and CRC32C against `entry`. The parts
+    /// are written by a thread of their own, which starts each part's writeback as it goes, so
+    /// the network and the disk work at the same time and the final fsync has little left.
+    fn download_to(
+        &self,
+        key: &str,
+        entry: &SegmentEntry,
+        tmp: &Path,
+        progress: Progress<'_>,
+    ) -> Result<u64> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(PARTS_IN_FLIGHT);
+        std::thread::scope(|s| {
+            let writer = std::thread::Builder::new()
+                .name("barq-download".into())
+                .spawn_scoped(s, move || -> Result<()> {
+                    let io = |what: &str, e| Error::io(format_args!("{what} {}", tmp.display()), e);
+                    let mut file = std::fs::File::create(tmp).map_err(|e| io("create", e))?;
+                    let mut written = 0u64;
+                    while let Some(chunk) = rx.blocking_recv() {
+                        file.write_all(&chunk).map_err(|e| io("write", e))?;
+                        fsutil::start_writeback(&file, written, chunk.len() as u64);
+                        written += chunk.len() as u64;
+                        progress(written);
+                    }
+                    file.sync_all().map_err(|e| io("fsync", e))
+                })
+                .map_err(|e| Error::io("start the download writer thread", e))?;
+            let fetched =
+                self.env
+                    .cold
+                    .block_on(self.fetch_in_parts(key, entry.size_bytes, move |chunk| {
+                        let tx = tx.clone();
+                        async move {
+                            tx.send(chunk).await.map_err(|_| {
+                                Error::new(ErrorKind::Internal, "the download writer stopped")
+                            })
+                        }
+                    }));
+            // The sender is gone with the closure: the writer drains, fsyncs and ends. Its error,
+            // if any, is the cause of a failed send.
+            writer
+                .join()
+                .map_err(|_| Error::new(ErrorKind::Internal, "the download writer panicked"))??;
+            let (crc, len) = fetched?;
+            if len != entry.size_bytes || checksum_string(crc) != entry.checksum {
+                return Err(Error::corruption(format!(
+                    "downloaded copy of segment {} ({key}) does not match: {len} bytes, {}; expected {} bytes, {}",
+                    entry.id,
+                    checksum_string(crc),
+                    entry.size_bytes,
+                    entry.checksum
+                )));
+            }
+            Ok(len)
+        })
     }
 
     fn copy_local(
@@ -445,6 +463,7 @@ impl Collection {
                 self.env.cold.block_on(self.env.limiter.acquire(n as u64));
                 out.write_all(&buf[..n])
                     .map_err(|e| Error::io(format_args!("write {}", tmp.display()), e))?;
+                fsutil::start_writeback(&out, len, n as u64);
                 crc = crc32c::crc32c_append(crc, &buf[..n]);
                 len += n as u64;
                 progress(len);

@@ -3,16 +3,14 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use barq_core::{Error, Result};
 use bytes::Bytes;
-use object_store::ObjectStoreExt;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use super::cache::ColdCache;
-use super::store::{ColdStore, path};
+use super::store::ColdStore;
 use crate::segment::RangeSource;
 
 /// Reads larger than this are split into parallel ranged reads.
@@ -57,7 +55,6 @@ impl RemoteSource {
                 range.start, range.end, self.key, self.len
             )));
         }
-        let p = path(&self.key);
         let missing = |e: Error| {
             if e.kind() == barq_core::ErrorKind::NotFound {
                 Error::corruption(format!(
@@ -69,18 +66,11 @@ impl RemoteSource {
             }
         };
         let store = &self.store;
-        let get = |r: Range<u64>| {
-            let p = p.clone();
-            async move {
-                let what = format!("read {} bytes {}..{}", self.key, r.start, r.end);
-                store
-                    .retry(&what, || store.inner().get_range(&p, r.clone()))
-                    .await
-            }
-        };
         let len = range.end - range.start;
         let bytes = if len <= PARALLEL_READ_BYTES {
-            store.block_on(get(range.clone())).map_err(missing)?
+            store
+                .block_on(store.get_range(&self.key, range.clone()))
+                .map_err(missing)?
         } else {
             // A whole block: parallel ranged reads, the way object stores are fastest.
             let parts: Vec<Range<u64>> = (0..len.div_ceil(PART_BYTES))
@@ -89,24 +79,19 @@ impl RemoteSource {
                         ..(range.start + (i + 1) * PART_BYTES).min(range.end)
                 })
                 .collect();
-            let chunks: Vec<Bytes> = store
-                .block_on(
-                    futures::stream::iter(parts)
-                        .map(get)
-                        .buffered(PARTS_IN_FLIGHT)
-                        .try_collect(),
-                )
-                .map_err(missing)?;
-            let mut out = bytes::BytesMut::with_capacity(len as usize);
-            for c in chunks {
-                out.extend_from_slice(&c);
-            }
-            out.freeze()
+            store
+                .block_on(async {
+                    let mut out = bytes::BytesMut::with_capacity(len as usize);
+                    let mut chunks = futures::stream::iter(parts)
+                        .map(|r| store.get_range(&self.key, r))
+                        .buffered(PARTS_IN_FLIGHT);
+                    while let Some(chunk) = chunks.next().await {
+                        out.extend_from_slice(&chunk?);
+                    }
+                    Ok::<_, Error>(out.freeze())
+                })
+                .map_err(missing)?
         };
-        self.store
-            .counters
-            .bytes_fetched
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if bytes.len() as u64 != range.end - range.start {
             return Err(Error::corruption(format!(
                 "cold store returned {} bytes for {}..{} of {}",

@@ -5,13 +5,15 @@
 //! segment ids are validated before they reach a key, so keys only use `[a-z0-9._/-]`.
 
 use std::future::Future;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use barq_core::{Error, ErrorKind, Result};
-use object_store::ObjectStore;
+use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 /// Counters of traffic to the cold store.
 #[derive(Debug, Default)]
@@ -103,6 +105,35 @@ impl ColdStore {
     /// Run `fut` to completion from synchronous code (never call from inside the runtime).
     pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
         self.runtime.block_on(fut)
+    }
+
+    /// Read `range` of `key` (with retries) in a task of the store's runtime, so that its body
+    /// is received on the runtime's workers next to the connection, not by polling from the
+    /// caller's thread (which costs a cross-thread wake per chunk and measured ~1.5x slower for
+    /// large ranges). Several such reads in flight use both workers.
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        let store = self.clone();
+        let key = key.to_owned();
+        let task = self.runtime.spawn(async move {
+            let p = path(&key);
+            let what = format!("read {key} bytes {}..{}", range.start, range.end);
+            let bytes = store
+                .retry(&what, || store.inner().get_range(&p, range.clone()))
+                .await?;
+            store
+                .counters
+                .bytes_fetched
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            Ok(bytes)
+        });
+        match task.await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::new(
+                ErrorKind::Closed,
+                format!("cold store read cancelled: {e}"),
+            )),
+        }
     }
 
     /// A handle to spawn onto the runtime.
