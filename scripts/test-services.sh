@@ -278,6 +278,10 @@ wait_ready() { # SVC: poll probe_SVC until it passes; fail on timeout or if the 
   done
 }
 
+# The standard variables each object_store builder reads (what a user sets for these
+# emulators): AWS_* for SeaweedFS; AZURE_STORAGE_USE_EMULATOR + AZURITE_BLOB_STORAGE_URL for
+# Azurite (emulator mode uses its well-known public account and key); for fake-gcs-server a
+# GOOGLE_SERVICE_ACCOUNT_KEY with no key in it, only the emulator's base URL and OAuth off.
 write_env() {
   local s3 az gcs
   s3="$(port_of s3)" az="$(port_of azurite)" gcs="$(port_of gcs)"
@@ -288,10 +292,12 @@ export AWS_ACCESS_KEY_ID=$S3_AK
 export AWS_SECRET_ACCESS_KEY=$S3_SK
 export AWS_REGION=us-east-1
 export BARQ_TEST_AZURITE_URL=http://127.0.0.1:$az
+export AZURE_STORAGE_USE_EMULATOR=true
 export AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:$az
 export BARQ_TEST_AZURE_CONTAINER=$BUCKET
 export BARQ_TEST_GCS_URL=http://127.0.0.1:$gcs
 export BARQ_TEST_GCS_BUCKET=$BUCKET
+export GOOGLE_SERVICE_ACCOUNT_KEY='{"gcs_base_url":"http://127.0.0.1:$gcs","disable_oauth":true,"client_email":"","private_key":"","private_key_id":""}'
 EOF
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 }

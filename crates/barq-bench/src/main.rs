@@ -9,6 +9,7 @@
 //! cargo run --release -p barq-bench -- all
 //! ```
 
+mod serve;
 mod tiering;
 
 use std::path::{Path, PathBuf};
@@ -106,6 +107,16 @@ enum Cmd {
         /// Rounds of each measurement; the medians are reported.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+    },
+    /// The HTTP API: search overhead and upsert rate against the embedded API, then a load of
+    /// CLIENTS concurrent clients for SECONDS while segments are offloaded and hydrated.
+    Serve {
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
     },
     /// The suite used for docs/benchmarks.md.
     All,
@@ -458,6 +469,11 @@ fn main() {
             };
             tiering::run(&dir, rows, dim, &store, verify, rounds.max(1))
         }
+        Cmd::Serve {
+            clients,
+            seconds,
+            dim,
+        } => serve::run(&dir, clients, seconds, dim),
         Cmd::ReopenChild { path, mib, dim } => reopen_child(&path, mib, dim),
         Cmd::OpenRss { path } => open_rss(&path),
         Cmd::All => {

@@ -116,6 +116,16 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
         );
 
         let db = Database::open(dir.path(), Options::default()).expect("reopen after SIGKILL");
+        if db.list_collections().is_empty() {
+            // Killed before the child created its collection (a slow start on a busy machine):
+            // then nothing can have been acknowledged.
+            assert!(
+                model.values().all(|e| e.acked.is_none()),
+                "round {round}: acknowledged writes but no collection"
+            );
+            db.close().expect("close");
+            continue;
+        }
         let mut live = 0u64;
         for (id, e) in &model {
             let got = db.get("c", id).expect("get").map(|d| d.vector);

@@ -19,6 +19,14 @@ Examples:
   barq import sift base.fvecs
   barq --json stats
   barq tier offload docs --all
+  barq --url http://127.0.0.1:6464 search docs --vector '[0.1, 0.2, 0.3]'
+
+Client mode: with --url URL (or BARQ_URL) every command but `serve` works on a running
+`barq serve` through its HTTP API instead of a data directory, with the same output and exit
+status. Requests carry `Authorization: Bearer KEY` from --api-key / BARQ_API_KEY; routes that
+need the admin key (drop, compact, tier offload/hydrate/pin/unpin/maintenance) send
+BARQ_ADMIN_API_KEY when it is set. Offload and hydrate run as asynchronous operations of the
+server, polled for their progress.
 
 Exit status:
   0  success
@@ -26,7 +34,8 @@ Exit status:
   2  invalid input or usage
   3  conflict (the collection exists, the data directory is locked by another process,
      a segment is busy being moved)
-  4  any other failure (I/O, corrupt data, an unreachable cold store)
+  4  any other failure (I/O, corrupt data, an unreachable cold store); with --url also: the
+     server cannot be reached, or it refused the API key (missing, wrong, or not the admin key)
 
 Every --durability mode fsyncs the write-ahead log when the command ends; the mode only matters
 if the machine crashes while a command runs (`none` makes big imports faster).
@@ -34,7 +43,8 @@ Segments can live in three tiers: hot (the data directory), warm (--warm-dir) an
 (DATA_DIR/cold, a local directory in the layout of an object store); see `barq tier --help`.
 Set RUST_LOG (e.g. RUST_LOG=barq_storage=debug) to see the engine's logs on stderr.";
 
-/// Barq DB: a vector database, driven directly on its data directory.
+/// Barq DB: a vector database, driven directly on its data directory or, with --url, through a
+/// running `barq serve`.
 #[derive(Debug, Parser)]
 #[command(name = "barq", version, after_help = MAIN_AFTER_HELP)]
 pub struct Cli {
@@ -76,6 +86,22 @@ pub struct Cli {
     /// BARQ_* variables override it.
     #[arg(long, global = true, env = "BARQ_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// API key: the key `barq serve` requires, and the key sent with --url.
+    #[arg(
+        long,
+        global = true,
+        env = "BARQ_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub api_key: Option<String>,
+
+    /// Work through the HTTP API of a running `barq serve` (e.g. http://127.0.0.1:6464)
+    /// instead of opening a data directory. --data-dir, --durability, --warm-dir and --config
+    /// are then the server's business and ignored.
+    #[arg(long, global = true, env = "BARQ_URL", value_name = "URL")]
+    pub url: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -181,6 +207,66 @@ Examples:
     /// Move segments between the hot, warm and cold tiers; pin them; show where they are.
     #[command(subcommand, after_help = tier::TIER_AFTER_HELP)]
     Tier(TierCommand),
+
+    /// Run the HTTP/JSON API server on the data directory (see docs/api.md).
+    #[command(after_help = "\
+With no configuration Barq runs on its embedded default: data in ./barq-data (created if
+missing), the cold tier in ./barq-data/cold, listening on 127.0.0.1:6464. The cold store and
+the tiering policy come from --config / BARQ_CONFIG and BARQ_* variables
+(docs/configuration.md); maintenance runs every `maintenance_interval` (default 60s).
+
+With BARQ_API_KEY set every request but /healthz and /readyz needs
+`Authorization: Bearer <key>`; BARQ_ADMIN_API_KEY guards tiering, compaction and drop.
+Binding to a non-loopback address without a key logs a warning.
+
+SIGTERM or Ctrl-C stops accepting requests, finishes those in flight, waits for asynchronous
+operations (up to --drain-timeout), fsyncs the write-ahead log and exits 0.
+
+Examples:
+  barq serve
+  barq serve --data-dir /var/lib/barq --listen 0.0.0.0:6464
+  BARQ_API_KEY=secret barq serve
+  RUST_LOG=debug barq serve")]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(
+        long,
+        env = "BARQ_LISTEN",
+        default_value = "127.0.0.1:6464",
+        value_name = "ADDR"
+    )]
+    pub listen: std::net::SocketAddr,
+    /// Key for admin routes (tiering, compaction, drop); the API key when unset.
+    #[arg(
+        long,
+        env = "BARQ_ADMIN_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub admin_api_key: Option<String>,
+    /// Largest request body accepted, e.g. 64MiB.
+    #[arg(
+        long,
+        env = "BARQ_MAX_BODY_BYTES",
+        default_value = "64MiB",
+        value_name = "SIZE"
+    )]
+    pub max_body_bytes: barq_config::Size,
+    /// A request taking longer is answered 503 `timeout`, e.g. 60s.
+    #[arg(
+        long,
+        env = "BARQ_REQUEST_TIMEOUT",
+        default_value = "60s",
+        value_name = "DURATION"
+    )]
+    pub request_timeout: barq_config::HumanDuration,
+    /// How long shutdown waits for asynchronous operations.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub drain_timeout: barq_config::HumanDuration,
 }
 
 #[derive(Debug, Subcommand)]

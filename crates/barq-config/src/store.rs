@@ -8,7 +8,7 @@ use std::sync::Arc;
 use barq_core::{Error, Result};
 use barq_storage::tiering::ColdStoreSpec;
 use object_store::aws::AmazonS3Builder;
-use object_store::azure::MicrosoftAzureBuilder;
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
@@ -52,9 +52,28 @@ fn retry(s: &StorageSettings) -> RetryConfig {
     }
 }
 
+/// Azure's builder: the `AZURE_*` variables, then Barq's settings.
+fn azure_builder(s: &StorageSettings) -> MicrosoftAzureBuilder {
+    MicrosoftAzureBuilder::from_env()
+        .with_client_options(client_options(s))
+        .with_retry(retry(s))
+        .with_container_name(s.bucket.clone().unwrap_or_default())
+}
+
 /// The cold store for `s` (`None`: the engine's default, `DATA_DIR/cold`).
 pub fn build_cold_store(s: &StorageSettings, data_dir: &Path) -> Result<Option<ColdStoreSpec>> {
-    let description = describe(s, data_dir);
+    let mut description = describe(s, data_dir);
+    if s.provider == Provider::Azure
+        && azure_builder(s)
+            .get_config_value(&AzureConfigKey::UseEmulator)
+            .is_some_and(|v| v == "true")
+    {
+        // Emulator mode (AZURE_STORAGE_USE_EMULATOR) talks to AZURITE_BLOB_STORAGE_URL and
+        // ignores any endpoint: name the address, so errors say where the store was.
+        let url = std::env::var("AZURITE_BLOB_STORAGE_URL")
+            .unwrap_or_else(|_| "http://127.0.0.1:10000".into());
+        description = format!("{description} (Azurite emulator {url})");
+    }
     let fail = |e: object_store::Error| {
         Error::invalid(format!(
             "cannot configure the cold store {description}: {e}"
@@ -90,14 +109,7 @@ pub fn build_cold_store(s: &StorageSettings, data_dir: &Path) -> Result<Option<C
                 .build()
                 .map_err(fail)?,
         ),
-        Provider::Azure => Arc::new(
-            MicrosoftAzureBuilder::from_env()
-                .with_client_options(client_options(s))
-                .with_retry(retry(s))
-                .with_container_name(s.bucket.clone().unwrap_or_default())
-                .build()
-                .map_err(fail)?,
-        ),
+        Provider::Azure => Arc::new(azure_builder(s).build().map_err(fail)?),
     };
     Ok(Some(ColdStoreSpec {
         store,

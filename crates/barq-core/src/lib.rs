@@ -12,7 +12,10 @@ mod metric;
 mod validate;
 
 pub use distance::{Kernel, dot, l2_squared, norm};
-pub use document::{CollectionConfig, Document, Payload, SearchHit};
+pub use document::{
+    CollectionConfig, Document, Payload, SearchHit, decode_base64_vector, deserialize_vector,
+    encode_base64_vector,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use metric::Metric;
 pub use validate::{

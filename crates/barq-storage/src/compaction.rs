@@ -51,7 +51,7 @@ pub fn plan_size_tiered(sizes: &[u64], policy: SizeTieredPolicy) -> Option<Range
 }
 
 /// What a compaction did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CompactionOutcome {
     /// Ids of the merged segments.
     pub inputs: Vec<u64>,

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use barq_core::{CollectionConfig, Document, Error, ErrorKind, Metric, Result, SearchHit};
 use parking_lot::{Mutex, RwLock};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::background::Background;
 use crate::collection::{Collection, no_such_collection};
@@ -89,7 +89,7 @@ impl Shared {
 }
 
 /// Statistics of one tier of one collection.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TierStats {
     /// Sealed segments in this tier.
     pub segments: u64,
@@ -98,7 +98,7 @@ pub struct TierStats {
 }
 
 /// Statistics of one collection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionStats {
     /// Name.
     pub name: String,
@@ -129,7 +129,7 @@ pub struct CollectionStats {
 }
 
 /// Statistics of the database.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatabaseStats {
     /// The data directory.
     pub data_dir: PathBuf,

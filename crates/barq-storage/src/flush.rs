@@ -28,7 +28,7 @@ use crate::options::{FP_FLUSH_AFTER_MANIFEST_COMMIT, FP_FLUSH_AFTER_SEGMENT_WRIT
 use crate::segment::{RowInput, SegmentWriter};
 
 /// What a flush did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FlushOutcome {
     /// Segments written.
     pub segments: Vec<SegmentEntry>,

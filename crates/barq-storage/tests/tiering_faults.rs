@@ -796,5 +796,22 @@ fn the_startup_probe_names_an_unusable_store() {
         list_keys(faulty.inner()).is_empty(),
         "the probe object is deleted"
     );
+    // Later, the reachability check (readiness, status) answers without writing anything.
+    let puts = faulty.calls(Op::Put);
+    db.tiering().check_cold_store().expect("reachable");
+    assert_eq!(faulty.calls(Op::Put), puts, "the check writes nothing");
+    faulty.set_offline(true);
+    let err = db
+        .tiering()
+        .check_cold_store()
+        .expect_err("the store went away");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.message().contains("test store"), "{err}");
+    assert!(err.message().contains("store offline"), "{err}");
+    // Hot data does not care.
+    db.create_collection(CollectionConfig::new("hot", DIM as u32, Metric::L2).expect("config"))
+        .expect("create while the store is down");
+    faulty.set_offline(false);
+    db.tiering().check_cold_store().expect("back");
     drop(db);
 }

@@ -22,7 +22,8 @@ pub enum TierCommand {
     /// Show every segment's tier, size, pin and accesses, and the tiering counters.
     #[command(after_help = "\
 The counters (uploads, cache hits, …) count since the database was opened, that is during this
-command only; `barq tier maintenance` reports what a pass did.
+command only (with --url: since the server started); `barq tier maintenance` reports what a
+pass did.
 
 Examples:
   barq tier status

@@ -20,7 +20,7 @@ pub fn check_create(args: &CreateArgs) -> Result<()> {
 
 pub fn create(ctx: &Context<'_>, args: &CreateArgs) -> Result<()> {
     let config = config(args)?;
-    ctx.db.create_collection(config.clone())?;
+    ctx.db.create_collection(&config)?;
     tracing::debug!(collection = %config.name, "collection created");
     ctx.out.emit(&config, || {
         format!(
@@ -44,19 +44,21 @@ struct List {
 }
 
 pub fn list(ctx: &Context<'_>) -> Result<()> {
-    let mut collections = Vec::new();
-    for c in ctx.db.list_collections() {
-        collections.push(ListItem {
-            documents: ctx.db.count(&c.name)?,
+    let found = ctx.db.list()?;
+    let collections = found
+        .collections
+        .into_iter()
+        .map(|(c, documents)| ListItem {
+            documents,
             name: c.name,
             dimension: c.dimension,
             metric: c.metric,
-        });
-    }
+        })
+        .collect();
     let list = List { collections };
     ctx.out.emit(&list, || {
         if list.collections.is_empty() {
-            return format!("no collections in {}", ctx.db.path().display());
+            return format!("no collections in {}", found.data_dir.display());
         }
         let mut t = Table::new(&[
             ("NAME", Align::Left),

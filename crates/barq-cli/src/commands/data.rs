@@ -1,6 +1,6 @@
 //! `barq upsert`, `barq get` and `barq delete`.
 
-use barq_core::{Error, Result};
+use barq_core::Result;
 use serde::Serialize;
 
 use super::Context;
@@ -41,12 +41,7 @@ pub fn upsert(ctx: &Context<'_>, args: &UpsertArgs) -> Result<()> {
 }
 
 pub fn get(ctx: &Context<'_>, args: &GetArgs) -> Result<()> {
-    let Some(doc) = ctx.db.get(&args.name, &args.id)? else {
-        return Err(Error::not_found(format!(
-            "document \"{}\" not found in collection \"{}\"",
-            args.id, args.name
-        )));
-    };
+    let doc = ctx.db.get(&args.name, &args.id)?;
     ctx.out.emit(&doc, || {
         let mut text = format!(
             "id:       {}\nvector:   {}\n",
@@ -65,31 +60,24 @@ pub fn get(ctx: &Context<'_>, args: &GetArgs) -> Result<()> {
 #[derive(Debug, Serialize)]
 struct Deleted<'a> {
     collection: &'a str,
-    deleted: Vec<&'a str>,
-    missing: Vec<&'a str>,
+    deleted: Vec<String>,
+    missing: Vec<String>,
 }
 
-/// Delete the ids that exist and say which did not. The data directory is locked for the whole
-/// command, so nothing can change between the lookup and the delete.
+/// Delete the ids that exist and say which did not.
 pub fn delete(ctx: &Context<'_>, args: &DeleteArgs) -> Result<()> {
-    let mut result = Deleted {
-        collection: &args.name,
-        deleted: Vec::new(),
-        missing: Vec::new(),
-    };
+    let mut ids: Vec<&str> = Vec::new();
     for id in &args.ids {
-        let id = id.as_str();
-        if result.deleted.contains(&id) || result.missing.contains(&id) {
-            continue;
-        }
-        match ctx.db.get(&args.name, id)? {
-            Some(_) => result.deleted.push(id),
-            None => result.missing.push(id),
+        if !ids.contains(&id.as_str()) {
+            ids.push(id);
         }
     }
-    if !result.deleted.is_empty() {
-        ctx.db.delete_many(&args.name, &result.deleted)?;
-    }
+    let (deleted, missing) = ctx.db.delete(&args.name, &ids)?;
+    let result = Deleted {
+        collection: &args.name,
+        deleted,
+        missing,
+    };
     ctx.out.emit(&result, || {
         let mut text = format!(
             "deleted {} from \"{}\"",

@@ -1,12 +1,14 @@
-//! The commands. Each opens the data directory, does one thing, prints its result through
-//! [`Output`] and closes the database (so the write-ahead log is fsynced in every durability
-//! mode before the process exits).
+//! The commands. Each opens the data directory (or, with `--url`, connects to a server), does
+//! one thing through a [`Backend`], prints its result through [`Output`] and closes the database
+//! (so the write-ahead log is fsynced in every durability mode before the process exits).
 
+mod backend;
 mod collection;
 mod data;
 mod import;
 mod maintenance;
 mod search;
+mod serve;
 mod tier;
 
 use std::io::IsTerminal;
@@ -19,21 +21,37 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::{Cli, CollectionCommand, Command, TierCommand};
 use crate::output::Output;
+use crate::remote::Client;
+pub use backend::Backend;
 
 /// What a command needs besides its own arguments.
 #[derive(Debug)]
 pub struct Context<'a> {
-    pub db: &'a Database,
+    pub db: Backend<'a>,
     pub out: Output,
     pub quiet: bool,
 }
 
 /// Run the command `cli` names.
 pub fn run(cli: &Cli) -> Result<()> {
+    if let Command::Serve(args) = &cli.command {
+        return serve::serve(cli, args);
+    }
     // Check what can be checked without the database first, so that a bad argument never
     // creates or touches the data directory.
     if let Command::Collection(CollectionCommand::Create(args)) = &cli.command {
         collection::check_create(args)?;
+    }
+    // An empty BARQ_URL means local mode, as if it were unset.
+    if let Some(url) = cli.url.as_deref().filter(|u| !u.is_empty()) {
+        let admin_key = std::env::var("BARQ_ADMIN_API_KEY").ok();
+        let client = Client::new(url, cli.api_key.clone(), admin_key)?;
+        let ctx = Context {
+            db: Backend::Remote(&client),
+            out: Output::new(cli.json),
+            quiet: cli.quiet,
+        };
+        return dispatch(cli, &ctx);
     }
     let create = matches!(
         cli.command,
@@ -41,37 +59,48 @@ pub fn run(cli: &Cli) -> Result<()> {
     );
     let db = open(cli, create)?;
     let ctx = Context {
-        db: &db,
+        db: Backend::Local(&db),
         out: Output::new(cli.json),
         quiet: cli.quiet,
     };
-    let result = match &cli.command {
-        Command::Collection(CollectionCommand::Create(a)) => collection::create(&ctx, a),
-        Command::Collection(CollectionCommand::List) => collection::list(&ctx),
-        Command::Collection(CollectionCommand::Drop(a)) => collection::drop(&ctx, &a.name),
-        Command::Upsert(a) => data::upsert(&ctx, a),
-        Command::Import(a) => import::import(&ctx, a),
-        Command::Get(a) => data::get(&ctx, a),
-        Command::Delete(a) => data::delete(&ctx, a),
-        Command::Search(a) => search::search(&ctx, a),
-        Command::Flush(a) => maintenance::flush(&ctx, &a.name),
-        Command::Compact(a) => maintenance::compact(&ctx, &a.name),
-        Command::Stats(a) => maintenance::stats(&ctx, a.name.as_deref()),
-        Command::Tier(TierCommand::Status) => tier::status(&ctx),
-        Command::Tier(TierCommand::Offload(a)) => tier::move_segments(&ctx, a, StorageTier::Cold),
-        Command::Tier(TierCommand::Hydrate(a)) => tier::move_segments(&ctx, a, StorageTier::Hot),
-        Command::Tier(TierCommand::Pin(a)) => tier::pin(&ctx, a, true),
-        Command::Tier(TierCommand::Unpin(a)) => tier::pin(&ctx, a, false),
-        Command::Tier(TierCommand::Maintenance) => tier::maintenance(&ctx),
-    };
+    let result = dispatch(cli, &ctx);
     // Close even after a failure (the writes before it are kept); the command's error wins.
     let closed = db.close();
     result.and(closed)
 }
 
+/// Run the command on `ctx`'s backend.
+fn dispatch(cli: &Cli, ctx: &Context<'_>) -> Result<()> {
+    match &cli.command {
+        Command::Collection(CollectionCommand::Create(a)) => collection::create(ctx, a),
+        Command::Collection(CollectionCommand::List) => collection::list(ctx),
+        Command::Collection(CollectionCommand::Drop(a)) => collection::drop(ctx, &a.name),
+        Command::Upsert(a) => data::upsert(ctx, a),
+        Command::Import(a) => import::import(ctx, a),
+        Command::Get(a) => data::get(ctx, a),
+        Command::Delete(a) => data::delete(ctx, a),
+        Command::Search(a) => search::search(ctx, a),
+        Command::Flush(a) => maintenance::flush(ctx, &a.name),
+        Command::Compact(a) => maintenance::compact(ctx, &a.name),
+        Command::Stats(a) => maintenance::stats(ctx, a.name.as_deref()),
+        Command::Tier(TierCommand::Status) => tier::status(ctx),
+        Command::Tier(TierCommand::Offload(a)) => tier::move_segments(ctx, a, StorageTier::Cold),
+        Command::Tier(TierCommand::Hydrate(a)) => tier::move_segments(ctx, a, StorageTier::Hot),
+        Command::Tier(TierCommand::Pin(a)) => tier::pin(ctx, a, true),
+        Command::Tier(TierCommand::Unpin(a)) => tier::pin(ctx, a, false),
+        Command::Tier(TierCommand::Maintenance) => tier::maintenance(ctx),
+        Command::Serve(_) => unreachable!("handled above"),
+    }
+}
+
 /// Open the data directory. It must exist unless `create`. (The engine itself refuses a
 /// directory that holds other files but no manifest.)
 fn open(cli: &Cli, create: bool) -> Result<Database> {
+    open_with(cli, create, false)
+}
+
+/// [`open`], with the maintenance loop of the configuration when `maintain` (for a server).
+fn open_with(cli: &Cli, create: bool, maintain: bool) -> Result<Database> {
     let dir = &cli.data_dir;
     if !create && !dir.exists() {
         return Err(Error::not_found(format!(
@@ -88,8 +117,12 @@ fn open(cli: &Cli, create: bool) -> Result<Database> {
             cold_store: barq_config::build_cold_store(&settings.storage, dir)?,
             warm_dir: cli.warm_dir.clone().or(defaults.warm_dir.clone()),
             // A one-shot command must not move segments behind the user's back; maintenance
-            // runs only when asked (`barq tier maintenance`).
-            maintenance_interval: None,
+            // runs only when asked (`barq tier maintenance`). A server runs it periodically.
+            maintenance_interval: if maintain {
+                defaults.maintenance_interval
+            } else {
+                None
+            },
             ..defaults
         },
         ..Options::default()

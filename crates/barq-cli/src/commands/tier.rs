@@ -43,8 +43,7 @@ struct Moved<'a> {
 /// `tier offload` (`to` = Cold) and `tier hydrate` (`to` = Hot): move one segment, or every
 /// segment not already in `to`, one after another.
 pub fn move_segments(ctx: &Context<'_>, args: &MoveArgs, to: StorageTier) -> Result<()> {
-    let tiering = ctx.db.tiering();
-    let segments = tiering.segments(&args.name)?;
+    let segments = ctx.db.segments(&args.name)?;
     // (id, bytes it will transfer at most)
     let todo: Vec<(u64, u64)> = match args.which.segment {
         Some(id) => {
@@ -72,7 +71,7 @@ pub fn move_segments(ctx: &Context<'_>, args: &MoveArgs, to: StorageTier) -> Res
     for (i, &(id, size)) in todo.iter().enumerate() {
         bar.set_message(format!("segment {id} ({}/{})", i + 1, todo.len()));
         let progress = |n: u64| bar.set_position(done + n.min(size));
-        match tiering.move_segment_with_progress(&args.name, id, to, &progress) {
+        match ctx.db.move_segment(&args.name, id, to, &progress) {
             Ok(outcome) => {
                 result.bytes_moved += outcome.bytes;
                 result.moves.push(outcome);
@@ -179,11 +178,11 @@ struct Pinned<'a> {
 
 /// `tier pin` (`pinned`) and `tier unpin`.
 pub fn pin(ctx: &Context<'_>, args: &PinArgs, pinned: bool) -> Result<()> {
-    let tiering = ctx.db.tiering();
     let name = args.name.as_str();
-    let segments = tiering.segments(name)?;
-    let collection_pinned = tiering
-        .status()?
+    let segments = ctx.db.segments(name)?;
+    let collection_pinned = ctx
+        .db
+        .tiering_status()?
         .collections
         .iter()
         .any(|c| c.name == name && c.pinned);
@@ -204,11 +203,7 @@ pub fn pin(ctx: &Context<'_>, args: &PinArgs, pinned: bool) -> Result<()> {
             )
         }
     };
-    if pinned {
-        tiering.pin(name, args.segment)?;
-    } else {
-        tiering.unpin(name, args.segment)?;
-    }
+    ctx.db.set_pin(name, args.segment, pinned)?;
     let result = Pinned {
         collection: name,
         segment: args.segment,
@@ -241,7 +236,7 @@ pub fn pin(ctx: &Context<'_>, args: &PinArgs, pinned: bool) -> Result<()> {
 
 /// `tier maintenance`: one pass; failures are printed, then reported by the exit status.
 pub fn maintenance(ctx: &Context<'_>) -> Result<()> {
-    let report = ctx.db.tiering().run_maintenance()?;
+    let report = ctx.db.maintenance()?;
     ctx.out.emit(&report, || describe_report(&report))?;
     let failed = report.moves_failed.len() as u64;
     if failed == 0 && report.gc_error.is_none() {

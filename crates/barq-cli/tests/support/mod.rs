@@ -39,6 +39,7 @@ impl Env {
             .arg(self.data_dir())
             .args(args)
             .env_remove("BARQ_DATA_DIR")
+            .env_remove("BARQ_URL")
             .env_remove("BARQ_DURABILITY")
             .env_remove("BARQ_WARM_DIR")
             .env_remove("RUST_LOG");

@@ -21,7 +21,7 @@ use crate::manifest::StorageTier;
 use crate::segment::Segment;
 
 /// A move that failed; the segment stayed where it was.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveError {
     /// The segment's collection.
     pub collection: String,
@@ -36,7 +36,7 @@ pub struct MoveError {
 }
 
 /// What one maintenance pass did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MaintenanceReport {
     /// Moves the policy asked for.
     pub planned: usize,
@@ -53,7 +53,7 @@ pub struct MaintenanceReport {
 }
 
 /// One segment in [`TieringStatus`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SegmentStatus {
     /// Segment id.
     pub id: u64,
@@ -78,7 +78,7 @@ pub struct SegmentStatus {
 }
 
 /// One collection in [`TieringStatus`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CollectionTierStatus {
     /// Name.
     pub name: String,
@@ -93,7 +93,8 @@ pub struct CollectionTierStatus {
 }
 
 /// Counters for a metrics endpoint.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TieringCounters {
     /// Segments uploaded to the cold store.
     pub uploads: u64,
@@ -109,6 +110,8 @@ pub struct TieringCounters {
     pub moves_done: u64,
     /// Moves failed.
     pub moves_failed: u64,
+    /// Wall time spent in the moves done, in milliseconds.
+    pub move_millis: u64,
     /// Orphan objects deleted.
     pub orphans_deleted: u64,
     /// Cold reads served by the local cache.
@@ -130,7 +133,7 @@ pub struct TieringCounters {
 }
 
 /// Everything `status()` reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TieringStatus {
     /// The cold store (no secrets).
     pub cold_store: String,
@@ -297,6 +300,12 @@ impl TieringManager {
     /// grace period. Returns how many were deleted.
     pub fn collect_orphans(&self) -> Result<u64> {
         self.shared.collect_orphans()
+    }
+
+    /// Check that the cold store answers (one HEAD request, no write). Hot reads and writes do
+    /// not need it; moves and cold reads do.
+    pub fn check_cold_store(&self) -> Result<()> {
+        self.shared.env.check_reachable()
     }
 
     /// Tiers, collections, moves in progress, last errors, counters.
@@ -575,6 +584,7 @@ impl Shared {
             bytes_downloaded: load(&e.counters.bytes_downloaded),
             moves_done: load(&e.counters.moves_done),
             moves_failed: load(&e.counters.moves_failed),
+            move_millis: load(&e.counters.move_millis),
             orphans_deleted: load(&e.counters.orphans_deleted),
             cache_hits: load(&e.cache.counters.hits),
             cache_misses: load(&e.cache.counters.misses),

@@ -181,6 +181,8 @@ pub(crate) struct MoveCounters {
     pub moves_done: AtomicU64,
     pub moves_failed: AtomicU64,
     pub orphans_deleted: AtomicU64,
+    /// Wall time spent in moves that were done, in milliseconds.
+    pub move_millis: AtomicU64,
 }
 
 /// What the engine needs to place and read segments in any tier.
@@ -236,6 +238,23 @@ impl TierEnv {
             counters: MoveCounters::default(),
             options: options.clone(),
         })
+    }
+
+    /// Is the store answering? One HEAD of a key that need not exist (a "not found" answer is
+    /// an answer), so that a readiness check costs no write.
+    pub(crate) fn check_reachable(&self) -> barq_core::Result<()> {
+        use object_store::ObjectStoreExt;
+        let cold = &self.cold;
+        let key = if cold.prefix().is_empty() {
+            ".barq-ready".to_owned()
+        } else {
+            format!("{}/.barq-ready", cold.prefix())
+        };
+        let p = object_store::path::Path::from(key.as_str());
+        match cold.block_on(cold.inner().head(&p)) {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(cold.error("check that the store is reachable", e)),
+        }
     }
 
     /// Write, read back and delete a probe object; an error names the store and what failed.

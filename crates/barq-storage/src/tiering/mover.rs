@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use object_store::{ObjectStoreExt, PutPayload};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::RemoteSource;
 use super::store::path;
@@ -29,7 +29,7 @@ use crate::segment::{MmapSource, RangeSource, Segment};
 const PARTS_IN_FLIGHT: usize = 4;
 
 /// What a move did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveOutcome {
     /// The segment's collection.
     pub collection: String,
@@ -146,12 +146,17 @@ impl Collection {
         if from == to {
             return Ok(outcome);
         }
+        let started = std::time::Instant::now();
         outcome.bytes = match (from, to) {
             (_, StorageTier::Cold) => self.offload(&h, progress)?,
             (StorageTier::Cold, _) => self.download(&h, to, progress)?,
             _ => self.copy_local(&h, to, progress)?,
         };
         self.env.counters.moves_done.fetch_add(1, Ordering::Relaxed);
+        self.env.counters.move_millis.fetch_add(
+            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         tracing::info!(collection = %self.config.name, segment = id, %from, %to, bytes = outcome.bytes, "segment moved");
         Ok(outcome)
     }

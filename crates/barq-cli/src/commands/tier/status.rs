@@ -9,11 +9,13 @@ use super::{Context, describe_error};
 use crate::output::{Align, Table, format_utc_ms};
 
 pub fn status(ctx: &Context<'_>) -> Result<()> {
-    let status = ctx.db.tiering().status()?;
-    ctx.out.emit(&status, || describe_status(&status))
+    let status = ctx.db.tiering_status()?;
+    ctx.out
+        .emit(&status, || describe_status(&status, ctx.db.is_remote()))
 }
 
-fn describe_status(s: &TieringStatus) -> String {
+/// `remote`: the counters are the server's, since it started.
+fn describe_status(s: &TieringStatus, remote: bool) -> String {
     let mut text = format!(
         "cold store:      {}\nwarm directory:  {}\n\n",
         s.cold_store,
@@ -93,10 +95,12 @@ fn describe_status(s: &TieringStatus) -> String {
             HumanBytes(n.remote_bytes_fetched).to_string(),
         ),
     ];
-    let mut t = Table::new(&[
-        ("COUNTER (THIS COMMAND)", Align::Left),
-        ("VALUE", Align::Right),
-    ]);
+    let header = if remote {
+        "COUNTER (SINCE THE SERVER STARTED)"
+    } else {
+        "COUNTER (THIS COMMAND)"
+    };
+    let mut t = Table::new(&[(header, Align::Left), ("VALUE", Align::Right)]);
     for (k, v) in counters {
         t.row(vec![k.to_owned(), v]);
     }

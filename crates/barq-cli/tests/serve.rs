@@ -1,0 +1,400 @@
+//! End to end: the real `barq serve` binary on a free loopback port, driven over HTTP.
+//!
+//! - the offload scenario against the S3 test server (SeaweedFS from
+//!   `scripts/test-services.sh`): write → flush → offload → the objects are in the bucket
+//!   (listed with an independent client) → the segment files are gone locally → reads are
+//!   correct → SIGTERM (exit 0) and restart → still correct;
+//! - auth and bad input through the binary;
+//! - SIGKILL during an offload → restart → every acknowledged write is readable and every
+//!   segment is in exactly one consistent state.
+
+#[path = "support/server.rs"]
+#[allow(dead_code)]
+mod server;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use serde_json::{Value, json};
+use server::{Client, Server};
+
+const DIM: usize = 8;
+
+/// Distinct per document: the first component is the document's number.
+fn vector(i: usize) -> Vec<f32> {
+    (0..DIM)
+        .map(|d| {
+            if d == 0 {
+                i as f32
+            } else {
+                ((i * 31 + d * 7) % 97) as f32 / 97.0
+            }
+        })
+        .collect()
+}
+
+fn docs(range: std::ops::Range<usize>) -> String {
+    let docs: Vec<Value> = range
+        .map(|i| json!({"id": format!("doc-{i}"), "vector": vector(i), "payload": {"i": i}}))
+        .collect();
+    json!({ "documents": docs }).to_string()
+}
+
+fn create(c: &Client, dim: usize) {
+    let (s, v) = c.post(
+        "/v1/collections",
+        &json!({"name": "docs", "dimension": dim, "metric": "l2"}).to_string(),
+    );
+    assert_eq!(s, 201, "{v}");
+}
+
+/// Every document `0..n` reads back with its vector and payload, and a search for one of them
+/// finds it first.
+fn check_all(c: &Client, n: usize) {
+    for i in (0..n).step_by(7).chain([n - 1]) {
+        let (s, v) = c.get(&format!("/v1/collections/docs/documents/doc-{i}"));
+        assert_eq!(s, 200, "doc-{i}: {v}");
+        let got: Vec<f32> = serde_json::from_value(v["vector"].clone()).expect("vector");
+        assert_eq!(got, vector(i), "doc-{i}");
+        assert_eq!(v["payload"]["i"], i, "doc-{i}");
+    }
+    let (s, v) = c.post(
+        "/v1/collections/docs/search",
+        &json!({"vector": vector(n / 2), "k": 3, "with_payload": true}).to_string(),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["results"][0]["id"], format!("doc-{}", n / 2), "{v}");
+    assert_eq!(v["results"][0]["score"], 0.0);
+    let (_, v) = c.get("/v1/collections/docs");
+    assert_eq!(v["documents"], n, "{v}");
+}
+
+fn segment_files(data: &Path) -> Vec<String> {
+    let dir = data.join("collections/docs/segments");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn s3_env() -> Option<(String, String)> {
+    match (
+        std::env::var("BARQ_TEST_S3_ENDPOINT"),
+        std::env::var("BARQ_TEST_S3_BUCKET"),
+    ) {
+        (Ok(e), Ok(b)) => Some((e, b)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "BARQ_TEST_S3_ENDPOINT is not set: CI must start the S3 server (scripts/test-services.sh start)"
+            )
+        }
+        _ => {
+            eprintln!(
+                "skipping: no S3 test server (`scripts/test-services.sh start`, then eval its `env`)"
+            );
+            None
+        }
+    }
+}
+
+fn list(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    let store: Arc<dyn ObjectStore> = Arc::new(
+        object_store::aws::AmazonS3Builder::from_env()
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(bucket)
+            .build()
+            .expect("independent S3 client"),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use futures::TryStreamExt;
+        let p = object_store::path::Path::from(prefix);
+        let mut keys: Vec<String> = store
+            .list(Some(&p))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .expect("list");
+        keys.sort();
+        keys
+    })
+}
+
+#[test]
+fn offload_through_http_to_s3_survives_a_restart() {
+    let Some((endpoint, bucket)) = s3_env() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let prefix = format!("e2e-{}-{}", std::process::id(), rand_suffix());
+    let env = [
+        ("BARQ_STORAGE_TYPE", "s3"),
+        ("BARQ_S3_BUCKET", bucket.as_str()),
+        ("BARQ_S3_ENDPOINT", endpoint.as_str()),
+        ("BARQ_S3_ALLOW_HTTP", "true"),
+        ("BARQ_S3_REGION", "us-east-1"),
+        ("BARQ_S3_PREFIX", prefix.as_str()),
+    ];
+    let mut srv = Server::start(&data, &env, &[]);
+    assert!(
+        srv.log().contains(&format!("s3://{bucket}/{prefix}")),
+        "{}",
+        srv.log()
+    );
+    let c = Client::new(&srv, None);
+    create(&c, DIM);
+    c.ok("/v1/collections/docs/documents", &docs(0..300));
+    c.ok("/v1/collections/docs/flush", "");
+    c.ok("/v1/collections/docs/documents", &docs(300..600));
+    c.ok("/v1/collections/docs/flush", "");
+    let v = c.ok("/v1/collections/docs/offload", "");
+    assert_eq!(v["moves"].as_array().map(Vec::len), Some(2), "{v}");
+
+    // The objects are in the bucket, seen by a client that is not Barq.
+    let keys = list(&endpoint, &bucket, &prefix);
+    let (_, segs) = c.get("/v1/collections/docs/segments");
+    let segs = segs["segments"].as_array().expect("segments").clone();
+    assert_eq!(segs.len(), 2);
+    for s in &segs {
+        assert_eq!(s["tier"], "cold");
+        let key = s["remote_key"].as_str().expect("remote key");
+        assert!(keys.contains(&key.to_owned()), "{key} not in {keys:?}");
+    }
+    // The segment files are gone locally; the manifest and the WAL are not.
+    assert!(
+        !segment_files(&data).iter().any(|f| f.ends_with(".seg")),
+        "{:?}",
+        segment_files(&data)
+    );
+    assert!(data.join("MANIFEST").is_file());
+    assert!(data.join("collections/docs/wal").exists());
+
+    check_all(&c, 600);
+    let (s, v) = c.get("/v1/tiering/status");
+    assert_eq!(s, 200);
+    assert_eq!(v["cold_store_reachable"], true, "{v}");
+    assert_eq!(c.get("/readyz").0, 200);
+
+    // SIGTERM drains and exits 0; a new process reads the same data from the bucket.
+    let status = srv.terminate();
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        srv.log()
+    );
+    assert!(srv.log().contains("database closed"), "{}", srv.log());
+    let srv = srv.restart();
+    let c = Client::new(&srv, None);
+    check_all(&c, 600);
+    let v = c.ok("/v1/collections/docs/hydrate", "");
+    assert_eq!(v["moves"].as_array().map(Vec::len), Some(2), "{v}");
+    check_all(&c, 600);
+    assert_eq!(
+        segment_files(&data)
+            .iter()
+            .filter(|f| f.ends_with(".seg"))
+            .count(),
+        2
+    );
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+#[test]
+fn auth_and_bad_input_through_the_binary() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let srv = Server::start(
+        &data,
+        &[
+            ("BARQ_API_KEY", "data-key"),
+            ("BARQ_ADMIN_API_KEY", "admin-key"),
+        ],
+        &["--max-body-bytes", "16KiB"],
+    );
+    assert!(!srv.log().contains("data-key"), "the key is never logged");
+    let anon = Client::new(&srv, None);
+    let wrong = Client::new(&srv, Some("nope"));
+    let data_c = Client::new(&srv, Some("data-key"));
+    let admin = Client::new(&srv, Some("admin-key"));
+    assert_eq!(anon.get("/healthz").0, 200);
+    let (s, v) = anon.get("/v1/collections");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (s, v) = wrong.get("/v1/collections");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    create(&data_c, 3);
+    data_c.ok(
+        "/v1/collections/docs/documents",
+        r#"{"documents":[{"id":"a","vector":[1,2,3]}]}"#,
+    );
+    let (s, v) = data_c.call("DELETE", "/v1/collections/docs", None);
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("forbidden")));
+    let (s, v) = data_c.post("/v1/tiering/maintenance", "");
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(admin.post("/v1/tiering/maintenance", "").0, 200);
+
+    let long_id = "x".repeat(257);
+    let big = format!(
+        r#"{{"documents":[{{"id":"b","vector":[1,2,3],"payload":{{"p":"{}"}}}}]}}"#,
+        "x".repeat(20_000)
+    );
+    let cases = [
+        (
+            "/v1/collections/docs/documents",
+            r#"{"documents":[{"id":"b","vector":[1,2]}]}"#.to_owned(),
+            400,
+            "dimension mismatch: collection \"docs\" expects 3, got 2",
+        ),
+        (
+            "/v1/collections/docs/documents",
+            r#"{"documents":[{"id":"b","vector":[1e39,2,3]}]}"#.to_owned(),
+            400,
+            "finite",
+        ),
+        (
+            "/v1/collections/docs/documents",
+            r#"{"documents":[{"id":"b","vector":[NaN,2,3]}]}"#.to_owned(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            "/v1/collections/docs/documents",
+            format!(r#"{{"documents":[{{"id":"{long_id}","vector":[1,2,3]}}]}}"#),
+            400,
+            "256",
+        ),
+        (
+            "/v1/collections/docs/documents",
+            r#"{"documents":[{"id":"b","#.to_owned(),
+            400,
+            "malformed JSON",
+        ),
+        ("/v1/collections/docs/documents", big, 413, "limit"),
+        (
+            "/v1/collections/..%2F..%2Ftmp/documents",
+            r#"{"documents":[{"id":"b","vector":[1,2,3]}]}"#.to_owned(),
+            400,
+            "invalid collection name",
+        ),
+    ];
+    for (path, body, status, needle) in cases {
+        let (s, v) = data_c.post(path, &body);
+        assert_eq!(s, status, "{path}: {v}");
+        let message = v["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{v}"));
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+        assert!(v["error"]["code"].is_string());
+    }
+    let (_, v) = data_c.get("/v1/collections/docs");
+    assert_eq!(v["documents"], 1, "nothing was written: {v}");
+    assert_eq!(data_c.get("/v1/collections/docs/documents/b").0, 404);
+    assert!(!tmp.path().join("tmp").exists());
+}
+
+#[test]
+fn a_sigkill_during_an_offload_loses_no_acknowledged_write() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    // A slow move: ~2.6 MB at 1 MiB/s.
+    let env = [
+        ("BARQ_TIER_MOVE_BANDWIDTH", "1MiB"),
+        ("BARQ_TIER_MAINTENANCE_INTERVAL", "0s"),
+    ];
+    let mut srv = Server::start(&data, &env, &[]);
+    let c = Client::new(&srv, None);
+    let dim = 128;
+    create(&c, dim);
+    let big = |range: std::ops::Range<usize>| {
+        let docs: Vec<Value> = range
+            .map(|i| {
+                let v: Vec<f32> = (0..dim).map(|d| ((i + d) % 13) as f32).collect();
+                json!({"id": format!("doc-{i}"), "vector": v})
+            })
+            .collect();
+        json!({ "documents": docs }).to_string()
+    };
+    let mut acked = 0;
+    for start in (0..5000).step_by(1000) {
+        c.ok("/v1/collections/docs/documents", &big(start..start + 1000));
+        acked = start + 1000;
+    }
+    c.ok("/v1/collections/docs/flush", "");
+    let (s, op) = c.post("/v1/collections/docs/offload", r#"{"async":true}"#);
+    assert_eq!(s, 202, "{op}");
+    let id = op["id"].as_str().expect("id").to_owned();
+    // Wait until bytes are moving, write more (acknowledged) while it moves, then kill.
+    let mut moving = false;
+    for _ in 0..500 {
+        let (_, v) = c.get(&format!("/v1/operations/{id}"));
+        assert_eq!(v["state"], "running", "the move must still be running: {v}");
+        if v["bytes_done"].as_u64().unwrap_or(0) > 0 {
+            moving = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(moving, "the offload never started moving bytes");
+    c.ok("/v1/collections/docs/documents", &big(acked..acked + 100));
+    acked += 100;
+    let (_, v) = c.get(&format!("/v1/operations/{id}"));
+    assert_eq!(v["state"], "running", "killed mid-move: {v}");
+    srv.kill();
+
+    let srv = srv.restart();
+    let c = Client::new(&srv, None);
+    let (_, v) = c.get("/v1/collections/docs");
+    assert_eq!(v["documents"], acked, "{v}");
+    for i in (0..acked).step_by(97).chain([acked - 1]) {
+        let (s, v) = c.get(&format!("/v1/collections/docs/documents/doc-{i}"));
+        assert_eq!(s, 200, "doc-{i} lost: {v}");
+        let want: Vec<f32> = (0..dim).map(|d| ((i + d) % 13) as f32).collect();
+        assert_eq!(v["vector"], json!(want), "doc-{i}");
+    }
+    // One state per segment: a hot segment has its file, a cold one does not; no temporary
+    // files are left.
+    let (_, segs) = c.get("/v1/collections/docs/segments");
+    let files = segment_files(&data);
+    assert!(!files.iter().any(|f| f.ends_with(".tmp")), "{files:?}");
+    for s in segs["segments"].as_array().expect("segments") {
+        let local = files.contains(&s["file_name"].as_str().expect("file").to_owned());
+        match s["tier"].as_str() {
+            Some("hot") => assert!(local, "{s}"),
+            Some("cold") => assert!(!local, "{s}"),
+            other => panic!("tier {other:?}"),
+        }
+    }
+    // And the offload can be done now.
+    let v = c.ok("/v1/collections/docs/offload", "");
+    assert!(v["moves"].is_array(), "{v}");
+    let (_, v) = c.get("/v1/tiering/status");
+    assert_eq!(
+        v["tiers"]["hot"]["segments"].as_u64().unwrap_or(0),
+        0,
+        "{v}"
+    );
+    let (_, v) = c.get("/v1/collections/docs");
+    assert_eq!(v["documents"], acked);
+}

@@ -1,0 +1,304 @@
+//! `GET /metrics`: request counts and latency histograms per route (recorded by a middleware),
+//! and the database's own numbers read at scrape time (documents and bytes per collection,
+//! segments and bytes per tier, moves, the cold cache, cold-store traffic).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use barq_storage::Database;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+use crate::operations::Operations;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// The registry and the HTTP metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: LatencyFamily,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~13 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+impl Metrics {
+    /// Metrics of `db` and of the server's operations.
+    pub fn new(db: Arc<Database>, ops: Arc<Operations>) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "barq_http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "barq_http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register_collector(Box::new(DbCollector { db, ops }));
+        Metrics {
+            registry,
+            requests,
+            latency,
+        }
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+/// The middleware that counts and times every routed request.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let m = &state.inner.metrics;
+    m.latency
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    m.requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+/// Reads the database's numbers at each scrape.
+#[derive(Debug)]
+struct DbCollector {
+    db: Arc<Database>,
+    ops: Arc<Operations>,
+}
+
+fn gauge<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (L, i64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, v) in values {
+        ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn counter<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (L, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, v) in values {
+        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+type NoLabels = [(&'static str, &'static str); 0];
+
+impl Collector for DbCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let stats = match self.db.stats() {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!(error = %err, "metrics: reading database statistics failed");
+                return Ok(());
+            }
+        };
+        let cols = &stats.collections;
+        gauge(
+            &mut e,
+            "barq_collection_documents",
+            "Live documents per collection",
+            cols.iter()
+                .map(|c| ([("collection", c.name.clone())], i(c.documents))),
+        )?;
+        let per_tier = |f: fn(&barq_storage::TierStats) -> u64| {
+            cols.iter()
+                .flat_map(move |c| {
+                    c.tiers.iter().map(move |(t, s)| {
+                        (
+                            [("collection", c.name.clone()), ("tier", t.to_string())],
+                            i(f(s)),
+                        )
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        gauge(
+            &mut e,
+            "barq_collection_segment_bytes",
+            "Segment bytes per collection and tier",
+            per_tier(|s| s.bytes),
+        )?;
+        gauge(
+            &mut e,
+            "barq_collection_segments",
+            "Segments per collection and tier",
+            per_tier(|s| s.segments),
+        )?;
+        let Ok(status) = self.db.tiering().status() else {
+            return Ok(());
+        };
+        gauge(
+            &mut e,
+            "barq_tier_segments",
+            "Segments per tier, all collections",
+            status
+                .tiers
+                .iter()
+                .map(|(t, s)| ([("tier", t.to_string())], i(s.segments))),
+        )?;
+        gauge(
+            &mut e,
+            "barq_tier_bytes",
+            "Segment bytes per tier, all collections",
+            status
+                .tiers
+                .iter()
+                .map(|(t, s)| ([("tier", t.to_string())], i(s.bytes))),
+        )?;
+        let c = &status.counters;
+        counter(
+            &mut e,
+            "barq_tier_moves",
+            "Segment moves by result",
+            [
+                ([("result", "done")], c.moves_done),
+                ([("result", "failed")], c.moves_failed),
+            ],
+        )?;
+        counter(
+            &mut e,
+            "barq_tier_move_bytes",
+            "Bytes moved between tiers by direction",
+            [
+                ([("direction", "upload")], c.bytes_uploaded),
+                ([("direction", "download")], c.bytes_downloaded),
+            ],
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "barq_tier_move_duration_seconds",
+                "Wall time spent in the moves done",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(c.move_millis as f64 / 1000.0)
+                .encode(m.encode_family(&NoLabels::default())?)?;
+        }
+        gauge(
+            &mut e,
+            "barq_tier_moves_in_progress",
+            "Moves and compactions running now",
+            [(NoLabels::default(), i(status.in_progress.len() as u64))],
+        )?;
+        counter(
+            &mut e,
+            "barq_cold_cache_requests",
+            "Cold reads by cache result",
+            [
+                ([("result", "hit")], c.cache_hits),
+                ([("result", "miss")], c.cache_misses),
+            ],
+        )?;
+        counter(
+            &mut e,
+            "barq_cold_cache_evictions",
+            "Cold cache entries evicted",
+            [(NoLabels::default(), c.cache_evictions)],
+        )?;
+        gauge(
+            &mut e,
+            "barq_cold_cache_bytes",
+            "Bytes in the cold cache",
+            [(NoLabels::default(), i(c.cache_bytes))],
+        )?;
+        gauge(
+            &mut e,
+            "barq_cold_cache_budget_bytes",
+            "The cold cache's byte budget",
+            [(NoLabels::default(), i(c.cache_budget_bytes))],
+        )?;
+        counter(
+            &mut e,
+            "barq_remote_requests",
+            "Requests sent to the cold store by result",
+            [
+                ([("result", "sent")], c.remote_requests),
+                ([("result", "failed")], c.remote_failures),
+            ],
+        )?;
+        counter(
+            &mut e,
+            "barq_remote_bytes_fetched",
+            "Bytes fetched from the cold store by cold reads",
+            [(NoLabels::default(), c.remote_bytes_fetched)],
+        )?;
+        counter(
+            &mut e,
+            "barq_orphans_deleted",
+            "Unreferenced cold-store objects deleted",
+            [(NoLabels::default(), c.orphans_deleted)],
+        )?;
+        gauge(
+            &mut e,
+            "barq_operations_running",
+            "Asynchronous API operations running",
+            [(NoLabels::default(), i(self.ops.running() as u64))],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,616 @@
+//! The handlers of [`crate::spec::ROUTES`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use barq_config::{HumanDuration, Size};
+use barq_core::{CollectionConfig, Document, Metric, validate_collection_name, validate_id};
+use barq_storage::tiering::TieringOverrides;
+use barq_storage::{Database, SearchRequest, SegmentEntry, StorageTier};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::body::{Body, OptionalBody};
+use crate::error::ApiError;
+use crate::operations::Operation;
+
+type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route(
+            "/v1/collections",
+            get(list_collections).post(create_collection),
+        )
+        .route("/v1/stats", get(stats))
+        .route(
+            "/v1/collections/{name}",
+            get(get_collection).delete(drop_collection),
+        )
+        .route("/v1/collections/{name}/documents", post(upsert))
+        .route(
+            "/v1/collections/{name}/documents/{id}",
+            get(get_document).delete(delete_document),
+        )
+        .route(
+            "/v1/collections/{name}/delete-documents",
+            post(delete_documents),
+        )
+        .route("/v1/collections/{name}/search", post(search))
+        .route("/v1/collections/{name}/flush", post(flush))
+        .route("/v1/collections/{name}/compact", post(compact))
+        .route("/v1/collections/{name}/segments", get(segments))
+        .route("/v1/collections/{name}/offload", post(offload))
+        .route("/v1/collections/{name}/hydrate", post(hydrate))
+        .route("/v1/collections/{name}/pin", post(pin))
+        .route("/v1/collections/{name}/unpin", post(unpin))
+        .route(
+            "/v1/collections/{name}/tiering",
+            get(get_tiering).put(put_tiering),
+        )
+        .route("/v1/tiering/status", get(tiering_status))
+        .route("/v1/tiering/maintenance", post(maintenance))
+        .route("/v1/operations", get(list_operations))
+        .route("/v1/operations/{id}", get(get_operation))
+}
+
+/// Run a blocking engine call on the blocking pool.
+async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> barq_core::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::internal(format!(
+            "the request's task failed: {e}"
+        ))),
+    }
+}
+
+fn db(state: &AppState) -> Arc<Database> {
+    Arc::clone(&state.inner.db)
+}
+
+/// A collection name from a path, checked before it reaches anything that builds a file path or
+/// an object key.
+fn name(name: &str) -> Result<String, ApiError> {
+    validate_collection_name(name)?;
+    Ok(name.to_owned())
+}
+
+fn json<T: Serialize>(v: &T) -> ApiResult {
+    serde_json::to_value(v)
+        .map(Json)
+        .map_err(|e| ApiError::internal(format!("could not encode the response: {e}")))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// How long a readiness or status check waits for the cold store.
+const STORE_CHECK: Duration = Duration::from_secs(3);
+
+/// `Ok(())` when the cold store answered within [`STORE_CHECK`].
+async fn check_store(db: Arc<Database>) -> Result<(), String> {
+    let check = tokio::task::spawn_blocking(move || db.tiering().check_cold_store());
+    match tokio::time::timeout(STORE_CHECK, check).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(e.message().to_owned()),
+        Ok(Err(e)) => Err(format!("the check failed: {e}")),
+        Err(_) => Err(format!(
+            "the cold store did not answer within {STORE_CHECK:?}"
+        )),
+    }
+}
+
+/// Public, so it names nothing about the store: the reason goes to the log (and to the
+/// authenticated `/v1/tiering/status`).
+async fn readyz(State(s): State<AppState>) -> ApiResult {
+    let db = db(&s);
+    db.tiering().status()?;
+    check_store(db).await.map_err(|e| {
+        tracing::warn!(error = %e, "not ready: the cold store does not answer");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "not ready: the cold store does not answer (see the server log or /v1/tiering/status)",
+        )
+    })?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
+    let state = s.clone();
+    let text = blocking(move || Ok(state.inner.metrics.encode())).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::spec::openapi())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCollection {
+    name: String,
+    dimension: u32,
+    metric: Metric,
+}
+
+async fn list_collections(State(s): State<AppState>) -> ApiResult {
+    json(&json!({"collections": s.inner.db.list_collections()}))
+}
+
+async fn create_collection(
+    State(s): State<AppState>,
+    Body(req): Body<CreateCollection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let config = CollectionConfig::new(req.name, req.dimension, req.metric)?;
+    let db = db(&s);
+    let created = config.clone();
+    blocking(move || db.create_collection(config)).await?;
+    Ok((StatusCode::CREATED, json(&created)?))
+}
+
+async fn stats(State(s): State<AppState>) -> ApiResult {
+    let db = db(&s);
+    json(&blocking(move || db.stats()).await?)
+}
+
+async fn get_collection(State(s): State<AppState>, Path(n): Path<String>) -> ApiResult {
+    let n = name(&n)?;
+    let db = db(&s);
+    json(&blocking(move || db.collection_stats(&n)).await?)
+}
+
+async fn drop_collection(State(s): State<AppState>, Path(n): Path<String>) -> ApiResult {
+    let n = name(&n)?;
+    let db = db(&s);
+    let dropped = n.clone();
+    blocking(move || db.drop_collection(&n)).await?;
+    Ok(Json(json!({"dropped": dropped})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Upsert {
+    documents: Vec<Document>,
+}
+
+async fn upsert(
+    State(s): State<AppState>,
+    Path(n): Path<String>,
+    Body(req): Body<Upsert>,
+) -> ApiResult {
+    let n = name(&n)?;
+    if req.documents.is_empty() {
+        return Err(ApiError::invalid("\"documents\" is empty"));
+    }
+    let count = req.documents.len();
+    let db = db(&s);
+    let collection = n.clone();
+    blocking(move || db.upsert(&n, &req.documents)).await?;
+    Ok(Json(json!({"collection": collection, "upserted": count})))
+}
+
+async fn get_document(
+    State(s): State<AppState>,
+    Path((n, id)): Path<(String, String)>,
+) -> ApiResult {
+    let n = name(&n)?;
+    validate_id(&id)?;
+    let db = db(&s);
+    let (c, i) = (n.clone(), id.clone());
+    match blocking(move || db.get(&c, &i)).await? {
+        Some(doc) => json(&doc),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("document \"{id}\" not found in collection \"{n}\""),
+        )),
+    }
+}
+
+/// Delete `ids`, saying which existed.
+async fn delete_ids(s: &AppState, n: String, ids: Vec<String>) -> ApiResult {
+    for id in &ids {
+        validate_id(id)?;
+    }
+    let db = db(s);
+    let collection = n.clone();
+    let (deleted, missing) = blocking(move || {
+        let (mut deleted, mut missing) = (Vec::new(), Vec::new());
+        for id in ids {
+            if db.get(&n, &id)?.is_some() {
+                deleted.push(id);
+            } else {
+                missing.push(id);
+            }
+        }
+        let refs: Vec<&str> = deleted.iter().map(String::as_str).collect();
+        if !refs.is_empty() {
+            db.delete_many(&n, &refs)?;
+        }
+        Ok((deleted, missing))
+    })
+    .await?;
+    Ok(Json(
+        json!({"collection": collection, "deleted": deleted, "missing": missing}),
+    ))
+}
+
+async fn delete_document(
+    State(s): State<AppState>,
+    Path((n, id)): Path<(String, String)>,
+) -> ApiResult {
+    let n = name(&n)?;
+    delete_ids(&s, n, vec![id]).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteDocuments {
+    ids: Vec<String>,
+}
+
+async fn delete_documents(
+    State(s): State<AppState>,
+    Path(n): Path<String>,
+    Body(req): Body<DeleteDocuments>,
+) -> ApiResult {
+    let n = name(&n)?;
+    if req.ids.is_empty() {
+        return Err(ApiError::invalid("\"ids\" is empty"));
+    }
+    delete_ids(&s, n, req.ids).await
+}
+
+fn default_k() -> usize {
+    10
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Search {
+    #[serde(deserialize_with = "barq_core::deserialize_vector")]
+    vector: Vec<f32>,
+    #[serde(default = "default_k")]
+    k: usize,
+    #[serde(default)]
+    with_payload: bool,
+}
+
+async fn search(
+    State(s): State<AppState>,
+    Path(n): Path<String>,
+    Body(req): Body<Search>,
+) -> ApiResult {
+    let n = name(&n)?;
+    let db = db(&s);
+    let request = SearchRequest {
+        vector: req.vector,
+        k: req.k,
+        with_payload: req.with_payload,
+    };
+    let results = blocking(move || db.search(&n, &request)).await?;
+    json(&json!({"results": results}))
+}
+
+async fn flush(State(s): State<AppState>, Path(n): Path<String>) -> ApiResult {
+    let n = name(&n)?;
+    let db = db(&s);
+    json(&blocking(move || db.flush(&n)).await?)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AsyncFlag {
+    #[serde(default, rename = "async")]
+    run_async: bool,
+}
+
+/// Run `work` now, or as an operation when `run_async` (202 with the operation).
+async fn run_op<F>(
+    s: &AppState,
+    kind: &'static str,
+    collection: Option<String>,
+    run_async: bool,
+    bytes_total: u64,
+    work: F,
+) -> ApiResult<Response>
+where
+    F: FnOnce(Option<&Operation>) -> Result<Value, ApiError> + Send + 'static,
+{
+    if run_async {
+        let op = s
+            .inner
+            .ops
+            .start(kind, collection, bytes_total, move |op| work(Some(op)));
+        let view = op.view();
+        let location = format!("/v1/operations/{}", view.id);
+        return Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, location)],
+            json(&view)?,
+        )
+            .into_response());
+    }
+    match tokio::task::spawn_blocking(move || work(None)).await {
+        Ok(r) => Ok(Json(r?).into_response()),
+        Err(e) => Err(ApiError::internal(format!(
+            "the request's task failed: {e}"
+        ))),
+    }
+}
+
+fn to_value<T: Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::internal(format!("could not encode: {e}")))
+}
+
+async fn compact(
+    State(s): State<AppState>,
+    Path(n): Path<String>,
+    OptionalBody(flag): OptionalBody<AsyncFlag>,
+) -> ApiResult<Response> {
+    let n = name(&n)?;
+    let db = db(&s);
+    s.inner.db.collection_config(&n)?;
+    run_op(
+        &s,
+        "compact",
+        Some(n.clone()),
+        flag.run_async,
+        0,
+        move |_| to_value(&db.compact(&n)?),
+    )
+    .await
+}
+
+async fn segments(State(s): State<AppState>, Path(n): Path<String>) -> ApiResult {
+    let n = name(&n)?;
+    let segments = s.inner.db.tiering().segments(&n)?;
+    json(&json!({"collection": n, "segments": segments}))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveRequest {
+    /// Only these segments (default: every sealed segment not already in the target tier).
+    segments: Option<Vec<u64>>,
+    #[serde(default, rename = "async")]
+    run_async: bool,
+}
+
+async fn offload(
+    State(s): State<AppState>,
+    Path(n): Path<String>,
+    OptionalBody(req): OptionalBody<MoveRequest>,
+) -> ApiResult<Response> {
+    move_segments(s, n, req, StorageTier::Cold, "offload").await
+}
+
+async fn hydrate(
+    State(s): State<AppState>,
+    Path(n): Path<String>,
+    OptionalBody(req): OptionalBody<MoveRequest>,
+) -> ApiResult<Response> {
+    move_segments(s, n, req, StorageTier::Hot, "hydrate").await
+}
+
+/// The segments a move request names (all that are not in `to` by default); an unknown id is
+/// 404 before anything moves.
+fn chosen(
+    db: &Database,
+    n: &str,
+    ids: Option<&[u64]>,
+    to: StorageTier,
+) -> Result<Vec<SegmentEntry>, ApiError> {
+    let all = db.tiering().segments(n)?;
+    match ids {
+        None => Ok(all.into_iter().filter(|e| e.tier != to).collect()),
+        Some(ids) => ids
+            .iter()
+            .map(|id| {
+                all.iter().find(|e| e.id == *id).cloned().ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!("collection \"{n}\" has no segment {id}"),
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
+async fn move_segments(
+    s: AppState,
+    n: String,
+    req: MoveRequest,
+    to: StorageTier,
+    kind: &'static str,
+) -> ApiResult<Response> {
+    let n = name(&n)?;
+    let db = db(&s);
+    let segs = chosen(&db, &n, req.segments.as_deref(), to)?;
+    let total: u64 = segs.iter().map(|e| e.size_bytes).sum();
+    run_op(&s, kind, Some(n.clone()), req.run_async, total, move |op| {
+        let mut moves = Vec::new();
+        let mut done = 0u64;
+        for e in &segs {
+            let base = done;
+            let progress = |b: u64| {
+                if let Some(op) = op {
+                    op.bytes_done
+                        .store(base + b, std::sync::atomic::Ordering::Relaxed);
+                }
+            };
+            moves.push(
+                db.tiering()
+                    .move_segment_with_progress(&n, e.id, to, &progress)?,
+            );
+            done += e.size_bytes;
+            if let Some(op) = op {
+                op.bytes_done
+                    .store(done, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let bytes_moved: u64 = moves.iter().map(|m| m.bytes).sum();
+        Ok(json!({"collection": n, "to": to, "moves": moves, "bytes_moved": bytes_moved}))
+    })
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinRequest {
+    segment: Option<u64>,
+}
+
+async fn set_pin(s: AppState, n: String, req: PinRequest, pinned: bool) -> ApiResult {
+    let n = name(&n)?;
+    let db = db(&s);
+    let (c, seg) = (n.clone(), req.segment);
+    blocking(move || {
+        if pinned {
+            db.tiering().pin(&c, seg)
+        } else {
+            db.tiering().unpin(&c, seg)
+        }
+    })
+    .await?;
+    Ok(Json(
+        json!({"collection": n, "segment": req.segment, "pinned": pinned}),
+    ))
+}
+
+async fn pin(
+    State(s): State<AppState>,
+    Path(n): Path<String>,
+    OptionalBody(req): OptionalBody<PinRequest>,
+) -> ApiResult {
+    set_pin(s, n, req, true).await
+}
+
+async fn unpin(
+    State(s): State<AppState>,
+    Path(n): Path<String>,
+    OptionalBody(req): OptionalBody<PinRequest>,
+) -> ApiResult {
+    set_pin(s, n, req, false).await
+}
+
+/// A collection's policy overrides as the API shows them: durations like `"7d"`, sizes like
+/// `"10GiB"` (or a number of bytes).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Overrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    move_to_warm_after: Option<HumanDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    move_to_cold_after: Option<HumanDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_hot_size_bytes: Option<Size>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_warm_size_bytes: Option<Size>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min_residency: Option<HumanDuration>,
+}
+
+impl From<TieringOverrides> for Overrides {
+    fn from(o: TieringOverrides) -> Self {
+        Overrides {
+            move_to_warm_after: o.move_to_warm_after.map(HumanDuration),
+            move_to_cold_after: o.move_to_cold_after.map(HumanDuration),
+            max_hot_size_bytes: o.max_hot_size_bytes.map(Size),
+            max_warm_size_bytes: o.max_warm_size_bytes.map(Size),
+            min_residency: o.min_residency.map(HumanDuration),
+        }
+    }
+}
+
+impl From<Overrides> for TieringOverrides {
+    fn from(o: Overrides) -> Self {
+        TieringOverrides {
+            move_to_warm_after: o.move_to_warm_after.map(|d| d.0),
+            move_to_cold_after: o.move_to_cold_after.map(|d| d.0),
+            max_hot_size_bytes: o.max_hot_size_bytes.map(|s| s.0),
+            max_warm_size_bytes: o.max_warm_size_bytes.map(|s| s.0),
+            min_residency: o.min_residency.map(|d| d.0),
+        }
+    }
+}
+
+async fn get_tiering(State(s): State<AppState>, Path(n): Path<String>) -> ApiResult {
+    let n = name(&n)?;
+    let o: Overrides = s.inner.db.tiering().overrides(&n)?.into();
+    json(&json!({"collection": n, "overrides": o}))
+}
+
+async fn put_tiering(
+    State(s): State<AppState>,
+    Path(n): Path<String>,
+    Body(o): Body<Overrides>,
+) -> ApiResult {
+    let n = name(&n)?;
+    let db = db(&s);
+    let c = n.clone();
+    blocking(move || db.tiering().set_overrides(&c, o.into())).await?;
+    let o: Overrides = s.inner.db.tiering().overrides(&n)?.into();
+    json(&json!({"collection": n, "overrides": o}))
+}
+
+async fn tiering_status(State(s): State<AppState>) -> ApiResult {
+    let d = db(&s);
+    let status = blocking(move || d.tiering().status()).await?;
+    let check = check_store(db(&s)).await;
+    let mut v = to_value(&status)?;
+    v["cold_store_reachable"] = json!(check.is_ok());
+    v["cold_store_error"] = json!(check.err());
+    Ok(Json(v))
+}
+
+async fn maintenance(
+    State(s): State<AppState>,
+    OptionalBody(flag): OptionalBody<AsyncFlag>,
+) -> ApiResult<Response> {
+    let db = db(&s);
+    run_op(&s, "maintenance", None, flag.run_async, 0, move |_| {
+        to_value(&db.tiering().run_maintenance()?)
+    })
+    .await
+}
+
+async fn list_operations(State(s): State<AppState>) -> ApiResult {
+    json(&json!({"operations": s.inner.ops.list()}))
+}
+
+async fn get_operation(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let op = s.inner.ops.get(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no operation \"{id}\" (finished operations are kept for a while only)"),
+        )
+    })?;
+    json(&op.view())
+}
