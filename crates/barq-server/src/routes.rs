@@ -583,10 +583,10 @@ async fn tiering_status(State(s): State<AppState>) -> ApiResult {
     let d = db(&s);
     let status = blocking(move || d.tiering().status()).await?;
     let check = check_store(db(&s)).await;
-    let mut v = to_value(&status)?;
-    v["cold_store_reachable"] = json!(check.is_ok());
-    v["cold_store_error"] = json!(check.err());
-    Ok(Json(v))
+    let mut status = status;
+    status.cold_store_reachable = Some(check.is_ok());
+    status.cold_store_error = check.err();
+    json(&status)
 }
 
 async fn maintenance(

@@ -227,7 +227,15 @@ impl Collection {
                     } else {
                         Ok(None)
                     };
-                    (norms, seg.tombstones())
+                    // The hits' ids are read from the id pages after the scan: for a cold
+                    // segment, fetch the whole id block now, into the cold cache, where those
+                    // page reads will find it.
+                    let ids = if seg.source().is_stable() {
+                        Ok(())
+                    } else {
+                        seg.load_id_pages()
+                    };
+                    (norms, ids.and_then(|()| seg.tombstones()))
                 },
             );
             Ok(SegBlocks {

@@ -808,6 +808,14 @@ fn the_startup_probe_names_an_unusable_store() {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(err.message().contains("test store"), "{err}");
     assert!(err.message().contains("store offline"), "{err}");
+    let status = db.tiering().status_with_store_check().expect("status");
+    assert_eq!(status.cold_store_reachable, Some(false));
+    assert!(
+        status
+            .cold_store_error
+            .is_some_and(|e| e.contains("store offline")),
+        "status shows why"
+    );
     // Hot data does not care.
     db.create_collection(CollectionConfig::new("hot", DIM as u32, Metric::L2).expect("config"))
         .expect("create while the store is down");

@@ -336,7 +336,7 @@ impl Backend<'_> {
 
     pub fn tiering_status(&self) -> Result<TieringStatus> {
         match self {
-            Backend::Local(db) => db.tiering().status(),
+            Backend::Local(db) => db.tiering().status_with_store_check(),
             Backend::Remote(c) => c.call("GET", "/v1/tiering/status", &[], None),
         }
     }

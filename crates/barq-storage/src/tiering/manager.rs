@@ -151,6 +151,13 @@ pub struct TieringStatus {
     pub counters: TieringCounters,
     /// When maintenance last ran.
     pub last_maintenance_ms: Option<u64>,
+    /// Whether the cold store answered a check made for this status (`None`: not checked; see
+    /// [`TieringManager::status_with_store_check`]).
+    #[serde(default)]
+    pub cold_store_reachable: Option<bool>,
+    /// Why the check failed.
+    #[serde(default)]
+    pub cold_store_error: Option<String>,
 }
 
 /// The per-database tiering state that is not in the manifest.
@@ -306,6 +313,16 @@ impl TieringManager {
     /// not need it; moves and cold reads do.
     pub fn check_cold_store(&self) -> Result<()> {
         self.shared.env.check_reachable()
+    }
+
+    /// [`TieringManager::status`] plus a [`TieringManager::check_cold_store`]: says whether the
+    /// store answers now (a store that went away shows here, while hot data keeps working).
+    pub fn status_with_store_check(&self) -> Result<TieringStatus> {
+        let mut status = self.status()?;
+        let check = self.check_cold_store();
+        status.cold_store_reachable = Some(check.is_ok());
+        status.cold_store_error = check.err().map(|e| e.message().to_owned());
+        Ok(status)
     }
 
     /// Tiers, collections, moves in progress, last errors, counters.
@@ -604,6 +621,8 @@ impl Shared {
             last_errors: self.tier_state.errors.lock().values().cloned().collect(),
             counters,
             last_maintenance_ms: *self.tier_state.last_maintenance_ms.lock(),
+            cold_store_reachable: None,
+            cold_store_error: None,
         })
     }
 }

@@ -16,8 +16,14 @@ pub fn status(ctx: &Context<'_>) -> Result<()> {
 
 /// `remote`: the counters are the server's, since it started.
 fn describe_status(s: &TieringStatus, remote: bool) -> String {
+    let reachable = match (s.cold_store_reachable, &s.cold_store_error) {
+        (Some(true), _) => " (reachable)".to_owned(),
+        (Some(false), Some(e)) => format!(" (UNREACHABLE: {e})"),
+        (Some(false), None) => " (UNREACHABLE)".to_owned(),
+        (None, _) => String::new(),
+    };
     let mut text = format!(
-        "cold store:      {}\nwarm directory:  {}\n\n",
+        "cold store:      {}{reachable}\nwarm directory:  {}\n\n",
         s.cold_store,
         s.warm_dir.as_ref().map_or_else(
             || "- (not configured)".to_owned(),
