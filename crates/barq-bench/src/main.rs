@@ -430,6 +430,13 @@ fn open_rss(dir: &Path) {
 }
 
 fn main() {
+    // RUST_LOG=barq_storage=debug shows the engine's own timings (e.g. of each download).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args = Args::parse();
     let (_guard, dir) = workdir(&args.dir);
     let sub = |name: &str| {

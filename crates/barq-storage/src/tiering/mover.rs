@@ -383,7 +383,7 @@ impl Collection {
 
     /// Fetch `key` into `tmp` and fsync it; check length and CRC32C against `entry`. The parts
     /// are written by a thread of their own, which starts each part's writeback as it goes, so
-    /// the network and the disk work at the same time and the final fsync has little left.
+    /// the network and the disk work at the same time and the final fsync has less left.
     fn download_to(
         &self,
         key: &str,
@@ -392,6 +392,7 @@ impl Collection {
         progress: Progress<'_>,
     ) -> Result<u64> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(PARTS_IN_FLIGHT);
+        let started = std::time::Instant::now();
         std::thread::scope(|s| {
             let writer = std::thread::Builder::new()
                 .name("barq-download".into())
@@ -399,13 +400,28 @@ impl Collection {
                     let io = |what: &str, e| Error::io(format_args!("{what} {}", tmp.display()), e);
                     let mut file = std::fs::File::create(tmp).map_err(|e| io("create", e))?;
                     let mut written = 0u64;
-                    while let Some(chunk) = rx.blocking_recv() {
+                    let mut waited = std::time::Duration::ZERO;
+                    loop {
+                        let t = std::time::Instant::now();
+                        let Some(chunk) = rx.blocking_recv() else {
+                            break;
+                        };
+                        waited += t.elapsed();
                         file.write_all(&chunk).map_err(|e| io("write", e))?;
                         fsutil::start_writeback(&file, written, chunk.len() as u64);
                         written += chunk.len() as u64;
                         progress(written);
                     }
-                    file.sync_all().map_err(|e| io("fsync", e))
+                    let written_at = started.elapsed();
+                    file.sync_all().map_err(|e| io("fsync", e))?;
+                    tracing::debug!(
+                        bytes = written,
+                        ?written_at,
+                        waited_for_network = ?waited,
+                        fsync = ?(started.elapsed() - written_at),
+                        "download written"
+                    );
+                    Ok(())
                 })
                 .map_err(|e| Error::io("start the download writer thread", e))?;
             let fetched =
@@ -419,6 +435,7 @@ impl Collection {
                             })
                         }
                     }));
+            tracing::debug!(fetched_at = ?started.elapsed(), "download fetched");
             // The sender is gone with the closure: the writer drains, fsyncs and ends. Its error,
             // if any, is the cause of a failed send.
             writer
