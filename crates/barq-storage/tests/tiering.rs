@@ -435,6 +435,14 @@ fn maintenance_follows_the_policy_with_an_injected_clock() {
     db.tiering()
         .pin("c", Some(segment_ids(&db)[1]))
         .expect("pin");
+    let pins: Vec<bool> = db
+        .tiering()
+        .segments("c")
+        .expect("segments")
+        .iter()
+        .map(|s| s.pinned)
+        .collect();
+    assert_eq!(pins, [false, true], "segments() shows a pin at once");
     let r = db.tiering().run_maintenance().expect("maintenance");
     assert_eq!(r.moves_done.len(), 2, "{r:?}");
     assert_eq!(

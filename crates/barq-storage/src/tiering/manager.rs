@@ -239,12 +239,13 @@ impl TieringManager {
 
     /// The sealed segments of a collection, oldest first.
     pub fn segments(&self, collection: &str) -> Result<Vec<crate::SegmentEntry>> {
-        let c = self.shared.collection(collection)?;
-        Ok(c.snapshot()
-            .segments
-            .iter()
-            .map(|h| h.entry.clone())
-            .collect())
+        self.shared.collection(collection)?;
+        // The manifest, not the open handles: a pin changes only the manifest.
+        let m = self.shared.manifest.snapshot()?;
+        m.collections
+            .get(collection)
+            .map(|c| c.segments.clone())
+            .ok_or_else(|| crate::collection::no_such_collection(collection))
     }
 
     /// Pin a collection (`segment: None`) or one segment to Hot. Maintenance brings pinned
