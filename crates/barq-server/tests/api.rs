@@ -500,9 +500,11 @@ fn an_asynchronous_offload_reports_progress_and_its_result() {
     assert_eq!(v["moves"][0]["to"], "hot");
 }
 
-#[test]
-fn a_request_over_the_timeout_is_a_503_timeout_and_async_operations_are_not_cut() {
-    use barq_storage::tiering::faulty_store::{FaultyStore, Op};
+/// An API whose cold store is a fault-injecting wrapper over an in-memory store.
+fn api_over_faulty_store(
+    config: ServerConfig,
+) -> (Api, Arc<barq_storage::tiering::faulty_store::FaultyStore>) {
+    use barq_storage::tiering::faulty_store::FaultyStore;
     use barq_storage::tiering::{ColdStoreSpec, TieringOptions};
     let dir = tempfile::tempdir().expect("tempdir");
     let faulty = Arc::new(FaultyStore::new(Arc::new(
@@ -513,7 +515,7 @@ fn a_request_over_the_timeout_is_a_503_timeout_and_async_operations_are_not_cut(
             cold_store: Some(ColdStoreSpec {
                 store: faulty.clone(),
                 prefix: "t".into(),
-                description: "slow store".into(),
+                description: "test store".into(),
             }),
             maintenance_interval: None,
             ..TieringOptions::default()
@@ -521,18 +523,63 @@ fn a_request_over_the_timeout_is_a_503_timeout_and_async_operations_are_not_cut(
         ..Options::default()
     };
     let db = Database::open(dir.path().join("data"), options).expect("open");
-    let state = AppState::new(
-        Arc::new(db),
-        ServerConfig {
-            request_timeout: Duration::from_millis(300),
-            ..ServerConfig::default()
-        },
-    );
+    let state = AppState::new(Arc::new(db), config);
     let a = Api {
         router: state.router(),
         state,
         _dir: dir,
     };
+    (a, faulty)
+}
+
+#[test]
+fn an_unreachable_cold_store_is_503_for_what_needs_it_and_nothing_else() {
+    let (a, faulty) = api_over_faulty_store(ServerConfig::default());
+    setup(&a);
+    let (s, v) = a.post("/v1/collections/docs/flush", "");
+    assert_eq!(s, StatusCode::OK, "{v}");
+    faulty.set_offline(true);
+    let (s, v) = a.post("/v1/collections/docs/offload", "");
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("test store"),
+        "{v}"
+    );
+    let (s, v) = a.get("/readyz");
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
+    let (s, v) = a.get("/v1/tiering/status");
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["cold_store_reachable"], false, "{v}");
+    // Hot data is served and written as usual.
+    assert_eq!(a.get("/v1/collections/docs/documents/a").0, StatusCode::OK);
+    let (s, v) = a.post(
+        "/v1/collections/docs/documents",
+        r#"{"documents":[{"id":"c","vector":[0,0,1]}]}"#,
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    faulty.set_offline(false);
+    assert_eq!(a.get("/readyz").0, StatusCode::OK);
+    let (s, v) = a.post("/v1/collections/docs/offload", "");
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[test]
+fn a_request_over_the_timeout_is_a_503_timeout_and_async_operations_are_not_cut() {
+    use barq_storage::tiering::faulty_store::Op;
+    let (a, faulty) = api_over_faulty_store(ServerConfig {
+        request_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    });
     setup(&a);
     a.post("/v1/collections/docs/flush", "");
     faulty.delay(Op::Put, Duration::from_secs(1));
