@@ -455,6 +455,7 @@ async fn move_segments(
     let total: u64 = segs.iter().map(|e| e.size_bytes).sum();
     run_op(&s, kind, Some(n.clone()), req.run_async, total, move |op| {
         let mut moves = Vec::new();
+        let mut failures: Vec<(u64, barq_core::Error)> = Vec::new();
         let mut done = 0u64;
         for e in &segs {
             let base = done;
@@ -464,15 +465,37 @@ async fn move_segments(
                         .store(base + b, std::sync::atomic::Ordering::Relaxed);
                 }
             };
-            moves.push(
-                db.tiering()
-                    .move_segment_with_progress(&n, e.id, to, &progress)?,
-            );
+            // One failure does not stop the other segments (as with the CLI's `--all`); the
+            // failures are reported at the end, with the moves that were done.
+            match db
+                .tiering()
+                .move_segment_with_progress(&n, e.id, to, &progress)
+            {
+                Ok(m) => moves.push(m),
+                Err(err) => failures.push((e.id, err)),
+            }
             done += e.size_bytes;
             if let Some(op) = op {
                 op.bytes_done
                     .store(done, std::sync::atomic::Ordering::Relaxed);
             }
+        }
+        if let Some((_, first)) = failures.first() {
+            let listed: Vec<String> = failures
+                .iter()
+                .map(|(id, e)| format!("segment {id}: {}", e.message()))
+                .collect();
+            let moved: Vec<String> = moves.iter().map(|m| m.segment_id.to_string()).collect();
+            return Err(ApiError::from(barq_core::Error::new(
+                first.kind(),
+                format!(
+                    "{} of {} moves failed ({}); moved: [{}]",
+                    failures.len(),
+                    segs.len(),
+                    listed.join("; "),
+                    moved.join(", ")
+                ),
+            )));
         }
         let bytes_moved: u64 = moves.iter().map(|m| m.bytes).sum();
         Ok(json!({"collection": n, "to": to, "moves": moves, "bytes_moved": bytes_moved}))

@@ -569,8 +569,29 @@ fn an_unreachable_cold_store_is_503_for_what_needs_it_and_nothing_else() {
     assert_eq!(s, StatusCode::OK, "{v}");
     faulty.set_offline(false);
     assert_eq!(a.get("/readyz").0, StatusCode::OK);
+    // Two segments, and the store refuses the first upload (all its retries): the other one
+    // still moves, and the answer names both.
+    a.post("/v1/collections/docs/flush", "");
+    faulty.fail(barq_storage::tiering::faulty_store::Op::Put, 3);
+    let (s, v) = a.post("/v1/collections/docs/offload", "");
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "{v}"
+    );
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("1 of 2 moves failed"), "{message}");
+    let (_, segs) = a.get("/v1/collections/docs/segments");
+    let tiers: Vec<&str> = segs["segments"]
+        .as_array()
+        .expect("segments")
+        .iter()
+        .filter_map(|s| s["tier"].as_str())
+        .collect();
+    assert_eq!(tiers, ["hot", "cold"], "{segs}");
     let (s, v) = a.post("/v1/collections/docs/offload", "");
     assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["moves"].as_array().map(Vec::len), Some(1), "{v}");
 }
 
 #[test]
