@@ -522,12 +522,26 @@ impl Collection {
         if let Some(s) = &snap.shadows {
             return Ok(Arc::clone(s));
         }
-        let segs = snap
-            .segments
-            .iter()
-            .map(|h| h.segment().map(|s| &**s))
-            .collect::<Result<Vec<&Segment>>>()?;
-        let shadows = Arc::new(Shadows::compute(&segs)?);
+        let shadows = if snap.segments.len() < 2 {
+            // A segment's ids strictly increase (the writer refuses anything else): nothing in
+            // a lone segment is shadowed, and neither it nor its ids need be read (for a cold
+            // segment, fetches of its footer and of its whole id block).
+            Shadows {
+                dead: snap
+                    .segments
+                    .iter()
+                    .map(|h| Arc::new(vec![0u64; h.rows().div_ceil(64) as usize]))
+                    .collect(),
+            }
+        } else {
+            let segs = snap
+                .segments
+                .iter()
+                .map(|h| h.segment().map(|s| &**s))
+                .collect::<Result<Vec<&Segment>>>()?;
+            Shadows::compute(&segs)?
+        };
+        let shadows = Arc::new(shadows);
         let mut st = self.state.write();
         let same = st.segments.len() == snap.segments.len()
             && st

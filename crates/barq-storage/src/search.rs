@@ -208,13 +208,18 @@ impl Collection {
         validate_query_vector(&self.config, &req.vector)?;
         validate_k(req.k)?;
         let snap = self.snapshot();
-        let shadows = if snap.segments.is_empty() {
-            Arc::new(Shadows::default())
-        } else {
-            self.shadows_for(&snap)?
-        };
         let memtables = snap.memtables_newest_first();
         let mem_rows: usize = memtables.iter().map(|m| m.read().row_count()).sum();
+        // With two segments or more whose dead bitmaps are not cached, the bitmaps are computed
+        // beside the block loads, from every segment's id block (for a cold segment: a fetch,
+        // which the loads below then need not make too).
+        let computing_shadows = snap.segments.len() > 1 && snap.shadows.is_none();
+        if computing_shadows {
+            // Open them first, so that both sides do not each read a cold segment's footer.
+            snap.segments
+                .par_iter()
+                .try_for_each(|h| h.segment().map(|_| ()))?;
+        }
         let load = |h: &Arc<crate::collection::SegmentHandle>| -> Result<SegBlocks> {
             let seg = h.segment()?;
             // For a cold segment each block is a fetch: the small ones go while the vectors
@@ -230,7 +235,7 @@ impl Collection {
                     // The hits' ids are read from the id pages after the scan: for a cold
                     // segment, fetch the whole id block now, into the cold cache, where those
                     // page reads will find it.
-                    let ids = if seg.source().is_stable() {
+                    let ids = if seg.source().is_stable() || computing_shadows {
                         Ok(())
                     } else {
                         seg.load_id_pages()
@@ -244,14 +249,20 @@ impl Collection {
                 tombstones: tombstones?,
             })
         };
-        let blocks = if snap.segments.len() > 1 {
-            snap.segments
-                .par_iter()
-                .map(load)
-                .collect::<Result<Vec<_>>>()?
-        } else {
-            snap.segments.iter().map(load).collect::<Result<Vec<_>>>()?
-        };
+        let (shadows, blocks) = rayon::join(
+            || self.shadows_for(&snap),
+            || {
+                if snap.segments.len() > 1 {
+                    snap.segments
+                        .par_iter()
+                        .map(load)
+                        .collect::<Result<Vec<_>>>()
+                } else {
+                    snap.segments.iter().map(load).collect::<Result<Vec<_>>>()
+                }
+            },
+        );
+        let (shadows, blocks) = (shadows?, blocks?);
         let ctx = Ctx {
             blocks,
             kernel: Kernel::new(self.config.metric, &req.vector),

@@ -361,18 +361,24 @@ fn big_vector(n: usize) -> Vec<f32> {
     (0..BIG_DIM).map(|d| ((n * 31 + d) % 97) as f32).collect()
 }
 
-/// 4. A multipart upload that dies half way (a part, then `complete`) fails the offload, leaves
-///    the segment Hot and readable and leaves no object behind; a retry succeeds.
-#[test]
-fn a_multipart_upload_that_fails_half_way_leaves_nothing_behind() {
-    // Five parts of 5 MiB: at most 4 are in flight, so the fifth is sent after the first one
-    // finished, which is when the progress callback injects the fault.
-    const DOCS: usize = 40_000;
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Documents in collection "big".
+const DOCS: usize = 40_000;
+
+/// A database in `dir` on a fault-injecting store, with multipart parts of [`PART`] bytes and
+/// collection "big": [`DOCS`] documents of [`BIG_DIM`] dimensions flushed into one segment.
+fn open_big(
+    dir: &std::path::Path,
+) -> (
+    Arc<FaultyStore>,
+    Arc<dyn ObjectStore>,
+    barq_storage::Options,
+    Database,
+    SegmentEntry,
+) {
     let (faulty, store) = faulty_store();
     let mut opts = options(Some(Arc::clone(&store)));
     opts.tiering.multipart_part_bytes = PART;
-    let db = Database::open(dir.path(), opts.clone()).expect("open");
+    let db = Database::open(dir, opts.clone()).expect("open");
     db.create_collection(
         CollectionConfig::new("big", BIG_DIM as u32, Metric::Cosine).expect("cfg"),
     )
@@ -386,6 +392,101 @@ fn a_multipart_upload_that_fails_half_way_leaves_nothing_behind() {
     }
     db.flush("big").expect("flush");
     let seg = segments(&db, "big")[0].clone();
+    (faulty, store, opts, db, seg)
+}
+
+/// 4b. Connections that drop in the middle of a body: the part is read again from its start, for
+///     a cold search (whose vector block is large enough to be read as parallel parts into one
+///     buffer) and for a hydration (whose parts are written at their offsets); the answers and
+///     the hydrated file are exactly right.
+#[test]
+fn bodies_cut_off_midway_are_read_again_for_cold_searches_and_hydration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (faulty, _, opts, db, seg) = open_big(dir.path());
+    assert!(
+        seg.rows * BIG_DIM as u64 * 4 > 16 << 20,
+        "the vector block is read in parallel parts"
+    );
+    let queries = [7usize, 20_001, 39_998];
+    let search = |db: &Database| -> Vec<Vec<(String, f32)>> {
+        queries
+            .iter()
+            .map(|&q| {
+                db.search("big", &SearchRequest::new(big_vector(q), 10))
+                    .expect("search")
+                    .into_iter()
+                    .map(|h| (h.id, h.score))
+                    .collect()
+            })
+            .collect()
+    };
+    let hot = search(&db);
+    assert_eq!(hot[0][0].0, "doc-000007");
+    let hot_file = std::fs::read(
+        dir.path()
+            .join("collections/big/segments")
+            .join(&seg.file_name),
+    )
+    .expect("read the hot segment");
+    db.tiering()
+        .offload_segment("big", seg.id)
+        .expect("offload");
+    db.close().expect("close");
+
+    // A cold search from an empty cache, while the two full 8 MiB parts of the vector block
+    // break half way (the id block and the footer are smaller and arrive whole).
+    let db = Database::open(dir.path(), opts.clone()).expect("reopen");
+    let failures = |db: &Database| {
+        db.tiering()
+            .status()
+            .expect("status")
+            .counters
+            .remote_failures
+    };
+    faulty.break_bodies(2, 4 << 20);
+    assert_eq!(search(&db), hot, "cold search through broken bodies");
+    assert_eq!(failures(&db), 2, "both broken bodies were retried");
+
+    // A hydration while three of its 5 MiB parts break half way.
+    faulty.break_bodies(3, 4 << 20);
+    let o = db
+        .tiering()
+        .hydrate_segment("big", seg.id)
+        .expect("hydrate");
+    assert_eq!((o.to, o.bytes), (StorageTier::Hot, seg.size_bytes));
+    assert_eq!(failures(&db), 5, "the three broken bodies were retried");
+    let hydrated = std::fs::read(
+        dir.path()
+            .join("collections/big/segments")
+            .join(&seg.file_name),
+    )
+    .expect("read the hydrated segment");
+    assert!(
+        hydrated == hot_file,
+        "the hydrated file is the hot file, byte for byte"
+    );
+    assert_eq!(search(&db), hot);
+    for n in [0, 12_345, DOCS - 1] {
+        let doc = db
+            .get("big", &format!("doc-{n:06}"))
+            .expect("get")
+            .expect("doc");
+        assert_eq!(doc.vector, big_vector(n));
+    }
+    db.close().expect("close");
+    let db = Database::open(dir.path(), opts).expect("reopen after hydration");
+    assert_eq!(segments(&db, "big")[0].tier, StorageTier::Hot);
+    assert_eq!(search(&db), hot);
+}
+
+/// 4. A multipart upload that dies half way (a part, then `complete`) fails the offload, leaves
+///    the segment Hot and readable and leaves no object behind; a retry succeeds.
+#[test]
+fn a_multipart_upload_that_fails_half_way_leaves_nothing_behind() {
+    // Five parts of 5 MiB: at most 4 are in flight, so the fifth is sent after the first one
+    // finished, which is when the progress callback injects the fault.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (faulty, store, _, db, seg) = open_big(dir.path());
     let size = seg.size_bytes;
     assert!(
         size > 4 * PART as u64 && size <= 5 * PART as u64,

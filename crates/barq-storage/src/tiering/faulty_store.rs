@@ -2,7 +2,8 @@
 //!
 //! [`FaultyStore`] wraps any store (usually `object_store::memory::InMemory`) and, on command,
 //! makes chosen operations fail a given number of times or until healed, slows them down, flips a
-//! byte in every body it returns, or fails everything as if the server were unreachable. It counts
+//! byte in every body it returns, breaks bodies in the middle, or fails everything as if the
+//! server were unreachable. It counts
 //! calls per [`Op`], requests and bytes read, so tests can assert on retries and cache hits.
 //! Controls take `&self`, are thread-safe and take effect immediately.
 //!
@@ -100,6 +101,8 @@ struct Faults {
     rules: Mutex<[Rule; Op::ALL.len()]>,
     offline: AtomicBool,
     corrupt_gets: AtomicBool,
+    break_bodies: AtomicU64,
+    break_min_bytes: AtomicU64,
     calls: [AtomicU64; Op::ALL.len()],
     bytes_read: AtomicU64,
 }
@@ -137,6 +140,15 @@ impl Faults {
 
     fn corrupting(&self) -> bool {
         self.corrupt_gets.load(Ordering::Relaxed)
+    }
+
+    /// Whether a body of `len` bytes is one of those to break (and count it).
+    fn breaking(&self, len: u64) -> bool {
+        len >= self.break_min_bytes.load(Ordering::Acquire)
+            && self
+                .break_bodies
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
     }
 }
 
@@ -206,6 +218,7 @@ impl FaultyStore {
         *self.faults.rules.lock() = Default::default();
         self.faults.offline.store(false, Ordering::Relaxed);
         self.faults.corrupt_gets.store(false, Ordering::Relaxed);
+        self.faults.break_bodies.store(0, Ordering::Relaxed);
     }
 
     /// Sleep `delay` before every call of `op` (`Duration::ZERO` removes it).
@@ -217,6 +230,15 @@ impl FaultyStore {
     /// byte flipped.
     pub fn corrupt_gets(&self, corrupt: bool) {
         self.faults.corrupt_gets.store(corrupt, Ordering::Relaxed);
+    }
+
+    /// Break the next `n` bodies of at least `min_bytes` returned by `get_opts`: each yields its
+    /// first half, then an error, as when a connection drops in the middle of a response.
+    pub fn break_bodies(&self, n: u64, min_bytes: u64) {
+        self.faults
+            .break_min_bytes
+            .store(min_bytes, Ordering::Release);
+        self.faults.break_bodies.store(n, Ordering::Release);
     }
 
     /// Whether every call fails, like an unreachable server. Pending `fail` counts are not
@@ -305,6 +327,19 @@ impl ObjectStore for FaultyStore {
             let body = corrupt(result.bytes().await?);
             self.faults.read(body.len());
             futures::stream::once(async { Ok(body) }).boxed()
+        } else if self.faults.breaking(range.end - range.start) {
+            // Half the body, then the connection drops.
+            let body = result.bytes().await?;
+            let half = body.slice(..body.len() / 2);
+            self.faults.read(half.len());
+            futures::stream::iter([
+                Ok(half),
+                Err(injected(
+                    Op::Get,
+                    "connection reset in the middle of the body",
+                )),
+            ])
+            .boxed()
         } else {
             let faults = Arc::clone(&self.faults);
             result
@@ -516,6 +551,26 @@ mod tests {
         assert!(store.inner().head(&a).await.is_ok());
         assert!(store.inner().head(&b).await.is_err());
         assert_eq!(store.calls(Op::Delete), 2);
+    }
+
+    #[tokio::test]
+    async fn a_broken_body_gives_half_then_an_error_once() {
+        let store = store();
+        let path = Path::from("blob");
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        put(&store, &path, &data).await.expect("put");
+        store.break_bodies(1, 0);
+        let chunks: Vec<Result<Bytes>> = store
+            .get(&path)
+            .await
+            .expect("the request itself succeeds")
+            .into_stream()
+            .collect()
+            .await;
+        assert_eq!(chunks.len(), 2, "{chunks:?}");
+        assert_eq!(chunks[0].as_ref().expect("first half"), &data[..500]);
+        assert_injected(chunks.into_iter().nth(1).expect("error"));
+        assert_eq!(get(&store, &path).await.expect("next get is whole"), data);
     }
 
     #[tokio::test]

@@ -193,7 +193,7 @@ pub(crate) struct TierEnv {
     pub warm_dir: Option<PathBuf>,
     pub clock: Arc<dyn Clock>,
     pub options: TieringOptions,
-    pub limiter: Limiter,
+    pub limiter: Arc<Limiter>,
     pub counters: MoveCounters,
 }
 
@@ -234,7 +234,7 @@ impl TierEnv {
             )?),
             warm_dir: options.warm_dir.clone(),
             clock: Arc::clone(&options.clock),
-            limiter: Limiter::new(options.move_bandwidth_bytes_per_sec),
+            limiter: Arc::new(Limiter::new(options.move_bandwidth_bytes_per_sec)),
             counters: MoveCounters::default(),
             options: options.clone(),
         })

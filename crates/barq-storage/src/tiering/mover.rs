@@ -3,6 +3,7 @@
 //! `*.tmp` file that is fsynced, verified and renamed (and the directory fsynced) before the
 //! commit. Each step boundary has a failpoint; tests crash there and reopen.
 
+use std::future::Future;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::RemoteSource;
-use super::store::path;
+use super::store::{PARTS_IN_FLIGHT, PartSink, path};
 use crate::collection::{Collection, SegmentHandle};
 use crate::fsutil;
 use crate::manifest::{SegmentEntry, StorageTier, checksum_string};
@@ -24,9 +25,6 @@ use crate::options::{
     FP_TIER_AFTER_COMMIT, FP_TIER_AFTER_DOWNLOAD, FP_TIER_AFTER_UPLOAD, FP_TIER_AFTER_VERIFY,
 };
 use crate::segment::{MmapSource, RangeSource, Segment};
-
-/// Multipart parts in flight per upload.
-const PARTS_IN_FLIGHT: usize = 4;
 
 /// What a move did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,8 +305,16 @@ impl Collection {
             .retry(&format!("head {key}"), || cold.inner().head(&p))
             .await?;
         let (crc, len) = if meta.size == entry.size_bytes {
-            self.fetch_in_parts(key, entry.size_bytes, |_| async { Ok(()) })
-                .await?
+            let (crc, _) = cold
+                .read_parts(
+                    key,
+                    0..entry.size_bytes,
+                    self.read_part_bytes(),
+                    PARTS_IN_FLIGHT,
+                    |_| Limited(Arc::clone(&self.env.limiter)),
+                )
+                .await?;
+            (crc, entry.size_bytes)
         } else {
             (0, meta.size)
         };
@@ -325,32 +331,10 @@ impl Collection {
         Ok(())
     }
 
-    /// Read `size` bytes of `key` as ranged GETs of `multipart_part_bytes`, a few in flight,
-    /// in order; each part goes through the bandwidth limiter and `sink` (which may wait, e.g. for
-    /// room in a writer's queue, while the next parts keep arriving). Returns the CRC32C and the
-    /// length read.
-    async fn fetch_in_parts<F, Fut>(&self, key: &str, size: u64, mut sink: F) -> Result<(u32, u64)>
-    where
-        F: FnMut(Bytes) -> Fut,
-        Fut: std::future::Future<Output = Result<()>>,
-    {
-        let cold = &self.env.cold;
-        let part = self.env.options.multipart_part_bytes.max(1 << 20) as u64;
-        let ranges: Vec<std::ops::Range<u64>> = (0..size.div_ceil(part))
-            .map(|i| i * part..((i + 1) * part).min(size))
-            .collect();
-        let mut parts = futures::stream::iter(ranges)
-            .map(|r| cold.get_range(key, r))
-            .buffered(PARTS_IN_FLIGHT);
-        let (mut crc, mut len) = (0u32, 0u64);
-        while let Some(bytes) = parts.next().await {
-            let bytes = bytes?;
-            self.env.limiter.acquire(bytes.len() as u64).await;
-            crc = crc32c::crc32c_append(crc, &bytes);
-            len += bytes.len() as u64;
-            sink(bytes).await?;
-        }
-        Ok((crc, len))
+    /// Size of the ranged reads of a download or a read-back (the multipart part size, at least
+    /// 1 MiB).
+    fn read_part_bytes(&self) -> u64 {
+        self.env.options.multipart_part_bytes.max(1 << 20) as u64
     }
 
     fn download(&self, h: &SegmentHandle, to: StorageTier, progress: Progress<'_>) -> Result<u64> {
@@ -382,8 +366,8 @@ impl Collection {
     }
 
     /// Fetch `key` into `tmp` and fsync it; check length and CRC32C against `entry`. The parts
-    /// are written by a thread of their own, which starts each part's writeback as it goes, so
-    /// the network and the disk work at the same time and the final fsync has less left.
+    /// are written by a thread of their own while the next ones arrive, and the disk makes them
+    /// durable as they land ([`fsutil::write_synced`]), so the final fsync has little left.
     fn download_to(
         &self,
         key: &str,
@@ -391,29 +375,46 @@ impl Collection {
         tmp: &Path,
         progress: Progress<'_>,
     ) -> Result<u64> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(PARTS_IN_FLIGHT);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Vec<Bytes>)>(2 * PARTS_IN_FLIGHT);
         let started = std::time::Instant::now();
         std::thread::scope(|s| {
             let writer = std::thread::Builder::new()
                 .name("barq-download".into())
                 .spawn_scoped(s, move || -> Result<()> {
                     let io = |what: &str, e| Error::io(format_args!("{what} {}", tmp.display()), e);
-                    let mut file = std::fs::File::create(tmp).map_err(|e| io("create", e))?;
+                    let file = std::fs::File::create(tmp).map_err(|e| io("create", e))?;
                     let mut written = 0u64;
                     let mut waited = std::time::Duration::ZERO;
-                    loop {
-                        let t = std::time::Instant::now();
-                        let Some(chunk) = rx.blocking_recv() else {
-                            break;
-                        };
-                        waited += t.elapsed();
-                        file.write_all(&chunk).map_err(|e| io("write", e))?;
-                        fsutil::start_writeback(&file, written, chunk.len() as u64);
-                        written += chunk.len() as u64;
-                        progress(written);
-                    }
-                    let written_at = started.elapsed();
-                    file.sync_all().map_err(|e| io("fsync", e))?;
+                    let mut written_at = std::time::Duration::ZERO;
+                    fsutil::write_synced(&file, tmp, |wrote| {
+                        loop {
+                            let t = std::time::Instant::now();
+                            let Some((mut at, batch)) = rx.blocking_recv() else {
+                                break;
+                            };
+                            waited += t.elapsed();
+                            for chunk in batch {
+                                fsutil::write_all_at(&file, &chunk, at)
+                                    .map_err(|e| io("write", e))?;
+                                at += chunk.len() as u64;
+                                written += chunk.len() as u64;
+                            }
+                            wrote();
+                            // A retried part is written twice: progress never passes the end.
+                            progress(written.min(entry.size_bytes));
+                        }
+                        written_at = started.elapsed();
+                        // Every part was checked for its length as it arrived; this checks
+                        // that all of them landed, and in one piece.
+                        let on_disk = file.metadata().map_err(|e| io("stat", e))?.len();
+                        if written < entry.size_bytes || on_disk != entry.size_bytes {
+                            return Err(Error::corruption(format!(
+                                "download of segment {} wrote {written} bytes, the file has {on_disk}; expected {}",
+                                entry.id, entry.size_bytes
+                            )));
+                        }
+                        Ok(())
+                    })?;
                     tracing::debug!(
                         bytes = written,
                         ?written_at,
@@ -424,34 +425,38 @@ impl Collection {
                     Ok(())
                 })
                 .map_err(|e| Error::io("start the download writer thread", e))?;
-            let fetched =
-                self.env
-                    .cold
-                    .block_on(self.fetch_in_parts(key, entry.size_bytes, move |chunk| {
-                        let tx = tx.clone();
-                        async move {
-                            tx.send(chunk).await.map_err(|_| {
-                                Error::new(ErrorKind::Internal, "the download writer stopped")
-                            })
-                        }
-                    }));
+            let fetched = self.env.cold.block_on(self.env.cold.read_parts(
+                key,
+                0..entry.size_bytes,
+                self.read_part_bytes(),
+                PARTS_IN_FLIGHT,
+                |r| ToWriter {
+                    limiter: Arc::clone(&self.env.limiter),
+                    tx: tx.clone(),
+                    base: r.start,
+                    at: r.start,
+                    len: 0,
+                    batch: Vec::new(),
+                },
+            ));
             tracing::debug!(fetched_at = ?started.elapsed(), "download fetched");
-            // The sender is gone with the closure: the writer drains, fsyncs and ends. Its error,
-            // if any, is the cause of a failed send.
+            // With every sender gone (the parts' too) the writer drains, fsyncs and ends. Its
+            // error, if any, is the cause of a failed send.
+            let fetched = fetched.map(|(crc, _parts)| crc);
+            drop(tx);
             writer
                 .join()
                 .map_err(|_| Error::new(ErrorKind::Internal, "the download writer panicked"))??;
-            let (crc, len) = fetched?;
-            if len != entry.size_bytes || checksum_string(crc) != entry.checksum {
+            let crc = fetched?;
+            if checksum_string(crc) != entry.checksum {
                 return Err(Error::corruption(format!(
-                    "downloaded copy of segment {} ({key}) does not match: {len} bytes, {}; expected {} bytes, {}",
+                    "downloaded copy of segment {} ({key}) does not match: {}; expected {}",
                     entry.id,
                     checksum_string(crc),
-                    entry.size_bytes,
                     entry.checksum
                 )));
             }
-            Ok(len)
+            Ok(entry.size_bytes)
         })
     }
 
@@ -471,27 +476,29 @@ impl Collection {
         let copied = (|| -> Result<u64> {
             let mut input = std::fs::File::open(&src)
                 .map_err(|e| Error::io(format_args!("open {}", src.display()), e))?;
-            let mut out = std::fs::File::create(&tmp)
+            let out = std::fs::File::create(&tmp)
                 .map_err(|e| Error::io(format_args!("create {}", tmp.display()), e))?;
             let mut buf = vec![0u8; 1 << 20];
-            let (mut crc, mut len) = (0u32, 0u64);
-            loop {
-                let n = input
-                    .read(&mut buf)
-                    .map_err(|e| Error::io(format_args!("read {}", src.display()), e))?;
-                if n == 0 {
-                    break;
+            let (crc, len) = fsutil::write_synced(&out, &tmp, |wrote| {
+                let (mut crc, mut len) = (0u32, 0u64);
+                loop {
+                    let n = input
+                        .read(&mut buf)
+                        .map_err(|e| Error::io(format_args!("read {}", src.display()), e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    self.env.cold.block_on(self.env.limiter.acquire(n as u64));
+                    (&out)
+                        .write_all(&buf[..n])
+                        .map_err(|e| Error::io(format_args!("write {}", tmp.display()), e))?;
+                    wrote();
+                    crc = crc32c::crc32c_append(crc, &buf[..n]);
+                    len += n as u64;
+                    progress(len);
                 }
-                self.env.cold.block_on(self.env.limiter.acquire(n as u64));
-                out.write_all(&buf[..n])
-                    .map_err(|e| Error::io(format_args!("write {}", tmp.display()), e))?;
-                fsutil::start_writeback(&out, len, n as u64);
-                crc = crc32c::crc32c_append(crc, &buf[..n]);
-                len += n as u64;
-                progress(len);
-            }
-            out.sync_all()
-                .map_err(|e| Error::io(format_args!("fsync {}", tmp.display()), e))?;
+                Ok((crc, len))
+            })?;
             if len != entry.size_bytes || checksum_string(crc) != entry.checksum {
                 return Err(Error::corruption(format!(
                     "copy of segment {} does not match the manifest ({len} bytes, {})",
@@ -538,5 +545,125 @@ pub(crate) fn remove_durably(path: &Path) -> Result<()> {
         Ok(()) => fsutil::fsync_dir(path.parent().unwrap_or(Path::new("."))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(format_args!("remove {}", path.display()), e)),
+    }
+}
+
+/// A part of a verifying read-back: nothing is kept; the move's bandwidth limit applies.
+struct Limited(Arc<super::Limiter>);
+
+impl PartSink for Limited {
+    fn chunk(&mut self, _: u64, bytes: Bytes) -> impl Future<Output = Result<()>> + Send {
+        let limiter = Arc::clone(&self.0);
+        async move {
+            limiter.acquire(bytes.len() as u64).await;
+            Ok(())
+        }
+    }
+}
+
+/// Bytes gathered before they go to the download writer.
+const WRITE_BATCH_BYTES: u64 = 1 << 20;
+
+/// A part of a download: its chunks go to the writer thread in batches of about
+/// [`WRITE_BATCH_BYTES`] with their offset in the file; the move's bandwidth limit applies.
+struct ToWriter {
+    limiter: Arc<super::Limiter>,
+    tx: tokio::sync::mpsc::Sender<(u64, Vec<Bytes>)>,
+    /// File offset of the part.
+    base: u64,
+    /// File offset of the batch.
+    at: u64,
+    /// Bytes in the batch.
+    len: u64,
+    batch: Vec<Bytes>,
+}
+
+impl ToWriter {
+    async fn send(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let at = self.at;
+        self.at += std::mem::take(&mut self.len);
+        self.tx
+            .send((at, batch))
+            .await
+            .map_err(|_| Error::new(ErrorKind::Internal, "the download writer stopped"))
+    }
+}
+
+impl PartSink for ToWriter {
+    async fn chunk(&mut self, offset: u64, bytes: Bytes) -> Result<()> {
+        self.limiter.acquire(bytes.len() as u64).await;
+        let at = self.base + offset;
+        if at != self.at + self.len {
+            // The part is read again from its start: what was gathered will be rewritten.
+            self.batch.clear();
+            (self.at, self.len) = (at, 0);
+        }
+        self.len += bytes.len() as u64;
+        self.batch.push(bytes);
+        if self.len >= WRITE_BATCH_BYTES {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> impl Future<Output = Result<()>> + Send {
+        self.send()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunks gather into batches of about 1 MiB at their file offsets; when a part starts again
+    /// from its beginning (a retried read), what was gathered and not sent is dropped, because
+    /// the new attempt rewrites it.
+    #[test]
+    fn download_batches_follow_offsets_and_a_restarted_part() {
+        const K: usize = 400 << 10;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let mut part = ToWriter {
+            limiter: Arc::new(super::super::Limiter::new(None)),
+            tx,
+            base: 1000,
+            at: 1000,
+            len: 0,
+            batch: Vec::new(),
+        };
+        let chunk = |b: u8, n: usize| Bytes::from(vec![b; n]);
+        rt.block_on(async {
+            for (i, b) in [1u8, 2, 3].into_iter().enumerate() {
+                part.chunk((i * K) as u64, chunk(b, K))
+                    .await
+                    .expect("chunk");
+            }
+            part.chunk(3 * K as u64, chunk(4, 100))
+                .await
+                .expect("chunk");
+            // The read breaks and the part starts again.
+            part.chunk(0, chunk(5, K)).await.expect("chunk");
+            part.chunk(K as u64, chunk(6, K)).await.expect("chunk");
+            part.finish().await.expect("finish");
+        });
+        drop(part);
+        let mut sent = Vec::new();
+        while let Ok((at, batch)) = rx.try_recv() {
+            let firsts: Vec<(u8, usize)> = batch.iter().map(|b| (b[0], b.len())).collect();
+            sent.push((at, firsts));
+        }
+        assert_eq!(
+            sent,
+            [
+                (1000, vec![(1, K), (2, K), (3, K)]),
+                (1000, vec![(5, K), (6, K)]),
+            ]
+        );
     }
 }

@@ -7,18 +7,14 @@ use std::sync::Arc;
 use barq_core::{Error, Result};
 use bytes::Bytes;
 
-use futures::StreamExt;
-
 use super::cache::ColdCache;
-use super::store::ColdStore;
+use super::store::{ColdStore, PARTS_IN_FLIGHT, Piece};
 use crate::segment::RangeSource;
 
 /// Reads larger than this are split into parallel ranged reads.
 const PARALLEL_READ_BYTES: u64 = 16 << 20;
 /// Size of each of those reads.
 const PART_BYTES: u64 = 8 << 20;
-/// Ranged reads in flight for one large read.
-const PARTS_IN_FLIGHT: usize = 4;
 
 /// See the module docs.
 #[derive(Debug)]
@@ -48,7 +44,9 @@ impl RemoteSource {
         }
     }
 
-    fn fetch(&self, range: Range<u64>) -> Result<Bytes> {
+    /// Fetch `range`; with `checksum`, also the CRC32C of the bytes (computed as the parts of a
+    /// large read arrive, while the next ones are still on the way).
+    fn fetch(&self, range: Range<u64>, checksum: bool) -> Result<(Bytes, Option<u32>)> {
         if range.start > range.end || range.end > self.len {
             return Err(Error::corruption(format!(
                 "read of {}..{} past the end of {} ({} bytes)",
@@ -67,30 +65,31 @@ impl RemoteSource {
         };
         let store = &self.store;
         let len = range.end - range.start;
-        let bytes = if len <= PARALLEL_READ_BYTES {
-            store
+        let (bytes, crc) = if len <= PARALLEL_READ_BYTES {
+            let bytes = store
                 .block_on(store.get_range(&self.key, range.clone()))
-                .map_err(missing)?
+                .map_err(missing)?;
+            let crc = checksum.then(|| crc32c::crc32c(&bytes));
+            (bytes, crc)
         } else {
-            // A whole block: parallel ranged reads, the way object stores are fastest.
-            let parts: Vec<Range<u64>> = (0..len.div_ceil(PART_BYTES))
-                .map(|i| {
-                    range.start + i * PART_BYTES
-                        ..(range.start + (i + 1) * PART_BYTES).min(range.end)
-                })
-                .collect();
-            store
-                .block_on(async {
-                    let mut out = bytes::BytesMut::with_capacity(len as usize);
-                    let mut chunks = futures::stream::iter(parts)
-                        .map(|r| store.get_range(&self.key, r))
-                        .buffered(PARTS_IN_FLIGHT);
-                    while let Some(chunk) = chunks.next().await {
-                        out.extend_from_slice(&chunk?);
-                    }
-                    Ok::<_, Error>(out.freeze())
-                })
-                .map_err(missing)?
+            // A whole block: parallel ranged reads, the way object stores are fastest, each
+            // streamed straight into its place in one buffer.
+            let mut whole = bytes::BytesMut::zeroed(len as usize);
+            let (crc, mut pieces) = store
+                .block_on(store.read_parts(
+                    &self.key,
+                    range.clone(),
+                    PART_BYTES,
+                    PARTS_IN_FLIGHT,
+                    |r| Piece(whole.split_to((r.end - r.start) as usize)),
+                ))
+                .map_err(missing)?;
+            let mut out = pieces.remove(0).0;
+            for piece in pieces {
+                // The pieces were split off one buffer in order: this is O(1).
+                out.unsplit(piece.0);
+            }
+            (out.freeze(), checksum.then_some(crc))
         };
         if bytes.len() as u64 != range.end - range.start {
             return Err(Error::corruption(format!(
@@ -101,7 +100,7 @@ impl RemoteSource {
                 self.key
             )));
         }
-        Ok(bytes)
+        Ok((bytes, crc))
     }
 }
 
@@ -116,15 +115,17 @@ impl RangeSource for RemoteSource {
         if let Some(b) = self.cache.get(&self.namespace, &range) {
             return Ok(b);
         }
-        self.fetch(range)
+        Ok(self.fetch(range, false)?.0)
     }
 
     fn read_verified(&self, range: Range<u64>, crc: u32) -> Result<Bytes> {
         if let Some(b) = self.cache.get(&self.namespace, &range) {
             return Ok(b);
         }
-        let bytes = self.fetch(range.clone())?;
-        if crc32c::crc32c(&bytes) != crc {
+        let started = std::time::Instant::now();
+        let (bytes, got) = self.fetch(range.clone(), true)?;
+        tracing::debug!(key = %self.key, ?range, took = ?started.elapsed(), "cold range fetched and checked");
+        if got != Some(crc) {
             return Err(Error::corruption(format!(
                 "checksum mismatch in bytes {}..{} of {} (cold store {})",
                 range.start,

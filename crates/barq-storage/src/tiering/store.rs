@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use barq_core::{Error, ErrorKind, Result};
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetResultPayload, ObjectStore};
 
 /// Counters of traffic to the cold store.
 #[derive(Debug, Default)]
@@ -32,7 +33,7 @@ pub struct ColdStore {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     description: String,
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<IoRuntime>,
     /// Traffic counters.
     pub counters: Arc<StoreCounters>,
 }
@@ -48,6 +49,39 @@ impl std::fmt::Debug for ColdStore {
 
 /// Attempts per store operation before it counts as failed.
 const ATTEMPTS: u32 = 3;
+
+/// Parts in flight for one large transfer (an upload, a download, a large cold read).
+pub(crate) const PARTS_IN_FLIGHT: usize = 4;
+
+/// Where the body of one part of a [`ColdStore::read_parts`] goes, chunk by chunk as it arrives.
+pub(crate) trait PartSink: Send + 'static {
+    /// `bytes` at `offset` from the start of the part. A part whose read fails midway is read
+    /// again from its start, so an offset may come again: a sink overwrites, it never appends.
+    fn chunk(&mut self, offset: u64, bytes: Bytes) -> impl Future<Output = Result<()>> + Send;
+
+    /// The whole part has been handed over.
+    fn finish(&mut self) -> impl Future<Output = Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// A part read into its own buffer (of the part's length).
+pub(crate) struct Piece(pub bytes::BytesMut);
+
+impl PartSink for Piece {
+    fn chunk(&mut self, offset: u64, bytes: Bytes) -> impl Future<Output = Result<()>> + Send {
+        let at = offset as usize;
+        self.0[at..at + bytes.len()].copy_from_slice(&bytes);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// Why one attempt at reading a part failed: the store (retried if transient) or the sink or
+/// the body's length (not retried).
+enum PartError {
+    Store(object_store::Error),
+    Fatal(Error),
+}
 
 impl ColdStore {
     /// Wrap `store`; objects live under `prefix` (may be empty). `description` names the store
@@ -67,7 +101,7 @@ impl ColdStore {
             store,
             prefix: prefix.trim_matches('/').to_owned(),
             description: description.into(),
-            runtime: Arc::new(runtime),
+            runtime: Arc::new(IoRuntime(Some(runtime))),
             counters: Arc::default(),
         })
     }
@@ -104,7 +138,7 @@ impl ColdStore {
 
     /// Run `fut` to completion from synchronous code (never call from inside the runtime).
     pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
-        self.runtime.block_on(fut)
+        self.runtime.get().block_on(fut)
     }
 
     /// Read `range` of `key` (with retries) in a task of the store's runtime, so that its body
@@ -112,33 +146,148 @@ impl ColdStore {
     /// caller's thread (which costs a cross-thread wake per chunk and measured ~1.5x slower for
     /// large ranges). Several such reads in flight use both workers.
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        let store = self.clone();
-        let key = key.to_owned();
-        let task = self.runtime.spawn(async move {
-            let p = path(&key);
-            let what = format!("read {key} bytes {}..{}", range.start, range.end);
-            let bytes = store
-                .retry(&what, || store.inner().get_range(&p, range.clone()))
-                .await?;
-            store
-                .counters
-                .bytes_fetched
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            Ok(bytes)
+        let len = range.end - range.start;
+        let (_, mut parts) = self
+            .read_parts(key, range, len, 1, |_| {
+                Piece(bytes::BytesMut::zeroed(len as usize))
+            })
+            .await?;
+        Ok(parts.pop().map(|p| p.0.freeze()).unwrap_or_default())
+    }
+
+    /// Read `range` of `key` as ranged reads of `part_bytes`, `in_flight` at a time, each in a
+    /// task of the store's runtime (see [`get_range`](Self::get_range)) and retried on its own.
+    /// Each part's body goes to the sink that `sink_for` makes for the part's range as the
+    /// chunks arrive, without being collected first, and its CRC32C is computed on the way.
+    /// Returns the CRC32C of the whole range and the sinks, in order.
+    pub(crate) async fn read_parts<S: PartSink>(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        part_bytes: u64,
+        in_flight: usize,
+        mut sink_for: impl FnMut(Range<u64>) -> S,
+    ) -> Result<(u32, Vec<S>)> {
+        let part_bytes = part_bytes.max(1);
+        let parts = (0..(range.end - range.start).div_ceil(part_bytes)).map(|i| {
+            range.start + i * part_bytes..(range.start + (i + 1) * part_bytes).min(range.end)
         });
-        match task.await {
-            Ok(r) => r,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(Error::new(
-                ErrorKind::Closed,
-                format!("cold store read cancelled: {e}"),
-            )),
+        let mut reads = futures::stream::iter(parts.map(|r| {
+            let sink = sink_for(r.clone());
+            let (store, key) = (self.clone(), key.to_owned());
+            // A read that ends early (an error) stops the parts still in flight.
+            let mut task = AbortOnDrop(
+                self.runtime
+                    .get()
+                    .spawn(async move { store.read_part(&key, r, sink).await }),
+            );
+            async move { joined((&mut task.0).await) }
+        }))
+        .buffered(in_flight.max(1));
+        let mut crc = 0u32;
+        let mut sinks = Vec::new();
+        while let Some(part) = reads.next().await {
+            let (part_crc, len, sink) = part?;
+            crc = if sinks.is_empty() {
+                part_crc
+            } else {
+                crc32c::crc32c_combine(crc, part_crc, len as usize)
+            };
+            sinks.push(sink);
         }
+        Ok((crc, sinks))
+    }
+
+    /// One part of [`read_parts`](Self::read_parts), with retries: its CRC32C, length and sink.
+    async fn read_part<S: PartSink>(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        mut sink: S,
+    ) -> Result<(u32, u64, S)> {
+        let p = path(key);
+        let what = format!("read {key} bytes {}..{}", range.start, range.end);
+        let mut attempt = 1;
+        loop {
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            match self.stream_part(&p, &what, range.clone(), &mut sink).await {
+                Ok(crc) => {
+                    sink.finish().await?;
+                    return Ok((crc, range.end - range.start, sink));
+                }
+                Err(PartError::Fatal(e)) => return Err(e),
+                Err(PartError::Store(e)) => {
+                    if !self.backoff(&what, attempt, &e).await {
+                        return Err(self.error(&what, e));
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// One attempt at a part: stream its body into `sink`; returns its CRC32C.
+    async fn stream_part<S: PartSink>(
+        &self,
+        p: &ObjectPath,
+        what: &str,
+        range: Range<u64>,
+        sink: &mut S,
+    ) -> std::result::Result<u32, PartError> {
+        let want = range.end - range.start;
+        let got = self
+            .store
+            .get_opts(p, GetOptions::default().with_range(Some(range)))
+            .await
+            .map_err(PartError::Store)?;
+        // A local file is read in one call; its stream would read 8 KiB at a time.
+        let mut body = if matches!(got.payload, GetResultPayload::File(..)) {
+            let bytes = got.bytes().await.map_err(PartError::Store)?;
+            futures::stream::once(async { Ok(bytes) }).boxed()
+        } else {
+            got.into_stream()
+        };
+        let (mut crc, mut offset) = (0u32, 0u64);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(PartError::Store)?;
+            let len = chunk.len() as u64;
+            if offset + len > want {
+                return Err(PartError::Fatal(Error::corruption(format!(
+                    "cold store {}: {what}: the body is longer than {want} bytes",
+                    self.description
+                ))));
+            }
+            crc = crc32c::crc32c_append(crc, &chunk);
+            self.counters
+                .bytes_fetched
+                .fetch_add(len, Ordering::Relaxed);
+            sink.chunk(offset, chunk).await.map_err(PartError::Fatal)?;
+            offset += len;
+        }
+        if offset != want {
+            return Err(PartError::Fatal(Error::corruption(format!(
+                "cold store {}: {what}: the body is {offset} bytes, not {want}",
+                self.description
+            ))));
+        }
+        Ok(crc)
+    }
+
+    /// After failed attempt number `attempt` of `what`: wait and return true to try again, or
+    /// return false when `e` is not transient or the attempts are used up.
+    async fn backoff(&self, what: &str, attempt: u32, e: &object_store::Error) -> bool {
+        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        if attempt >= ATTEMPTS || !transient(e) {
+            return false;
+        }
+        tracing::debug!(store = %self.description, what, attempt, error = %e, "retrying cold store request");
+        tokio::time::sleep(Duration::from_millis(50) * 4u32.pow(attempt - 1)).await;
+        true
     }
 
     /// A handle to spawn onto the runtime.
     pub fn handle(&self) -> tokio::runtime::Handle {
-        self.runtime.handle().clone()
+        self.runtime.get().handle().clone()
     }
 
     /// Run `op` with retries and backoff for transient errors; `what` names it in errors.
@@ -147,20 +296,15 @@ impl ColdStore {
         F: FnMut() -> Fut,
         Fut: Future<Output = object_store::Result<T>>,
     {
-        let mut delay = Duration::from_millis(50);
         let mut attempt = 1;
         loop {
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                    if attempt >= ATTEMPTS || !transient(&e) {
+                    if !self.backoff(what, attempt, &e).await {
                         return Err(self.error(what, e));
                     }
-                    tracing::debug!(store = %self.description, what, attempt, error = %e, "retrying cold store request");
-                    tokio::time::sleep(delay).await;
-                    delay *= 4;
                     attempt += 1;
                 }
             }
@@ -182,6 +326,49 @@ impl ColdStore {
     }
 }
 
+/// A task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The store's runtime. A read task holds a clone of the store, so the last one may be dropped by
+/// a worker of the runtime itself (a task aborted after its caller gave up). There it is shut
+/// down without waiting, which tokio allows inside a runtime; anywhere else it is dropped as
+/// usual, waiting for its blocking tasks (a local store's file writes).
+struct IoRuntime(Option<tokio::runtime::Runtime>);
+
+impl IoRuntime {
+    fn get(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("the runtime lives until drop")
+    }
+}
+
+impl Drop for IoRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The result of a read task of the store's runtime (a panic in it is resumed here).
+fn joined<T>(r: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
+    match r {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::new(
+            ErrorKind::Closed,
+            format!("cold store read cancelled: {e}"),
+        )),
+    }
+}
+
 fn transient(e: &object_store::Error) -> bool {
     !matches!(
         e,
@@ -199,4 +386,81 @@ fn transient(e: &object_store::Error) -> bool {
 /// Shorthand: a key string as an object path.
 pub(crate) fn path(key: &str) -> ObjectPath {
     ObjectPath::from(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tiering::faulty_store::{FaultyStore, Op};
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+
+    /// An object of 5 MiB and a bit, in a fault-injecting wrapper of an in-memory store.
+    fn setup() -> (ColdStore, Arc<FaultyStore>, Vec<u8>) {
+        let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
+        let cold =
+            ColdStore::new(Arc::clone(&faulty) as Arc<dyn ObjectStore>, "", "test").expect("store");
+        let data: Vec<u8> = (0..(5 << 20) + 123u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        cold.block_on(faulty.put(&path("obj"), data.clone().into()))
+            .expect("put");
+        (cold, faulty, data)
+    }
+
+    fn read(cold: &ColdStore, range: Range<u64>) -> Result<(u32, Vec<u8>)> {
+        let (crc, parts) = cold.block_on(cold.read_parts("obj", range, 1 << 20, 3, |r| {
+            Piece(bytes::BytesMut::zeroed((r.end - r.start) as usize))
+        }))?;
+        Ok((crc, parts.into_iter().flat_map(|p| p.0).collect()))
+    }
+
+    #[test]
+    fn read_parts_reassembles_the_range_and_its_checksum() {
+        let (cold, faulty, data) = setup();
+        let (crc, got) = read(&cold, 0..data.len() as u64).expect("read");
+        assert_eq!(got, data);
+        assert_eq!(crc, crc32c::crc32c(&data));
+        assert_eq!(faulty.calls(Op::Get), 6, "5 MiB + 123 bytes in 1 MiB parts");
+        let (crc, got) = read(&cold, 1000..3_000_000).expect("an inner range");
+        assert_eq!(got, data[1000..3_000_000]);
+        assert_eq!(crc, crc32c::crc32c(&data[1000..3_000_000]));
+    }
+
+    #[test]
+    fn a_part_broken_midway_is_read_again_from_its_start() {
+        let (cold, faulty, data) = setup();
+        faulty.break_bodies(2, 0);
+        let (crc, got) = read(&cold, 0..data.len() as u64).expect("read despite two resets");
+        assert_eq!(got, data);
+        assert_eq!(crc, crc32c::crc32c(&data));
+        assert_eq!(faulty.calls(Op::Get), 8, "6 parts and 2 retries");
+        assert_eq!(cold.counters.failures.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_store_that_keeps_failing_fails_the_read_with_its_message() {
+        let (cold, faulty, data) = setup();
+        faulty.fail_always(Op::Get);
+        let err = read(&cold, 0..data.len() as u64).expect_err("the store is down");
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        assert!(err.to_string().contains("injected fault"), "{err}");
+    }
+
+    #[test]
+    fn a_sink_error_is_not_retried() {
+        #[derive(Debug)]
+        struct Refuses;
+        impl PartSink for Refuses {
+            fn chunk(&mut self, _: u64, _: Bytes) -> impl Future<Output = Result<()>> + Send {
+                std::future::ready(Err(Error::new(ErrorKind::Internal, "disk full")))
+            }
+        }
+        let (cold, faulty, _) = setup();
+        let err = cold
+            .block_on(cold.read_parts("obj", 0..100, 1 << 20, 3, |_| Refuses))
+            .expect_err("the sink refused");
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert_eq!(faulty.calls(Op::Get), 1);
+    }
 }
