@@ -665,6 +665,25 @@ fn tiering_overrides_round_trip_in_human_units() {
         (s, error_code(&v)),
         (StatusCode::BAD_REQUEST, "invalid_argument")
     );
+    // A warm delay on a database without a warm tier: refused by name, nothing changes.
+    let (s, v) = a.call(
+        Method::PUT,
+        "/v1/collections/docs/tiering",
+        Some(r#"{"move_to_warm_after":"1d"}"#),
+        None,
+    );
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_argument"),
+        "{v}"
+    );
+    assert!(
+        v.to_string()
+            .contains("move_to_warm_after needs a warm tier"),
+        "{v}"
+    );
+    let after = a.state.db().tiering().overrides("docs").expect("overrides");
+    assert_eq!(after, o, "a refused PUT changes nothing");
 }
 
 #[test]

@@ -294,7 +294,10 @@ impl TieringManager {
     }
 
     /// Replace the collection's policy overrides.
+    /// Invalid overrides (see [`TieringOverrides::validate`]) are refused and nothing changes.
     pub fn set_overrides(&self, collection: &str, overrides: TieringOverrides) -> Result<()> {
+        let options = &self.shared.env.options;
+        overrides.validate(collection, &options.policy, options.warm_dir.is_some())?;
         self.shared.manifest.commit(|m| {
             m.collections
                 .get_mut(collection)

@@ -111,6 +111,41 @@ impl TieringOverrides {
     pub fn is_empty(&self) -> bool {
         *self == TieringOverrides::default()
     }
+
+    /// Check these overrides of `collection` against the database-wide `policy`, by the rules
+    /// the configuration follows: a warm delay needs a warm tier, and with a warm tier the cold
+    /// delay (overridden or not) must not be shorter than the warm one.
+    pub fn validate(
+        &self,
+        collection: &str,
+        policy: &TieringPolicy,
+        has_warm_tier: bool,
+    ) -> barq_core::Result<()> {
+        let bad = |m: String| {
+            Err(barq_core::Error::new(
+                barq_core::ErrorKind::InvalidArgument,
+                format!("tiering overrides of collection {collection:?}: {m}"),
+            ))
+        };
+        if self.move_to_warm_after.is_some() && !has_warm_tier {
+            return bad(
+                "move_to_warm_after needs a warm tier, and this database has none (BARQ_TIER_WARM_DIR)"
+                    .into(),
+            );
+        }
+        let warm = self.move_to_warm_after.or(policy.move_to_warm_after);
+        let cold = self.move_to_cold_after.or(policy.move_to_cold_after);
+        if let (true, Some(w), Some(c)) = (has_warm_tier, warm, cold)
+            && c < w
+        {
+            return bad(format!(
+                "move_to_cold_after ({}) is shorter than move_to_warm_after ({}): segments would skip the warm tier",
+                humantime::format_duration(c),
+                humantime::format_duration(w)
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What the policy knows about one sealed segment.

@@ -906,3 +906,79 @@ fn output_order() {
         ..Case::default()
     }]);
 }
+
+/// Overrides follow the configuration's rules: a warm delay needs a warm tier, and the cold delay
+/// (the override's or the database's) is not shorter than the warm one when there is a warm tier.
+#[test]
+fn overrides_are_checked_against_the_database_policy() {
+    let warm1_cold7 = TieringPolicy {
+        move_to_warm_after: after(DAY),
+        move_to_cold_after: after(7 * DAY),
+        ..TieringPolicy::default()
+    };
+    let cold7 = TieringPolicy {
+        move_to_cold_after: after(7 * DAY),
+        ..TieringPolicy::default()
+    };
+    let o = |warm: Option<Duration>, cold: Option<Duration>| TieringOverrides {
+        move_to_warm_after: warm,
+        move_to_cold_after: cold,
+        ..TieringOverrides::default()
+    };
+    // (overrides, policy, warm tier, the error's words or None)
+    let cases: [(TieringOverrides, &TieringPolicy, bool, Option<&str>); 8] = [
+        (TieringOverrides::default(), &warm1_cold7, true, None),
+        (o(None, after(2 * DAY)), &warm1_cold7, true, None),
+        (
+            o(after(3 * DAY), after(2 * DAY)),
+            &warm1_cold7,
+            true,
+            Some("move_to_cold_after (2days) is shorter than move_to_warm_after (3days)"),
+        ),
+        (
+            o(None, after(HOUR)),
+            &warm1_cold7,
+            true,
+            Some("move_to_cold_after (1h) is shorter than move_to_warm_after (1day)"),
+        ),
+        (
+            o(after(8 * DAY), None),
+            &warm1_cold7,
+            true,
+            Some("move_to_cold_after (7days) is shorter than move_to_warm_after (8days)"),
+        ),
+        (
+            o(after(DAY), None),
+            &cold7,
+            false,
+            Some("move_to_warm_after needs a warm tier"),
+        ),
+        // Without a warm tier the cold delay alone matters.
+        (o(None, after(HOUR)), &cold7, false, None),
+        (
+            TieringOverrides {
+                max_hot_size_bytes: Some(0),
+                min_residency: Some(Duration::ZERO),
+                ..TieringOverrides::default()
+            },
+            &cold7,
+            false,
+            None,
+        ),
+    ];
+    for (i, (overrides, policy, warm, want)) in cases.into_iter().enumerate() {
+        let got = overrides.validate("docs", policy, warm);
+        match want {
+            None => assert!(got.is_ok(), "case {i}: {got:?}"),
+            Some(words) => {
+                let e = got.expect_err(&format!("case {i} is refused"));
+                assert_eq!(e.kind(), barq_core::ErrorKind::InvalidArgument, "case {i}");
+                assert!(e.to_string().contains(words), "case {i}: {e}");
+                assert!(
+                    e.to_string().contains(r#"collection "docs""#),
+                    "case {i}: {e}"
+                );
+            }
+        }
+    }
+}
