@@ -386,6 +386,8 @@ impl Collection {
                     let mut written = 0u64;
                     let mut waited = std::time::Duration::ZERO;
                     let mut written_at = std::time::Duration::ZERO;
+                    let mut chunks = 0usize;
+                    let mut busy = std::time::Duration::ZERO;
                     fsutil::write_synced(&file, tmp, |wrote| {
                         loop {
                             let t = std::time::Instant::now();
@@ -393,12 +395,15 @@ impl Collection {
                                 break;
                             };
                             waited += t.elapsed();
+                            let tw = std::time::Instant::now();
+                            chunks += batch.len();
                             for chunk in batch {
                                 fsutil::write_all_at(&file, &chunk, at)
                                     .map_err(|e| io("write", e))?;
                                 at += chunk.len() as u64;
                                 written += chunk.len() as u64;
                             }
+                            busy += tw.elapsed();
                             wrote();
                             // A retried part is written twice: progress never passes the end.
                             progress(written.min(entry.size_bytes));
@@ -419,6 +424,8 @@ impl Collection {
                         bytes = written,
                         ?written_at,
                         waited_for_network = ?waited,
+                        chunks,
+                        ?busy,
                         fsync = ?(started.elapsed() - written_at),
                         "download written"
                     );
