@@ -34,6 +34,9 @@ fn options(store: &Arc<dyn ObjectStore>, verify: UploadVerification) -> Options 
     }
 }
 
+/// Searches of which the best is taken, on hot and on cached cold data alike.
+const SEARCH_REPEATS: usize = 15;
+
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
@@ -142,7 +145,10 @@ pub(crate) fn run(
         ms(t)
     };
     hot_search();
-    let hot_ms = (0..5).map(|_| hot_search()).fold(f64::MAX, f64::min);
+    // Best of many: on two shared cores a single search varies by ±30 %.
+    let hot_ms = (0..SEARCH_REPEATS)
+        .map(|_| hot_search())
+        .fold(f64::MAX, f64::min);
 
     // Each round: the raw baselines, then an offload (the remote copy of the previous round is
     // deleted first, so that it uploads again) and a hydrate of the same bytes.
@@ -242,7 +248,7 @@ pub(crate) fn run(
         // with the measured queries for the two cores.
         std::thread::sleep(std::time::Duration::from_secs(3));
         cached.push(
-            (0..5)
+            (0..SEARCH_REPEATS)
                 .map(|_| {
                     let t = Instant::now();
                     db.search("bench", &SearchRequest::new(hot_q.clone(), 10))
