@@ -8,7 +8,7 @@ use barq_core::{Error, Result};
 use bytes::Bytes;
 
 use super::cache::ColdCache;
-use super::store::{ColdStore, PARTS_IN_FLIGHT, Piece};
+use super::store::{ColdStore, PARTS_IN_FLIGHT};
 use crate::segment::RangeSource;
 
 /// Reads larger than this are split into parallel ranged reads.
@@ -44,9 +44,10 @@ impl RemoteSource {
         }
     }
 
-    /// Fetch `range`; with `checksum`, also the CRC32C of the bytes (computed as the parts of a
-    /// large read arrive, while the next ones are still on the way).
-    fn fetch(&self, range: Range<u64>, checksum: bool) -> Result<(Bytes, Option<u32>)> {
+    /// Fetch `range` and the CRC32C of its bytes (computed as they arrive). A range larger than
+    /// [`PARALLEL_READ_BYTES`] (a whole block) is read as parallel parts, the way object stores
+    /// are fastest.
+    fn fetch(&self, range: Range<u64>) -> Result<(Bytes, u32)> {
         if range.start > range.end || range.end > self.len {
             return Err(Error::corruption(format!(
                 "read of {}..{} past the end of {} ({} bytes)",
@@ -63,44 +64,16 @@ impl RemoteSource {
                 e
             }
         };
-        let store = &self.store;
         let len = range.end - range.start;
-        let (bytes, crc) = if len <= PARALLEL_READ_BYTES {
-            let bytes = store
-                .block_on(store.get_range(&self.key, range.clone()))
-                .map_err(missing)?;
-            let crc = checksum.then(|| crc32c::crc32c(&bytes));
-            (bytes, crc)
+        let part = if len <= PARALLEL_READ_BYTES {
+            len
         } else {
-            // A whole block: parallel ranged reads, the way object stores are fastest, each
-            // streamed straight into its place in one buffer.
-            let mut whole = bytes::BytesMut::zeroed(len as usize);
-            let (crc, mut pieces) = store
-                .block_on(store.read_parts(
-                    &self.key,
-                    range.clone(),
-                    PART_BYTES,
-                    PARTS_IN_FLIGHT,
-                    |r| Piece(whole.split_to((r.end - r.start) as usize)),
-                ))
-                .map_err(missing)?;
-            let mut out = pieces.remove(0).0;
-            for piece in pieces {
-                // The pieces were split off one buffer in order: this is O(1).
-                out.unsplit(piece.0);
-            }
-            (out.freeze(), checksum.then_some(crc))
+            PART_BYTES
         };
-        if bytes.len() as u64 != range.end - range.start {
-            return Err(Error::corruption(format!(
-                "cold store returned {} bytes for {}..{} of {}",
-                bytes.len(),
-                range.start,
-                range.end,
-                self.key
-            )));
-        }
-        Ok((bytes, crc))
+        let store = &self.store;
+        store
+            .block_on(store.read_to_buffer(&self.key, range, part, PARTS_IN_FLIGHT))
+            .map_err(missing)
     }
 }
 
@@ -115,7 +88,7 @@ impl RangeSource for RemoteSource {
         if let Some(b) = self.cache.get(&self.namespace, &range) {
             return Ok(b);
         }
-        Ok(self.fetch(range, false)?.0)
+        Ok(self.fetch(range)?.0)
     }
 
     fn read_verified(&self, range: Range<u64>, crc: u32) -> Result<Bytes> {
@@ -123,9 +96,9 @@ impl RangeSource for RemoteSource {
             return Ok(b);
         }
         let started = std::time::Instant::now();
-        let (bytes, got) = self.fetch(range.clone(), true)?;
+        let (bytes, got) = self.fetch(range.clone())?;
         tracing::debug!(key = %self.key, ?range, took = ?started.elapsed(), "cold range fetched and checked");
-        if got != Some(crc) {
+        if got != crc {
             return Err(Error::corruption(format!(
                 "checksum mismatch in bytes {}..{} of {} (cold store {})",
                 range.start,

@@ -66,7 +66,7 @@ pub(crate) trait PartSink: Send + 'static {
 }
 
 /// A part read into its own buffer (of the part's length).
-pub(crate) struct Piece(pub bytes::BytesMut);
+struct Piece(bytes::BytesMut);
 
 impl PartSink for Piece {
     fn chunk(&mut self, offset: u64, bytes: Bytes) -> impl Future<Output = Result<()>> + Send {
@@ -147,12 +147,31 @@ impl ColdStore {
     /// large ranges). Several such reads in flight use both workers.
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let len = range.end - range.start;
-        let (_, mut parts) = self
-            .read_parts(key, range, len, 1, |_| {
-                Piece(bytes::BytesMut::zeroed(len as usize))
+        Ok(self.read_to_buffer(key, range, len, 1).await?.0)
+    }
+
+    /// [`read_parts`](Self::read_parts) into one buffer: each part is streamed into its own
+    /// piece of it. Returns the bytes and their CRC32C.
+    pub(crate) async fn read_to_buffer(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        part_bytes: u64,
+        in_flight: usize,
+    ) -> Result<(Bytes, u32)> {
+        let mut whole = bytes::BytesMut::zeroed((range.end - range.start) as usize);
+        let (crc, pieces) = self
+            .read_parts(key, range, part_bytes, in_flight, |r| {
+                Piece(whole.split_to((r.end - r.start) as usize))
             })
             .await?;
-        Ok(parts.pop().map(|p| p.0.freeze()).unwrap_or_default())
+        let mut pieces = pieces.into_iter().map(|p| p.0);
+        let mut out = pieces.next().unwrap_or_default();
+        for piece in pieces {
+            // The pieces were split off one buffer in order: this is O(1).
+            out.unsplit(piece);
+        }
+        Ok((out.freeze(), crc))
     }
 
     /// Read `range` of `key` as ranged reads of `part_bytes`, `in_flight` at a time, each in a
