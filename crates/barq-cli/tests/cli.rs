@@ -292,7 +292,31 @@ fn import_fvecs_uses_row_numbers_as_ids() {
     let result = env.json(&["import", "sift", &file, "--batch-size", "10"]);
     assert_eq!(result["imported"], 25);
     assert_eq!(result["format"], "fvecs");
-    assert_eq!(result["segments_written"], 1);
+    assert_eq!(
+        (
+            result["segments_written"].as_u64(),
+            result["segments"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert!(
+        result["seconds"].as_f64().is_some_and(|s| s > 0.0),
+        "{result}"
+    );
+    // A second import adds a segment: written counts this import's, segments the collection's.
+    let again = env.json(&["import", "sift", &file, "-q"]);
+    assert_eq!(
+        (
+            again["segments_written"].as_u64(),
+            again["segments"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    let text = env.ok(&["import", "sift", &file, "-q"]);
+    assert!(
+        text.contains(" s ("),
+        "a sub-second import shows its fraction: {text}"
+    );
     for (i, row) in rows.iter().enumerate() {
         let doc = env.json(&["get", "sift", &i.to_string()]);
         assert_eq!(&f32s(&doc["vector"]), row, "row {i}");
@@ -416,5 +440,35 @@ fn every_subcommand_has_help_with_examples() {
         args.push("--help");
         let help = env.ok(&args);
         assert!(help.contains("Example"), "{sub:?}: {help}");
+    }
+}
+
+/// A bare relative data directory (`--data-dir d`, `BARQ_DATA_DIR=mydata`) works like `./d`.
+#[test]
+fn a_bare_relative_data_directory_works() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let barq = |args: &[&str], env: Option<(&str, &str)>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_barq"));
+        cmd.current_dir(tmp.path())
+            .args(args)
+            .env_remove("BARQ_DATA_DIR")
+            .env_remove("BARQ_URL")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null());
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run barq");
+        success(&out, args)
+    };
+    let create = ["collection", "create", "t", "--dim", "2", "--metric", "l2"];
+    let mut args = vec!["--data-dir", "d"];
+    args.extend(create);
+    barq(&args, None);
+    barq(&create, Some(("BARQ_DATA_DIR", "mydata")));
+    for dir in ["d", "mydata"] {
+        let list = barq(&["--data-dir", dir, "collection", "list"], None);
+        assert!(list.lines().any(|l| l.starts_with("t ")), "{dir}: {list}");
+        assert!(tmp.path().join(dir).join("MANIFEST").exists(), "{dir}");
     }
 }

@@ -143,6 +143,8 @@ fn strip_status(v: &mut Value) {
             "access_count",
             "sealed_at_ms",
             "last_maintenance_ms",
+            "last_probe_ms",
+            "since_ms",
         ],
     );
 }

@@ -128,6 +128,14 @@ fn apply_env(settings: &mut Settings, env: &HashMap<String, String>) -> Result<(
     if let Some(v) = get("BARQ_S3_ALLOW_HTTP") {
         s.allow_http = parse_bool("BARQ_S3_ALLOW_HTTP", v)?;
     }
+    if let Some(v) = get("BARQ_COLD_STORE_REQUIRED") {
+        s.required = parse_bool("BARQ_COLD_STORE_REQUIRED", v)?;
+    }
+    if let Some(v) = get("BARQ_COLD_STORE_RECHECK_INTERVAL") {
+        s.recheck_interval = v
+            .parse()
+            .map_err(|e| Error::invalid(format!("BARQ_COLD_STORE_RECHECK_INTERVAL={v:?}: {e}")))?;
+    }
     for (k, v) in env {
         let Some(knob) = k.strip_prefix("BARQ_TIER_") else {
             continue;
@@ -203,6 +211,7 @@ bucket = "from-file"
 prefix = "p"
 endpoint = "http://127.0.0.1:9000"
 allow_http = true
+required = true
 
 [tiering]
 move_to_cold_after = "7d"
@@ -225,6 +234,22 @@ cold_cache_bytes = 1048576
             "environment wins over the file"
         );
         assert_eq!(s.storage.prefix, "p");
+        assert!(s.storage.required && s.tiering_options().cold_store_required);
+        let strict = load_from(
+            None,
+            &env(&[
+                ("BARQ_COLD_STORE_REQUIRED", "true"),
+                ("BARQ_COLD_STORE_RECHECK_INTERVAL", "2s"),
+            ]),
+        )
+        .expect("load");
+        let t = strict.tiering_options();
+        assert!(t.cold_store_required);
+        assert_eq!(t.store_recheck_interval, std::time::Duration::from_secs(2));
+        assert!(
+            !Settings::default().tiering_options().cold_store_required,
+            "off by default"
+        );
         assert_eq!(
             s.tiering.move_to_cold_after.map(|d| d.0),
             Some(Duration::from_secs(7 * 86400))
@@ -295,6 +320,18 @@ cold_cache_bytes = 1048576
             ),
             (&[("BARQ_TIER_MOVE_CONCURRENCY", "0")], "at least 1"),
             (&[("BARQ_COLD_STORE_URL", "ftp://x")], "BARQ_COLD_STORE_URL"),
+            (
+                &[("BARQ_COLD_STORE_RECHECK_INTERVAL", "0s")],
+                "must be at least 100ms",
+            ),
+            (
+                &[("BARQ_COLD_STORE_RECHECK_INTERVAL", "soon")],
+                "BARQ_COLD_STORE_RECHECK_INTERVAL=\"soon\"",
+            ),
+            (
+                &[("BARQ_COLD_STORE_REQUIRED", "maybe")],
+                "BARQ_COLD_STORE_REQUIRED",
+            ),
             (&[("BARQ_COLD_STORE_URL", "s3://b/../x")], "without '..'"),
         ];
         for (vars, want) in cases {

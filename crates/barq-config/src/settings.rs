@@ -82,6 +82,14 @@ pub struct StorageSettings {
     pub request_timeout: HumanDuration,
     /// Timeout to connect. Default 5 s.
     pub connect_timeout: HumanDuration,
+    /// Refuse to start when the cold store does not answer the probe at open. Default false:
+    /// the failure is logged, status and `/readyz` say `degraded` with the reason, hot data is
+    /// served, and the store is probed again in the background until it answers.
+    pub required: bool,
+    /// While the cold store is degraded, probe it this often until it answers (then moves and
+    /// cold reads resume without a restart). Default 10 s; each probe is one small write,
+    /// read and delete.
+    pub recheck_interval: HumanDuration,
 }
 
 impl Default for StorageSettings {
@@ -98,6 +106,8 @@ impl Default for StorageSettings {
             retry_timeout: HumanDuration(Duration::from_secs(30)),
             request_timeout: HumanDuration(Duration::from_secs(30)),
             connect_timeout: HumanDuration(Duration::from_secs(5)),
+            required: false,
+            recheck_interval: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -165,6 +175,12 @@ impl Settings {
     /// Cross-field rules, with messages that name the setting.
     pub fn validate(&self) -> Result<()> {
         let s = &self.storage;
+        if s.recheck_interval.0 < Duration::from_millis(100) {
+            return Err(Error::invalid(format!(
+                "storage.recheck_interval (BARQ_COLD_STORE_RECHECK_INTERVAL) is {}: it must be at least 100ms",
+                s.recheck_interval
+            )));
+        }
         if s.provider != Provider::Local && s.bucket.as_deref().is_none_or(str::is_empty) {
             return Err(Error::invalid(format!(
                 "{} is required when BARQ_STORAGE_TYPE={} (or storage.bucket in the config file)",
@@ -248,6 +264,8 @@ impl Settings {
                 VerifyUploads::ReadBack => UploadVerification::ReadBack,
                 VerifyUploads::Size => UploadVerification::Size,
             },
+            cold_store_required: self.storage.required,
+            store_recheck_interval: self.storage.recheck_interval.0,
             ..TieringOptions::default()
         }
     }

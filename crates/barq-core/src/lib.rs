@@ -1,7 +1,7 @@
 //! Barq DB core: the vocabulary every other crate shares.
 //!
 //! This crate has no I/O. It holds the data model (collection names, [`Metric`],
-//! [`Document`], [`CollectionConfig`]), the validation rules of DESIGN.md §1 with their limits,
+//! [`Document`], [`CollectionConfig`]), the validation rules of docs/design.md §1 with their limits,
 //! the distance kernels used by exact search, and the public [`Error`] with its small set of
 //! [`ErrorKind`]s that the server maps to HTTP statuses in one place.
 

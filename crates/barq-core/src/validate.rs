@@ -1,4 +1,4 @@
-//! Validation of names, ids, vectors, payloads and query parameters (DESIGN.md §1).
+//! Validation of names, ids, vectors, payloads and query parameters (docs/design.md §1).
 //!
 //! Every function returns an [`ErrorKind::InvalidArgument`](crate::ErrorKind) error whose
 //! message names the collection, the field and the limit, so that a client can fix its request.

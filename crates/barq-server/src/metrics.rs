@@ -150,7 +150,8 @@ type NoLabels = [(&'static str, &'static str); 0];
 
 impl Collector for DbCollector {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let stats = match self.db.stats() {
+        // A scrape never reads the cold store: see `stats_without_cold_reads`.
+        let stats = match self.db.stats_without_cold_reads() {
             Ok(s) => s,
             Err(err) => {
                 tracing::warn!(error = %err, "metrics: reading database statistics failed");
@@ -161,9 +162,22 @@ impl Collector for DbCollector {
         gauge(
             &mut e,
             "barq_collection_documents",
-            "Live documents per collection",
+            "Live documents per collection (left out for a collection with cold segments: \
+             counting them reads the cold store; see barq_collection_rows)",
             cols.iter()
+                .filter(|c| !c.tiers.contains_key(&barq_storage::StorageTier::Cold))
                 .map(|c| ([("collection", c.name.clone())], i(c.documents))),
+        )?;
+        gauge(
+            &mut e,
+            "barq_collection_rows",
+            "Rows per collection in segments and memtables, shadowed versions and tombstones included",
+            cols.iter().map(|c| {
+                (
+                    [("collection", c.name.clone())],
+                    i(c.segment_rows + c.memtable_rows),
+                )
+            }),
         )?;
         let per_tier = |f: fn(&barq_storage::TierStats) -> u64| {
             cols.iter()
@@ -192,6 +206,24 @@ impl Collector for DbCollector {
         let Ok(status) = self.db.tiering().status() else {
             return Ok(());
         };
+        gauge(
+            &mut e,
+            "barq_cold_store_degraded",
+            "1 while the cold store is degraded (it failed a probe or an operation), else 0",
+            [(
+                NoLabels::default(),
+                i(u64::from(
+                    status.cold_store_health.state
+                        == barq_storage::tiering::ColdStoreState::Degraded,
+                )),
+            )],
+        )?;
+        gauge(
+            &mut e,
+            "barq_database_poisoned",
+            "1 once a background worker panicked and the database takes no writes, else 0",
+            [(NoLabels::default(), i(u64::from(status.poisoned.is_some())))],
+        )?;
         gauge(
             &mut e,
             "barq_tier_segments",

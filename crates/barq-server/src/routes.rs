@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use barq_config::{HumanDuration, Size};
 use barq_core::{CollectionConfig, Document, Metric, validate_collection_name, validate_id};
-use barq_storage::tiering::TieringOverrides;
+use barq_storage::tiering::{ColdStoreState, TieringOverrides};
 use barq_storage::{Database, SearchRequest, SegmentEntry, StorageTier};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -115,20 +115,32 @@ async fn check_store(db: Arc<Database>) -> Result<(), String> {
     }
 }
 
-/// Public, so it names nothing about the store: the reason goes to the log (and to the
-/// authenticated `/v1/tiering/status`).
+/// Public. `ready` (200) when the cold store answers; `degraded` (still 200: writes and hot
+/// data are served) with the reason (names the store, never a secret) when it does not;
+/// `poisoned` (503) when a background worker panicked and the database takes no writes.
 async fn readyz(State(s): State<AppState>) -> ApiResult {
     let db = db(&s);
-    db.tiering().status()?;
-    check_store(db).await.map_err(|e| {
-        tracing::warn!(error = %e, "not ready: the cold store does not answer");
-        ApiError::new(
+    if let Some(why) = db.poisoned() {
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "not ready: the cold store does not answer (see the server log or /v1/tiering/status)",
-        )
-    })?;
-    Ok(Json(json!({"status": "ready"})))
+            format!("not ready: {why}"),
+        ));
+    }
+    // A failed check makes the store degraded; only a successful probe clears that.
+    if let Err(e) = check_store(Arc::clone(&db)).await {
+        tracing::warn!(error = %e, "the cold store does not answer");
+    }
+    let health = db.tiering().cold_store_health();
+    Ok(Json(match health.state {
+        ColdStoreState::Degraded => json!({
+            "status": "degraded",
+            "cold_store": health.state.as_str(),
+            "reason": health.reason,
+            "since_ms": health.since_ms,
+        }),
+        state => json!({"status": "ready", "cold_store": state.as_str()}),
+    }))
 }
 
 async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
@@ -609,6 +621,7 @@ async fn tiering_status(State(s): State<AppState>) -> ApiResult {
     let mut status = status;
     status.cold_store_reachable = Some(check.is_ok());
     status.cold_store_error = check.err();
+    status.cold_store_health = s.inner.db.tiering().cold_store_health();
     json(&status)
 }
 

@@ -55,7 +55,7 @@ const OPT: Option<&str> = Some("optional");
 #[rustfmt::skip]
 pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/healthz", Public, None, "The process is up"),
-    r("GET", "/readyz", Public, None, "The database is open and the cold store answers"),
+    r("GET", "/readyz", Public, None, "Whether the node serves: ready, or degraded with the reason while the cold store does not answer (200); 503 when poisoned"),
     r("GET", "/metrics", Data, None, "Metrics in the Prometheus (OpenMetrics) text format"),
     r("GET", "/v1/openapi.json", Data, None, "This document"),
     r("GET", "/v1/collections", Data, None, "List collections"),

@@ -518,6 +518,7 @@ fn api_over_faulty_store(
                 description: "test store".into(),
             }),
             maintenance_interval: None,
+            store_recheck_interval: std::time::Duration::from_millis(50),
             ..TieringOptions::default()
         },
         ..Options::default()
@@ -552,14 +553,24 @@ fn an_unreachable_cold_store_is_503_for_what_needs_it_and_nothing_else() {
             .contains("test store"),
         "{v}"
     );
+    // Degraded, not unready: the node still serves writes and hot data.
     let (s, v) = a.get("/readyz");
     assert_eq!(
-        (s, error_code(&v)),
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("degraded")),
+        "{v}"
+    );
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("test store"),
+        "{v}"
     );
     let (s, v) = a.get("/v1/tiering/status");
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["cold_store_reachable"], false, "{v}");
+    assert_eq!(v["cold_store_health"]["state"], "degraded", "{v}");
     // Hot data is served and written as usual.
     assert_eq!(a.get("/v1/collections/docs/documents/a").0, StatusCode::OK);
     let (s, v) = a.post(
@@ -568,7 +579,17 @@ fn an_unreachable_cold_store_is_503_for_what_needs_it_and_nothing_else() {
     );
     assert_eq!(s, StatusCode::OK, "{v}");
     faulty.set_offline(false);
-    assert_eq!(a.get("/readyz").0, StatusCode::OK);
+    // The re-probe (every 50 ms here) finds the store again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (s, v) = a.get("/readyz");
+        assert_eq!(s, StatusCode::OK, "{v}");
+        if v["status"] == "ready" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {v}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // Two segments, and the store refuses the first upload (all its retries): the other one
     // still moves, and the answer names both.
     a.post("/v1/collections/docs/flush", "");
@@ -705,4 +726,40 @@ fn metrics_count_requests_and_show_the_database() {
     ] {
         assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
     }
+}
+
+/// A scrape never touches the cold store: with every segment cold and nothing cached, `/metrics`
+/// sends no request to it, and it leaves out only the document count of the cold collection.
+#[test]
+fn a_metrics_scrape_sends_nothing_to_the_cold_store() {
+    let (a, faulty) = api_over_faulty_store(ServerConfig::default());
+    setup(&a);
+    assert_eq!(a.post("/v1/collections/docs/flush", "").0, StatusCode::OK);
+    a.post(
+        "/v1/collections/docs/documents",
+        r#"{"documents":[{"id":"c","vector":[0,0,1]}]}"#,
+    );
+    assert_eq!(a.post("/v1/collections/docs/flush", "").0, StatusCode::OK);
+    let (s, v) = a.post("/v1/collections/docs/offload", "");
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let before = faulty.requests();
+    let (s, v) = a.get("/metrics");
+    assert_eq!(s, StatusCode::OK);
+    let text = v.as_str().expect("text");
+    assert_eq!(
+        faulty.requests(),
+        before,
+        "the scrape sent requests to the store"
+    );
+    assert!(
+        text.contains("barq_collection_rows{collection=\"docs\"} 3"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("barq_collection_documents{collection=\"docs\"}"),
+        "{text}"
+    );
+    assert!(text.contains("barq_cold_store_degraded{} 0"), "{text}");
+    // The exact count is still there for those who ask for it (and it reads the store).
+    assert_eq!(a.documents("docs"), 3);
 }

@@ -1,6 +1,8 @@
 //! Background threads: the flusher, the compactor and, in `interval` durability, the WAL
 //! syncer — each on its own thread so that a long compaction never delays a flush or an fsync.
 //!
+//! A worker that panics poisons the database (see `poison`) and ends.
+//!
 //! Each holds only a `Weak` reference to the database's shared state and stop when told to or
 //! when the database is gone; `Database::close` joins them.
 
@@ -70,10 +72,11 @@ impl Background {
     ) -> std::io::Result<()> {
         let (tx, rx) = mpsc::channel::<()>();
         let weak: Weak<Shared> = Arc::downgrade(shared);
+        let name = name.to_owned();
         self.stop.push(tx);
         self.threads.push(
             std::thread::Builder::new()
-                .name(name.into())
+                .name(name.clone())
                 .spawn(move || {
                     loop {
                         match rx.recv_timeout(period) {
@@ -83,7 +86,14 @@ impl Background {
                         let Some(shared) = Weak::upgrade(&weak) else {
                             return;
                         };
-                        work(&shared);
+                        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            work(&shared)
+                        }));
+                        if let Err(payload) = run {
+                            let msg = crate::poison::panic_message(payload.as_ref());
+                            shared.poison(format!("background worker {name} panicked: {msg}"));
+                            return;
+                        }
                     }
                 })?,
         );

@@ -126,6 +126,8 @@ pub(crate) struct Collection {
     pub spare: Mutex<Option<Memtable>>,
     /// Where segments live besides the data directory.
     pub env: Arc<TierEnv>,
+    /// Set when a background worker panicked: writes fail at once.
+    pub poison: Arc<crate::poison::Poison>,
     /// Segments being moved or compacted: no other move or compaction may pick them.
     pub busy: Mutex<std::collections::HashMap<u64, &'static str>>,
     swapped: Mutex<()>,
@@ -212,6 +214,7 @@ impl Collection {
         options: Options,
         manifest: Arc<ManifestStore>,
         env: Arc<TierEnv>,
+        poison: Arc<crate::poison::Poison>,
     ) -> Result<Collection> {
         fsutil::create_dir_durable(&segments_dir(&dir))?;
         fsutil::create_dir_durable(&wal_dir(&dir))?;
@@ -228,6 +231,7 @@ impl Collection {
             1,
             now_ms(),
             env,
+            poison,
         ))
     }
 
@@ -243,6 +247,7 @@ impl Collection {
         next_segment_id: u64,
         created_at_ms: u64,
         env: Arc<TierEnv>,
+        poison: Arc<crate::poison::Poison>,
     ) -> Collection {
         Collection {
             config,
@@ -265,6 +270,7 @@ impl Collection {
             last_flush_error: Mutex::new(None),
             spare: Mutex::new(None),
             env,
+            poison,
             busy: Mutex::new(std::collections::HashMap::new()),
             swapped: Mutex::new(()),
             swapped_cv: Condvar::new(),
@@ -278,6 +284,7 @@ impl Collection {
         options: Options,
         manifest: Arc<ManifestStore>,
         env: Arc<TierEnv>,
+        poison: Arc<crate::poison::Poison>,
         access: &std::collections::HashMap<u64, (u64, u64)>,
     ) -> Result<Collection> {
         let config = CollectionConfig {
@@ -338,6 +345,7 @@ impl Collection {
             entry.next_segment_id,
             entry.created_at_ms,
             env,
+            poison,
         ))
     }
 
@@ -410,6 +418,7 @@ impl Collection {
     }
 
     fn write(&self, mut enc: BatchEncoder, apply: impl FnOnce(&mut Memtable, u64)) -> Result<u64> {
+        self.poison.check()?;
         self.stall_while_over_limit()?;
         let count = enc.count();
         let mut last_seq = 0;
@@ -448,6 +457,7 @@ impl Collection {
                 return Ok(());
             }
             self.check_open()?;
+            self.poison.check()?;
             let now = std::time::Instant::now();
             if now >= deadline {
                 let last = self

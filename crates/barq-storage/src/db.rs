@@ -29,9 +29,21 @@ pub(crate) struct Shared {
     pub collections: RwLock<BTreeMap<String, Arc<Collection>>>,
     pub env: Arc<TierEnv>,
     pub tier_state: ManagerState,
+    /// Set when a background worker panicked.
+    pub poison: Arc<crate::poison::Poison>,
 }
 
 impl Shared {
+    /// A background worker panicked: poison the database and wake the writers that wait for
+    /// a flush, so that they fail at once instead of at their stall timeout.
+    pub(crate) fn poison(&self, why: String) {
+        tracing::error!(reason = %why, "background worker panicked; the database is poisoned and takes no more writes");
+        self.poison.set(why);
+        for c in self.all() {
+            c.notify_swapped();
+        }
+    }
+
     fn all(&self) -> Vec<Arc<Collection>> {
         self.collections.read().values().cloned().collect()
     }
@@ -39,6 +51,11 @@ impl Shared {
     /// Flush every collection whose memtable went over the limit.
     pub(crate) fn flush_requested(&self) {
         for c in self.all() {
+            if c.flush_requested.load(Ordering::Acquire) {
+                self.options
+                    .failpoints
+                    .panic_if(crate::options::FP_FLUSHER_PANIC);
+            }
             if c.flush_requested.load(Ordering::Acquire)
                 && !c.dropped.load(Ordering::Acquire)
                 && let Err(e) = c.flush()
@@ -175,9 +192,7 @@ impl Database {
             sweep_unknown_collections(&warm_root, &snapshot.collections)?;
         }
         let env = Arc::new(TierEnv::new(&dir, &options.tiering)?);
-        if options.tiering.probe_on_open {
-            env.probe()?;
-        }
+        env.check_at_open()?;
         let access: AccessFile = match std::fs::read(dir.join(ACCESS_FILE)) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "ignoring unreadable access statistics");
@@ -185,6 +200,7 @@ impl Database {
             }),
             Err(_) => AccessFile::default(),
         };
+        let poison = Arc::new(crate::poison::Poison::default());
         let mut collections = BTreeMap::new();
         for (name, entry) in &snapshot.collections {
             let c = Collection::open(
@@ -193,6 +209,7 @@ impl Database {
                 options.clone(),
                 Arc::clone(&manifest),
                 Arc::clone(&env),
+                Arc::clone(&poison),
                 access.collections.get(name).unwrap_or(&Default::default()),
             )?;
             collections.insert(name.clone(), Arc::new(c));
@@ -219,6 +236,7 @@ impl Database {
                 ),
                 ..ManagerState::default()
             },
+            poison,
         });
         let background =
             Background::start(&shared).map_err(|e| Error::io("start background threads", e))?;
@@ -232,6 +250,11 @@ impl Database {
     /// The tiering API: moves, pins, maintenance, status.
     pub fn tiering(&self) -> TieringManager {
         TieringManager::new(Arc::clone(&self.shared))
+    }
+
+    /// Why the database takes no more writes (a background worker panicked), if it does not.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared.poison.reason().map(str::to_owned)
     }
 
     /// The data directory.
@@ -270,6 +293,7 @@ impl Database {
             self.shared.options.clone(),
             Arc::clone(&self.shared.manifest),
             Arc::clone(&self.shared.env),
+            Arc::clone(&self.shared.poison),
         )?;
         let entry = CollectionEntry {
             name: config.name.clone(),
@@ -396,6 +420,18 @@ impl Database {
 
     /// Statistics of one collection.
     pub fn collection_stats(&self, name: &str) -> Result<CollectionStats> {
+        self.collection_stats_with(name, true)
+    }
+
+    /// [`Database::stats`] without a single read of the cold store (for a metrics scrape):
+    /// everything comes from the manifest and memory, except that `documents` is left at 0 for
+    /// a collection with cold segments (counting needs their id and tombstone blocks); tell
+    /// those apart by `tiers`.
+    pub fn stats_without_cold_reads(&self) -> Result<DatabaseStats> {
+        self.stats_with(false)
+    }
+
+    fn collection_stats_with(&self, name: &str, count_cold: bool) -> Result<CollectionStats> {
         let c = self.collection(name)?;
         let snap = c.snapshot();
         let mut tiers = BTreeMap::new();
@@ -413,7 +449,11 @@ impl Database {
             dimension: c.config.dimension,
             metric: c.config.metric,
             created_at_ms: c.created_at_ms,
-            documents: c.count()?,
+            documents: if count_cold || !tiers.contains_key(&StorageTier::Cold) {
+                c.count()?
+            } else {
+                0
+            },
             segments: snap.segments.len() as u64,
             segment_bytes: bytes,
             segment_rows: rows,
@@ -427,10 +467,14 @@ impl Database {
 
     /// Statistics of every collection.
     pub fn stats(&self) -> Result<DatabaseStats> {
+        self.stats_with(true)
+    }
+
+    fn stats_with(&self, count_cold: bool) -> Result<DatabaseStats> {
         let names: Vec<String> = self.shared.collections.read().keys().cloned().collect();
         let collections = names
             .iter()
-            .map(|n| self.collection_stats(n))
+            .map(|n| self.collection_stats_with(n, count_cold))
             .collect::<Result<_>>()?;
         Ok(DatabaseStats {
             data_dir: self.shared.dir.clone(),

@@ -1,4 +1,4 @@
-//! Flush: a memtable becomes a sealed segment (DESIGN.md §2).
+//! Flush: a memtable becomes a sealed segment (docs/design.md §2).
 //!
 //! 0. Memtables left over by a failed flush are flushed first; while that fails, the active
 //!    memtable is not swapped (it grows until writers are held back).

@@ -1,4 +1,4 @@
-//! Small file-system helpers for the durability rules of DESIGN.md §2 and §4: fsync a directory
+//! Small file-system helpers for the durability rules of docs/design.md §2 and §4: fsync a directory
 //! after creating or renaming in it, replace a file atomically, write a large file with its fsync
 //! overlapping the writes.
 
@@ -14,6 +14,12 @@ pub(crate) const TMP_SUFFIX: &str = ".tmp";
 
 /// fsync a directory so that a create, rename or delete in it is durable.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+    // The parent of a bare relative name ("data") is "": the current directory.
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format_args!("fsync directory {}", dir.display()), e))

@@ -35,6 +35,7 @@ mod lock;
 mod manifest;
 mod memtable;
 mod options;
+mod poison;
 mod search;
 pub mod segment;
 mod shadows;
@@ -47,7 +48,8 @@ pub use flush::FlushOutcome;
 pub use manifest::{CollectionEntry, MANIFEST_FILE, Manifest, SegmentEntry, StorageTier};
 pub use options::{
     Durability, FP_COMPACTION_AFTER_COMMIT, FP_COMPACTION_BEFORE_COMMIT,
-    FP_FLUSH_AFTER_MANIFEST_COMMIT, FP_FLUSH_AFTER_SEGMENT_WRITE, FP_TIER_AFTER_COMMIT,
-    FP_TIER_AFTER_DOWNLOAD, FP_TIER_AFTER_UPLOAD, FP_TIER_AFTER_VERIFY, FailPoints, Options,
+    FP_FLUSH_AFTER_MANIFEST_COMMIT, FP_FLUSH_AFTER_SEGMENT_WRITE, FP_FLUSHER_PANIC,
+    FP_TIER_AFTER_COMMIT, FP_TIER_AFTER_DOWNLOAD, FP_TIER_AFTER_UPLOAD, FP_TIER_AFTER_VERIFY,
+    FailPoints, Options,
 };
 pub use search::SearchRequest;

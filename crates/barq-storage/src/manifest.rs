@@ -1,4 +1,4 @@
-//! The manifest: the single source of truth for what exists (DESIGN.md §4).
+//! The manifest: the single source of truth for what exists (docs/design.md §4).
 //!
 //! `DIR/MANIFEST` is a JSON document `{"checksum": "crc32c:…", "manifest": {…}}` holding every
 //! collection and every sealed segment. It is replaced atomically (write `MANIFEST.tmp`, fsync,

@@ -73,6 +73,13 @@ impl FailPoints {
     }
 
     /// `Err` if `point` is enabled.
+    /// Panic if `point` is enabled (for the points that stand for a bug in a worker).
+    pub(crate) fn panic_if(&self, point: &'static str) {
+        if self.0.read().contains(point) {
+            panic!("failpoint {point}");
+        }
+    }
+
     pub(crate) fn check(&self, point: &'static str) -> barq_core::Result<()> {
         if self.0.read().contains(point) {
             return Err(barq_core::Error::internal(format!("failpoint {point}")));
@@ -81,6 +88,9 @@ impl FailPoints {
     }
 }
 
+/// Failpoint (a panic, not an error): the background flusher panics when it picks up a
+/// collection whose memtable asks for a flush.
+pub const FP_FLUSHER_PANIC: &str = "flusher:panic";
 /// Failpoint: a flush wrote and renamed its segment file, before the manifest commit.
 pub const FP_FLUSH_AFTER_SEGMENT_WRITE: &str = "flush:after-segment-write";
 /// Failpoint: a flush committed the manifest, before installing and truncating the WAL.

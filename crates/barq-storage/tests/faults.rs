@@ -166,3 +166,65 @@ fn crash_during_compaction_before_and_after_commit() {
         check(&db, 3);
     }
 }
+
+/// A panic in the background flusher poisons the database: the writer that waits for the
+/// flush, and every later write, fail at once with `Closed` naming the worker and the panic;
+/// status shows it; reads go on; reopening recovers every acknowledged write.
+#[test]
+fn a_panicking_flusher_poisons_the_database() {
+    use barq_core::ErrorKind;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = Options {
+        memtable_max_bytes: 4096,
+        write_stall_timeout: std::time::Duration::from_secs(600),
+        ..options()
+    };
+    let db = Database::open(dir.path(), opts.clone()).expect("open");
+    db.create_collection(CollectionConfig::new("c", 2, Metric::L2).expect("cfg"))
+        .expect("create");
+    opts.failpoints.enable(barq_storage::FP_FLUSHER_PANIC);
+    let mut acked = 0usize;
+    let started = std::time::Instant::now();
+    let err = loop {
+        let doc = Document::new(format!("d{acked}"), vec![acked as f32, 1.0]);
+        match db.upsert("c", &[doc]) {
+            Ok(_) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 1_000_000, "writes never failed");
+    };
+    // Far sooner than the 600 s stall timeout: the poisoning wakes the stalled writer.
+    assert!(started.elapsed() < std::time::Duration::from_secs(120));
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    assert!(
+        err.message().contains("barq-flush"),
+        "names the worker: {err}"
+    );
+    assert!(
+        err.message().contains("failpoint flusher:panic"),
+        "says why: {err}"
+    );
+    let again = db
+        .upsert("c", &[Document::new("late", vec![0.0, 0.0])])
+        .expect_err("poisoned");
+    assert_eq!(again.kind(), ErrorKind::Closed);
+    assert!(db.poisoned().is_some_and(|p| p.contains("barq-flush")));
+    let status = db.tiering().status().expect("status");
+    assert!(status.poisoned.is_some_and(|p| p.contains("panicked")));
+    // Reads still work.
+    assert_eq!(
+        db.get("c", "d0").expect("get").map(|d| d.vector),
+        Some(vec![0.0, 1.0])
+    );
+    drop(db);
+    let db = Database::open(dir.path(), options()).expect("reopen");
+    assert_eq!(db.count("c").expect("count"), acked as u64);
+    for i in 0..acked {
+        assert!(
+            db.get("c", &format!("d{i}")).expect("get").is_some(),
+            "d{i}"
+        );
+    }
+    assert_eq!(db.poisoned(), None);
+    db.close().expect("close");
+}

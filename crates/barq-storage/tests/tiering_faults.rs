@@ -871,16 +871,24 @@ fn warm_tier_transitions_and_a_crash_during_a_local_move() {
     db.close().expect("close");
 }
 
-/// Opening with a cold store that cannot be used fails at once, naming the store; with the
-/// probe off (or once open) an outage does not stop the database.
+/// A cold store that cannot be used at open does not stop the database: the probe's failure
+/// names the store and the step, the store is degraded, writes, flushes and hot searches work,
+/// moves fail with `Unavailable` naming the store, and once the store answers again the
+/// background re-probe clears the state and the offload succeeds, with no restart. With
+/// `cold_store_required` the open fails instead.
 #[test]
-fn the_startup_probe_names_an_unusable_store() {
+fn an_unusable_store_at_open_degrades_and_recovers_without_a_restart() {
+    use barq_storage::tiering::ColdStoreState;
     let dir = tempfile::tempdir().expect("tempdir");
     let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
     faulty.set_offline(true);
     let mut opts = options(Some(faulty.clone() as Arc<dyn ObjectStore>));
     opts.tiering.probe_on_open = true;
-    let err = Database::open(dir.path(), opts.clone()).expect_err("store offline");
+    opts.tiering.store_recheck_interval = Duration::from_millis(20);
+
+    let mut strict = opts.clone();
+    strict.tiering.cold_store_required = true;
+    let err = Database::open(dir.path(), strict).expect_err("required store offline");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(
         err.message()
@@ -891,36 +899,153 @@ fn the_startup_probe_names_an_unusable_store() {
         err.message().contains("store offline"),
         "the store's own message: {err}"
     );
-    faulty.set_offline(false);
-    let db = Database::open(dir.path(), opts).expect("store back");
+    assert!(err.message().contains("BARQ_COLD_STORE_REQUIRED"), "{err}");
+
+    let db = Database::open(dir.path(), opts.clone()).expect("open while the store is down");
+    let health = db.tiering().cold_store_health();
+    assert_eq!(health.state, ColdStoreState::Degraded, "{health:?}");
+    let reason = health.reason.clone().unwrap_or_default();
     assert!(
-        list_keys(faulty.inner()).is_empty(),
-        "the probe object is deleted"
+        reason.contains("test store") && reason.contains("write of probe object"),
+        "{reason}"
     );
-    // Later, the reachability check (readiness, status) answers without writing anything.
+    assert!(health.failed_probes >= 1, "{health:?}");
+    let status = db.tiering().status().expect("status");
+    assert_eq!(status.cold_store_health.state, ColdStoreState::Degraded);
+
+    // Writes, a flush and hot searches work.
+    db.create_collection(CollectionConfig::new("c", DIM as u32, Metric::L2).expect("config"))
+        .expect("create while the store is down");
+    let docs: Vec<Document> = (0..50)
+        .map(|i| Document::new(format!("d{i:03}"), vec![i as f32; DIM]))
+        .collect();
+    db.upsert("c", &docs)
+        .expect("upsert while the store is down");
+    db.flush("c").expect("flush while the store is down");
+    let hits = db
+        .search("c", &SearchRequest::new(vec![7.0; DIM], 3))
+        .expect("search");
+    assert_eq!(hits[0].id, "d007");
+    // A move needs the store: Unavailable, naming it; the segment stays hot.
+    let id = segment_ids(&db)[0];
+    let err = db
+        .tiering()
+        .offload_segment("c", id)
+        .expect_err("store down");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.message().contains("test store"), "{err}");
+    assert_eq!(tiers(&db), [StorageTier::Hot]);
+    let report = db
+        .tiering()
+        .run_maintenance()
+        .expect("maintenance while down");
+    assert!(report.gc_error.is_some_and(|e| e.contains("test store")));
+
+    // The store comes back: the re-probe sees it, and the move goes through.
+    faulty.set_offline(false);
+    wait_until("the re-probe finds the store", || {
+        db.tiering().cold_store_health().state == ColdStoreState::Ok
+    });
+    assert_eq!(db.tiering().cold_store_health().reason, None);
+    db.tiering()
+        .offload_segment("c", id)
+        .expect("offload once the store is back");
+    assert_eq!(tiers(&db), [StorageTier::Cold]);
+    assert!(
+        list_keys(faulty.inner())
+            .iter()
+            .all(|k| !k.contains(".barq-probe")),
+        "probe objects are deleted"
+    );
+
+    // A failure later (readiness, status) degrades again; writes go on.
     let puts = faulty.calls(Op::Put);
     db.tiering().check_cold_store().expect("reachable");
     assert_eq!(faulty.calls(Op::Put), puts, "the check writes nothing");
     faulty.set_offline(true);
-    let err = db
-        .tiering()
-        .check_cold_store()
-        .expect_err("the store went away");
-    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-    assert!(err.message().contains("test store"), "{err}");
-    assert!(err.message().contains("store offline"), "{err}");
     let status = db.tiering().status_with_store_check().expect("status");
     assert_eq!(status.cold_store_reachable, Some(false));
     assert!(
         status
             .cold_store_error
-            .is_some_and(|e| e.contains("store offline")),
-        "status shows why"
+            .is_some_and(|e| e.contains("store offline"))
     );
-    // Hot data does not care.
-    db.create_collection(CollectionConfig::new("hot", DIM as u32, Metric::L2).expect("config"))
-        .expect("create while the store is down");
+    assert_eq!(status.cold_store_health.state, ColdStoreState::Degraded);
+    db.upsert("c", &[Document::new("late", vec![1.5; DIM])])
+        .expect("write while degraded");
     faulty.set_offline(false);
-    db.tiering().check_cold_store().expect("back");
+    wait_until("the store is back", || {
+        db.tiering().cold_store_health().state == ColdStoreState::Ok
+    });
     drop(db);
+    let db = Database::open(dir.path(), opts).expect("reopen");
+    assert_eq!(db.count("c").expect("count"), 51);
+    assert!(db.get("c", "late").expect("get").is_some());
+    drop(db);
+}
+
+/// `move_concurrency` bounds every move at once: engine calls from several threads and a
+/// maintenance pass together never have more than that many uploads in flight.
+#[test]
+fn move_concurrency_bounds_all_callers_together() {
+    use barq_storage::tiering::TieringOverrides;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (faulty, store) = faulty_store();
+    let clock = Arc::new(ManualClock::new(real_now_ms()));
+    let mut opts = options(Some(Arc::clone(&store)));
+    opts.tiering.clock = clock.clone();
+    opts.tiering.move_concurrency = 2;
+    let db = Database::open(dir.path(), opts).expect("open");
+    // Collection "e" is moved by engine calls; the policy moves only "m" (an override).
+    for (name, segments) in [("e", 3), ("m", 2)] {
+        db.create_collection(CollectionConfig::new(name, DIM as u32, Metric::L2).expect("cfg"))
+            .expect("create");
+        for s in 0..segments {
+            let docs: Vec<Document> = (0..20)
+                .map(|i| Document::new(format!("s{s}-{i}"), vector(s * 100 + i)))
+                .collect();
+            db.upsert(name, &docs).expect("upsert");
+            db.flush(name).expect("flush");
+        }
+    }
+    db.tiering()
+        .set_overrides(
+            "m",
+            TieringOverrides {
+                move_to_cold_after: Some(Duration::from_secs(1)),
+                min_residency: Some(Duration::ZERO),
+                ..TieringOverrides::default()
+            },
+        )
+        .expect("overrides");
+    let engine_ids: Vec<u64> = segments(&db, "e").iter().map(|s| s.id).collect();
+    clock.advance(Duration::from_secs(3600));
+    faulty.hold(Op::Put, true);
+    std::thread::scope(|s| {
+        let mut engine_calls = Vec::new();
+        for &id in &engine_ids {
+            let db = &db;
+            engine_calls.push(s.spawn(move || db.tiering().offload_segment("e", id)));
+        }
+        let maintenance = s.spawn(|| db.tiering().run_maintenance());
+        wait_until("two uploads are in flight", || faulty.waiting(Op::Put) == 2);
+        // Five moves are asked for: the bound holds three back, whatever asked for them.
+        for _ in 0..30 {
+            let n = faulty.waiting(Op::Put);
+            assert!(n <= 2, "{n} uploads at once");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        faulty.hold(Op::Put, false);
+        for call in engine_calls {
+            call.join().expect("thread").expect("engine offload");
+        }
+        let report = maintenance.join().expect("thread").expect("maintenance");
+        assert_eq!(report.moves_done.len(), 2, "{report:?}");
+        assert!(report.moves_failed.is_empty(), "{report:?}");
+    });
+    for name in ["e", "m"] {
+        let t: Vec<StorageTier> = segments(&db, name).iter().map(|s| s.tier).collect();
+        assert!(t.iter().all(|t| *t == StorageTier::Cold), "{name}: {t:?}");
+    }
+    db.close().expect("close");
 }

@@ -5,6 +5,7 @@ use std::time::Instant;
 use barq_core::Result;
 use indicatif::{HumanCount, HumanDuration};
 use serde::Serialize;
+use std::time::Duration;
 
 use super::Context;
 use crate::args::{Format, ImportArgs};
@@ -18,7 +19,10 @@ struct Imported<'a> {
     format: &'static str,
     imported: u64,
     seconds: f64,
+    /// Segments created while the import ran (its flushes, and compactions of them).
     segments_written: usize,
+    /// The collection's segments when the import ended.
+    segments: usize,
 }
 
 pub fn import(ctx: &Context<'_>, args: &ImportArgs) -> Result<()> {
@@ -26,6 +30,7 @@ pub fn import(ctx: &Context<'_>, args: &ImportArgs) -> Result<()> {
     let format = args.format.unwrap_or_else(|| detect_format(&args.file));
     let mut reader = DocReader::open(&args.file, format)?;
     let progress = super::progress_bar(reader.len(), ctx.quiet);
+    let newest_before = ctx.db.segments(&args.name)?.iter().map(|s| s.id).max();
     let start = Instant::now();
     let mut imported = 0u64;
     loop {
@@ -50,8 +55,13 @@ pub fn import(ctx: &Context<'_>, args: &ImportArgs) -> Result<()> {
     }
     progress.finish_and_clear();
     // Bulk loads end with a flush so the next open does not replay the write-ahead log.
-    let flushed = ctx.db.flush(&args.name)?;
+    ctx.db.flush(&args.name)?;
     let elapsed = start.elapsed();
+    let segments = ctx.db.segments(&args.name)?;
+    let segments_written = segments
+        .iter()
+        .filter(|s| newest_before.is_none_or(|n| s.id > n))
+        .count();
     let result = Imported {
         collection: &args.name,
         file: reader.name(),
@@ -61,7 +71,8 @@ pub fn import(ctx: &Context<'_>, args: &ImportArgs) -> Result<()> {
         },
         imported,
         seconds: elapsed.as_secs_f64(),
-        segments_written: flushed.segments.len(),
+        segments_written,
+        segments: segments.len(),
     };
     ctx.out.emit(&result, || {
         let rate = imported as f64 / elapsed.as_secs_f64().max(1e-3);
@@ -70,8 +81,28 @@ pub fn import(ctx: &Context<'_>, args: &ImportArgs) -> Result<()> {
             plural(imported, "document"),
             args.name,
             result.file,
-            HumanDuration(elapsed),
+            duration(elapsed),
             HumanCount(rate as u64),
         )
     })
+}
+
+/// `0.42 s` under a minute (a whole-second rounding would print "0 seconds"), else "3 minutes".
+fn duration(d: Duration) -> String {
+    if d < Duration::from_secs(60) {
+        format!("{:.2} s", d.as_secs_f64())
+    } else {
+        HumanDuration(d).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_imports_show_fractions_of_a_second() {
+        use std::time::Duration;
+        assert_eq!(super::duration(Duration::from_millis(420)), "0.42 s");
+        assert_eq!(super::duration(Duration::from_secs(12)), "12.00 s");
+        assert_eq!(super::duration(Duration::from_secs(180)), "3 minutes");
+    }
 }

@@ -3,7 +3,7 @@
 //! [`FaultyStore`] wraps any store (usually `object_store::memory::InMemory`) and, on command,
 //! makes chosen operations fail a given number of times or until healed, slows them down, flips a
 //! byte in every body it returns, breaks bodies in the middle, or fails everything as if the
-//! server were unreachable. It counts
+//! server were unreachable, or holds calls until released. It counts
 //! calls per [`Op`], requests and bytes read, so tests can assert on retries and cache hits.
 //! Controls take `&self`, are thread-safe and take effect immediately.
 //!
@@ -105,6 +105,9 @@ struct Faults {
     break_min_bytes: AtomicU64,
     calls: [AtomicU64; Op::ALL.len()],
     bytes_read: AtomicU64,
+    held: [AtomicBool; Op::ALL.len()],
+    waiting: [AtomicU64; Op::ALL.len()],
+    released: tokio::sync::Notify,
 }
 
 impl Faults {
@@ -127,11 +130,30 @@ impl Faults {
         (rule.delay, outcome)
     }
 
-    /// Counts, delays and maybe fails a call of `op`.
+    /// Counts, delays and maybe fails a call of `op`; while `op` is held, waits first.
     async fn enter(&self, op: Op) -> Result<()> {
+        self.wait_while_held(op).await;
         let (delay, outcome) = self.decide(op, true);
         sleep(delay).await;
         outcome
+    }
+
+    async fn wait_while_held(&self, op: Op) {
+        let i = op.index();
+        if !self.held[i].load(Ordering::Acquire) {
+            return;
+        }
+        self.waiting[i].fetch_add(1, Ordering::AcqRel);
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if !self.held[i].load(Ordering::Acquire) {
+                break;
+            }
+            released.await;
+        }
+        self.waiting[i].fetch_sub(1, Ordering::AcqRel);
     }
 
     fn read(&self, len: usize) {
@@ -245,6 +267,20 @@ impl FaultyStore {
     /// consumed while offline.
     pub fn set_offline(&self, offline: bool) {
         self.faults.offline.store(offline, Ordering::Relaxed);
+    }
+
+    /// While `hold` is true, every new call of `op` waits (before it is counted) until it is
+    /// released: a store that hangs, for tests of what else goes on meanwhile.
+    pub fn hold(&self, op: Op, hold: bool) {
+        self.faults.held[op.index()].store(hold, Ordering::Release);
+        if !hold {
+            self.faults.released.notify_waiters();
+        }
+    }
+
+    /// Calls of `op` waiting because it is held.
+    pub fn waiting(&self, op: Op) -> u64 {
+        self.faults.waiting[op.index()].load(Ordering::Acquire)
     }
 
     /// Calls of `op` so far, failed ones included.

@@ -158,6 +158,13 @@ pub struct TieringStatus {
     /// Why the check failed.
     #[serde(default)]
     pub cold_store_error: Option<String>,
+    /// The cold store's health: `ok`, or `degraded` with the reason (hot data is served either
+    /// way), or `unchecked`.
+    #[serde(default)]
+    pub cold_store_health: super::ColdStoreHealth,
+    /// Why the database takes no more writes (a background worker panicked), if it does not.
+    #[serde(default)]
+    pub poisoned: Option<String>,
 }
 
 /// The per-database tiering state that is not in the manifest.
@@ -314,7 +321,7 @@ impl TieringManager {
     }
 
     /// Check that the cold store answers (one HEAD request, no write). Hot reads and writes do
-    /// not need it; moves and cold reads do.
+    /// not need it; moves and cold reads do. A failure makes the store degraded.
     pub fn check_cold_store(&self) -> Result<()> {
         self.shared.env.check_reachable()
     }
@@ -326,7 +333,14 @@ impl TieringManager {
         let check = self.check_cold_store();
         status.cold_store_reachable = Some(check.is_ok());
         status.cold_store_error = check.err().map(|e| e.message().to_owned());
+        // A failed check has just made the store degraded.
+        status.cold_store_health = self.shared.env.cold.health();
         Ok(status)
+    }
+
+    /// The cold store's health as last seen (no request).
+    pub fn cold_store_health(&self) -> super::ColdStoreHealth {
+        self.shared.env.cold.health()
     }
 
     /// Tiers, collections, moves in progress, last errors, counters.
@@ -353,6 +367,7 @@ impl Shared {
         progress: Progress<'_>,
     ) -> Result<MoveOutcome> {
         let key = (c.config.name.clone(), id);
+        let _permit = self.env.move_permits.acquire();
         let _no_gc = self.tier_state.gc.read();
         match c.move_segment(id, to, progress) {
             Ok(o) => {
@@ -627,6 +642,8 @@ impl Shared {
             last_maintenance_ms: *self.tier_state.last_maintenance_ms.lock(),
             cold_store_reachable: None,
             cold_store_error: None,
+            cold_store_health: e.cold.health(),
+            poisoned: self.poison.reason().map(str::to_owned),
         })
     }
 }

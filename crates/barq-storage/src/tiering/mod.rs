@@ -1,5 +1,5 @@
 //! Tiering: sealed segments move between the hot data directory, an optional warm directory and
-//! object storage, and every read stays correct wherever the data is (DESIGN.md §5–§6).
+//! object storage, and every read stays correct wherever the data is (docs/design.md §5–§6).
 //!
 //! Names: [`TieringPolicy`] and [`plan`] decide (pure); the mover (`mover.rs`) executes one
 //! move with the safe protocol; [`TieringManager`] runs the loop that connects them and answers
@@ -36,9 +36,11 @@ pub mod cache;
 mod clock;
 #[doc(hidden)]
 pub mod faulty_store;
+mod health;
 mod limiter;
 mod manager;
 mod mover;
+mod permits;
 pub mod policy;
 mod reconcile;
 mod remote;
@@ -51,6 +53,7 @@ use std::time::Duration;
 
 pub use cache::ColdCache;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use health::{ColdStoreHealth, ColdStoreState};
 pub(crate) use limiter::Limiter;
 pub use manager::{
     CollectionTierStatus, MaintenanceReport, MoveError, SegmentStatus, TieringCounters,
@@ -115,7 +118,8 @@ pub struct TieringOptions {
     pub maintenance_interval: Option<Duration>,
     /// Byte budget of the local cache of cold data. Default 1 GiB.
     pub cold_cache_bytes: u64,
-    /// Moves running at once. Default 2.
+    /// Moves running at once, all callers together (maintenance, engine and CLI calls, HTTP
+    /// operations); a move waits for a free slot. Default 2.
     pub move_concurrency: usize,
     /// Bytes per second all moves together may transfer. `None`: unlimited.
     pub move_bandwidth_bytes_per_sec: Option<u64>,
@@ -128,9 +132,15 @@ pub struct TieringOptions {
     /// The clock the policy reads.
     pub clock: Arc<dyn Clock>,
     /// At open, write, read back and delete a small probe object under the prefix, so that a
-    /// misconfigured or unreachable store is reported at once (naming the store) rather than at
-    /// the first move. Default true.
+    /// misconfigured or unreachable store is reported at once (an error log naming the store
+    /// and the step that failed, and a `degraded` status) rather than at the first move.
+    /// Default true.
     pub probe_on_open: bool,
+    /// Refuse to open when the probe at open fails (it is otherwise logged, the store is
+    /// degraded, and hot data is served). Default false.
+    pub cold_store_required: bool,
+    /// While the store is degraded, probe it this often until it answers. Default 10 s.
+    pub store_recheck_interval: Duration,
 }
 
 impl Default for TieringOptions {
@@ -148,6 +158,8 @@ impl Default for TieringOptions {
             verify_uploads: UploadVerification::ReadBack,
             clock: Arc::new(SystemClock),
             probe_on_open: true,
+            cold_store_required: false,
+            store_recheck_interval: Duration::from_secs(10),
         }
     }
 }
@@ -195,6 +207,10 @@ pub(crate) struct TierEnv {
     pub options: TieringOptions,
     pub limiter: Arc<Limiter>,
     pub counters: MoveCounters,
+    /// The bound on moves running at once (`move_concurrency`).
+    pub move_permits: permits::MovePermits,
+    /// The task that re-probes a degraded store; aborted when the database is dropped.
+    _recheck: store::AbortOnDrop<()>,
 }
 
 impl TierEnv {
@@ -226,8 +242,10 @@ impl TierEnv {
         if let Some(w) = &options.warm_dir {
             crate::fsutil::create_dir_durable(&w.join("collections"))?;
         }
+        let cold = ColdStore::new(spec.store, &spec.prefix, spec.description)?;
         Ok(TierEnv {
-            cold: ColdStore::new(spec.store, &spec.prefix, spec.description)?,
+            _recheck: cold.spawn_recheck(options.store_recheck_interval),
+            cold,
             cache: Arc::new(ColdCache::open(
                 &data_dir.join("cache"),
                 options.cold_cache_bytes,
@@ -236,6 +254,7 @@ impl TierEnv {
             clock: Arc::clone(&options.clock),
             limiter: Arc::new(Limiter::new(options.move_bandwidth_bytes_per_sec)),
             counters: MoveCounters::default(),
+            move_permits: permits::MovePermits::new(options.move_concurrency),
             options: options.clone(),
         })
     }
@@ -257,55 +276,24 @@ impl TierEnv {
         }
     }
 
-    /// Write, read back and delete a probe object; an error names the store and what failed.
-    pub(crate) fn probe(&self) -> barq_core::Result<()> {
-        use object_store::ObjectStoreExt;
-        let cold = &self.cold;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let name = format!(".barq-probe-{}-{nanos}", std::process::id());
-        let key = if cold.prefix().is_empty() {
-            name
-        } else {
-            format!("{}/{name}", cold.prefix())
-        };
-        let p = object_store::path::Path::from(key.as_str());
-        let body = bytes::Bytes::from_static(b"barq cold-store probe");
-        let unusable = |what: &str, e: String| {
-            barq_core::Error::new(
-                barq_core::ErrorKind::Unavailable,
+    /// The check at open: probe the store (unless `probe_on_open` is off). A failure is
+    /// logged and makes the store degraded, and the database opens all the same; with
+    /// `cold_store_required` it fails the open instead.
+    pub(crate) fn check_at_open(&self) -> barq_core::Result<()> {
+        if !self.options.probe_on_open {
+            return Ok(());
+        }
+        match self.cold.block_on(self.cold.probe()) {
+            Ok(()) => Ok(()),
+            Err(e) if self.options.cold_store_required => Err(barq_core::Error::new(
+                e.kind(),
                 format!(
-                    "cold store {} is not usable: {what} of probe object {key} failed: {e}",
-                    cold.description()
+                    "{} (the cold store is required: storage.required / BARQ_COLD_STORE_REQUIRED)",
+                    e.message()
                 ),
-            )
-        };
-        cold.block_on(async {
-            cold.inner()
-                .put(&p, body.clone().into())
-                .await
-                .map_err(|e| unusable("write", e.to_string()))?;
-            let got = cold
-                .inner()
-                .get(&p)
-                .await
-                .map_err(|e| unusable("read", e.to_string()))?;
-            let got = got
-                .bytes()
-                .await
-                .map_err(|e| unusable("read", e.to_string()))?;
-            if got != body {
-                return Err(unusable(
-                    "read",
-                    "the bytes read back differ from those written".into(),
-                ));
-            }
-            cold.inner()
-                .delete(&p)
-                .await
-                .map_err(|e| unusable("delete", e.to_string()))
-        })
+            )),
+            Err(_) => Ok(()), // logged and recorded by the probe; re-probed in the background
+        }
     }
 
     /// The directory holding a collection's segments in `tier` (Hot or Warm).

@@ -1,4 +1,4 @@
-//! One move of one segment between tiers, in the order DESIGN.md §6 requires:
+//! One move of one segment between tiers, in the order docs/design.md §6 requires:
 //! copy → verify → commit the manifest → delete the source. Downloads and local copies go to a
 //! `*.tmp` file that is fsynced, verified and renamed (and the directory fsynced) before the
 //! commit. Each step boundary has a failpoint; tests crash there and reopen.

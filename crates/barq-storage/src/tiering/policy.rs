@@ -2,7 +2,7 @@
 //! moves to make. No I/O, no clock reads, no randomness; table-tested in `policy_tests.rs`.
 //!
 //! [`plan`] only says *what* should move ([`PlannedMove`]); the tiering manager decides when, runs
-//! the copy → verify → commit → delete sequence (DESIGN.md §6) and reports failures. Running
+//! the copy → verify → commit → delete sequence (docs/design.md §6) and reports failures. Running
 //! `plan` twice on the same [`PlanInput`] gives the same moves in the same order.
 //!
 //! # Knobs

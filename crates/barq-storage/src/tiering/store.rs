@@ -14,7 +14,9 @@ use barq_core::{Error, ErrorKind, Result};
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{GetOptions, GetResultPayload, ObjectStore};
+use object_store::{GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt};
+
+use super::health::{ColdStoreHealth, ColdStoreState, HealthMonitor};
 
 /// Counters of traffic to the cold store.
 #[derive(Debug, Default)]
@@ -36,6 +38,8 @@ pub struct ColdStore {
     runtime: Arc<IoRuntime>,
     /// Traffic counters.
     pub counters: Arc<StoreCounters>,
+    /// What is known of the store's health.
+    pub(crate) health: Arc<HealthMonitor>,
 }
 
 impl std::fmt::Debug for ColdStore {
@@ -103,6 +107,7 @@ impl ColdStore {
             description: description.into(),
             runtime: Arc::new(IoRuntime(Some(runtime))),
             counters: Arc::default(),
+            health: Arc::default(),
         })
     }
 
@@ -338,15 +343,144 @@ impl ColdStore {
             | object_store::Error::Precondition { .. } => ErrorKind::Conflict,
             _ => ErrorKind::Unavailable,
         };
-        Error::new(
+        let err = Error::new(
             kind,
             format!("cold store {}: {what}: {e}", self.description),
+        );
+        if kind == ErrorKind::Unavailable {
+            self.health.operation_failed(err.message(), wall_ms());
+        }
+        err
+    }
+
+    /// The store's health as last seen.
+    pub fn health(&self) -> ColdStoreHealth {
+        self.health.get()
+    }
+
+    /// Write, read back and delete a small probe object under the prefix, within
+    /// [`PROBE_TIMEOUT`], and record the result in the health. An error names the store, the
+    /// step that failed and why (`Unavailable`).
+    pub(crate) async fn probe(&self) -> Result<()> {
+        self.prober().probe().await
+    }
+
+    fn prober(&self) -> Prober {
+        Prober {
+            store: Arc::clone(&self.store),
+            prefix: self.prefix.clone(),
+            description: self.description.clone(),
+            counters: Arc::clone(&self.counters),
+            health: Arc::clone(&self.health),
+        }
+    }
+
+    /// While the store is degraded, probe it every `every` until a probe succeeds; then wait
+    /// for the next time it becomes degraded. Runs until the returned handle is dropped.
+    pub(crate) fn spawn_recheck(&self, every: Duration) -> AbortOnDrop<()> {
+        // The task holds no clone of the runtime (a task that kept its own runtime alive would
+        // never end); the handle aborts it when the database is dropped.
+        let prober = self.prober();
+        AbortOnDrop(self.runtime.get().spawn(async move {
+            loop {
+                while prober.health.get().state != ColdStoreState::Degraded {
+                    prober.health.degraded.notified().await;
+                }
+                tokio::time::sleep(every).await;
+                let _ = prober.probe().await;
+            }
+        }))
+    }
+}
+
+/// What a probe of the store needs.
+struct Prober {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    description: String,
+    counters: Arc<StoreCounters>,
+    health: Arc<HealthMonitor>,
+}
+
+impl Prober {
+    async fn probe(&self) -> Result<()> {
+        let r = match tokio::time::timeout(PROBE_TIMEOUT, self.steps()).await {
+            Ok(r) => r,
+            Err(_) => Err(self.unusable(
+                "probe",
+                &format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+            )),
+        };
+        match &r {
+            Ok(()) => self.health.probe_ok(wall_ms()),
+            Err(e) => self.health.probe_failed(e.message(), wall_ms()),
+        }
+        r
+    }
+
+    async fn steps(&self) -> Result<()> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!(".barq-probe-{}-{nanos}", std::process::id());
+        let key = if self.prefix.is_empty() {
+            name
+        } else {
+            format!("{}/{name}", self.prefix)
+        };
+        let p = path(&key);
+        let body = Bytes::from_static(b"barq cold-store probe");
+        let step = |what: &str, e: &dyn std::fmt::Display| {
+            self.unusable(&format!("{what} of probe object {key}"), &e.to_string())
+        };
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.store
+            .put(&p, body.clone().into())
+            .await
+            .map_err(|e| step("write", &e))?;
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let got = self.store.get(&p).await.map_err(|e| step("read", &e))?;
+        let got = got.bytes().await.map_err(|e| step("read", &e))?;
+        if got != body {
+            return Err(step(
+                "read",
+                &"the bytes read back differ from those written",
+            ));
+        }
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.store.delete(&p).await.map_err(|e| step("delete", &e))
+    }
+
+    fn unusable(&self, what: &str, why: &str) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "cold store {} is not usable: {what} failed: {why}",
+                self.description
+            ),
         )
     }
 }
 
+/// How long a probe of the store may take before it counts as failed.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Wall-clock milliseconds since the Unix epoch (health timestamps are wall time, not the
+/// policy's clock).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A task that is aborted when its handle is dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+pub(crate) struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::fmt::Debug for AbortOnDrop<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AbortOnDrop")
+    }
+}
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

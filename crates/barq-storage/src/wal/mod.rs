@@ -1,4 +1,4 @@
-//! The write-ahead log (DESIGN.md §2).
+//! The write-ahead log (docs/design.md §2).
 //!
 //! Each collection has its own WAL: a directory of generation files `{gen:016}.wal`. A write is
 //! one CRC32C-framed record holding a batch of operations with consecutive sequence numbers; it

@@ -2,7 +2,7 @@
 
 use barq_core::Result;
 use barq_storage::StorageTier;
-use barq_storage::tiering::TieringStatus;
+use barq_storage::tiering::{ColdStoreState, TieringStatus};
 use indicatif::HumanBytes;
 
 use super::{Context, describe_error};
@@ -22,14 +22,26 @@ fn describe_status(s: &TieringStatus, remote: bool) -> String {
         (Some(false), None) => " (UNREACHABLE)".to_owned(),
         (None, _) => String::new(),
     };
+    let h = &s.cold_store_health;
+    let state = match (h.state, &h.reason) {
+        (ColdStoreState::Degraded, Some(why)) => format!(
+            "DEGRADED since {} (hot data is served; moves and uncached cold reads wait): {why}",
+            format_utc_ms(h.since_ms)
+        ),
+        (state, _) => state.as_str().to_owned(),
+    };
     let mut text = format!(
-        "cold store:      {}{reachable}\nwarm directory:  {}\n\n",
+        "cold store:      {}{reachable}\nstore state:     {state}\nwarm directory:  {}\n",
         s.cold_store,
         s.warm_dir.as_ref().map_or_else(
             || "- (not configured)".to_owned(),
             |d| d.display().to_string()
         )
     );
+    if let Some(why) = &s.poisoned {
+        text.push_str(&format!("POISONED:        {why}\n"));
+    }
+    text.push('\n');
     let mut t = Table::new(&[
         ("TIER", Align::Left),
         ("SEGMENTS", Align::Right),

@@ -1,0 +1,47 @@
+//! [`Poison`]: once a background worker has panicked, the database's state can no longer be
+//! trusted to make progress (a dead flusher would leave writers stalled until their timeout),
+//! so every later write fails at once with a `Closed` error that names the worker and the
+//! panic; reads go on. Reopening the database clears it (the WAL holds every acknowledged
+//! write).
+
+use std::sync::OnceLock;
+
+use barq_core::{Error, ErrorKind, Result};
+
+/// See the module docs. The first reason set wins.
+#[derive(Debug, Default)]
+pub(crate) struct Poison(OnceLock<String>);
+
+impl Poison {
+    /// Poison with `why` (ignored if already poisoned).
+    pub(crate) fn set(&self, why: String) {
+        let _ = self.0.set(why);
+    }
+
+    /// Why the database is poisoned, if it is.
+    pub(crate) fn reason(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+
+    /// `Err(Closed)` once poisoned.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self.0.get() {
+            None => Ok(()),
+            Some(why) => Err(Error::new(
+                ErrorKind::Closed,
+                format!("the database is poisoned and takes no writes: {why}; reopen it"),
+            )),
+        }
+    }
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}

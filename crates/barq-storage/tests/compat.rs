@@ -1,0 +1,111 @@
+//! Every released on-disk format keeps opening. `tests/fixtures/v1` is a data directory written
+//! by `examples/write_fixture.rs` with segment format 1, WAL format 1 and manifest format 1: a
+//! cold segment (in the local cold store), a hot one, writes only in the WAL. A copy is opened
+//! with today's code, every document is checked, searched, then rewritten by a compaction.
+
+use std::path::Path;
+
+use barq_core::{Document, Metric, Payload};
+use barq_storage::{Database, Options, SearchRequest, StorageTier};
+
+/// The document `i` as `write_fixture` wrote it.
+fn document(i: u32) -> Document {
+    let v = i as f32;
+    let mut doc = Document::new(format!("doc-{i:04}"), vec![v, -v, v * 0.5, 1.0]);
+    if i.is_multiple_of(3) {
+        let mut p = Payload::new();
+        p.insert("n".into(), i.into());
+        p.insert("tag".into(), format!("t{}", i % 5).into());
+        doc.payload = Some(p);
+    }
+    doc
+}
+
+/// What the fixture must hold: every document by id (`None`: deleted).
+fn expected() -> Vec<(String, Option<Document>)> {
+    (0..160)
+        .map(|i| {
+            let id = format!("doc-{i:04}");
+            let doc = match i {
+                5 => Some(Document::new("doc-0005", vec![5.0; 4])),
+                7 | 100 => None,
+                _ => Some(document(i)),
+            };
+            (id, doc)
+        })
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("ls fixture") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn check(db: &Database) {
+    for (id, want) in expected() {
+        assert_eq!(db.get("docs", &id).expect("get"), want, "{id}");
+    }
+    assert_eq!(db.count("docs").expect("count"), 158);
+    for i in [0u32, 42, 99, 123, 155] {
+        let q = document(i).vector;
+        let hits = db
+            .search("docs", &SearchRequest::new(q, 3))
+            .expect("search");
+        assert_eq!(hits[0].id, format!("doc-{i:04}"), "nearest to {i}");
+        assert_eq!(hits[0].score, 0.0);
+    }
+}
+
+#[test]
+fn format_v1_fixture_opens_reads_and_compacts() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
+    assert!(
+        fixture.join("MANIFEST").exists(),
+        "the committed fixture is missing: {}",
+        fixture.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixture, dir.path());
+    let db = Database::open(dir.path(), Options::default()).expect("open the v1 fixture");
+    let mut configs = db.list_collections();
+    configs.sort_by(|a, b| a.name.cmp(&b.name));
+    let shape: Vec<(String, u32, Metric)> = configs
+        .into_iter()
+        .map(|c| (c.name, c.dimension, c.metric))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("docs".to_owned(), 4, Metric::L2),
+            ("empty".to_owned(), 2, Metric::Cosine)
+        ]
+    );
+    let tiers: Vec<StorageTier> = db
+        .tiering()
+        .segments("docs")
+        .expect("segments")
+        .iter()
+        .map(|s| s.tier)
+        .collect();
+    assert_eq!(tiers, [StorageTier::Cold, StorageTier::Hot]);
+    assert_eq!(db.count("empty").expect("count"), 0);
+    check(&db);
+    // Today's code rewrites the old segments (and the WAL's writes) into a new one.
+    db.compact("docs").expect("compact");
+    let segments = db.tiering().segments("docs").expect("segments");
+    assert_eq!(segments.len(), 1);
+    assert_eq!(segments[0].tier, StorageTier::Hot);
+    check(&db);
+    db.close().expect("close");
+    let db = Database::open(dir.path(), Options::default()).expect("reopen");
+    check(&db);
+    db.close().expect("close");
+}

@@ -1,0 +1,91 @@
+//! Test support shared by Barq DB's test suites (`publish = false`; only ever a
+//! dev-dependency): a private SeaweedFS server that a test can stop and start ([`Weed`]),
+//! listing a store's keys ([`list_keys`]), and waiting for a condition ([`wait_until`]).
+//!
+//! A test that needs a service it cannot find fails under `CI=true` and is skipped, with a
+//! printed reason, elsewhere ([`require`]).
+
+mod weed;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use object_store::ObjectStore;
+
+pub use weed::{Weed, free_ports, weed_binary};
+
+/// Whether this runs in CI (`CI=true`), where a missing service is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The values of `vars`, or `None` with a printed reason (a panic under `CI=true`).
+pub fn require(what: &str, vars: &[&str]) -> Option<Vec<String>> {
+    let mut values = Vec::new();
+    for v in vars {
+        match std::env::var(v) {
+            Ok(x) if !x.is_empty() => values.push(x),
+            _ if in_ci() => panic!(
+                "{v} is not set: CI must start {what} (scripts/test-services.sh start, then eval its env)"
+            ),
+            _ => {
+                eprintln!(
+                    "skipping: {what} is not configured ({v} unset; run scripts/test-services.sh start and eval its env)"
+                );
+                return None;
+            }
+        }
+    }
+    Some(values)
+}
+
+/// Poll `cond` every 10 ms until it holds; panic naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A small runtime for the blocking helpers.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+/// Every key under `prefix` (all keys for `None`), sorted.
+pub fn list_keys(store: &Arc<dyn ObjectStore>, prefix: Option<&str>) -> Vec<String> {
+    use futures::TryStreamExt;
+    let prefix = prefix.map(object_store::path::Path::from);
+    let mut keys: Vec<String> = runtime().block_on(async {
+        store
+            .list(prefix.as_ref())
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .expect("list the store")
+    });
+    keys.sort();
+    keys
+}
+
+/// An S3 client of the SeaweedFS at `endpoint` (credentials from the `AWS_*` environment), for
+/// looking at a bucket independently of Barq. No retries: a test sees the store as it is.
+pub fn s3_client(endpoint: &str, bucket: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        object_store::aws::AmazonS3Builder::from_env()
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(bucket)
+            .with_retry(object_store::RetryConfig {
+                max_retries: 0,
+                ..Default::default()
+            })
+            .build()
+            .expect("an S3 client"),
+    )
+}
