@@ -97,8 +97,11 @@ enum Cmd {
         rows: usize,
         #[arg(long, default_value_t = 128)]
         dim: usize,
-        /// `local` (a directory through LocalFileSystem), `memory` (InMemory) or `s3` (the S3 test
-        /// server of scripts/test-services.sh; export its env first).
+        /// `local` (a directory through LocalFileSystem), `memory` (InMemory) or `s3`: an S3
+        /// endpoint named by BARQ_TEST_S3_ENDPOINT and BARQ_TEST_S3_BUCKET, with credentials in
+        /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (`eval "$(scripts/test-services.sh env)"`
+        /// sets all four for the test server). The run writes under a prefix of its own and
+        /// deletes it at the end.
         #[arg(long, default_value = "local")]
         store: String,
         /// Verify uploads by reading them back (default) or by size only.

@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-fn options(store: &Arc<dyn ObjectStore>, verify: UploadVerification) -> Options {
+fn options(store: &Arc<dyn ObjectStore>, prefix: &str, verify: UploadVerification) -> Options {
     Options {
         durability: Durability::None,
         background_compaction: false,
@@ -23,7 +23,7 @@ fn options(store: &Arc<dyn ObjectStore>, verify: UploadVerification) -> Options 
         tiering: TieringOptions {
             cold_store: Some(ColdStoreSpec {
                 store: Arc::clone(store),
-                prefix: "bench".into(),
+                prefix: prefix.to_owned(),
                 description: "bench store".into(),
             }),
             maintenance_interval: None,
@@ -103,8 +103,17 @@ pub(crate) fn run(
             )
         }
     };
+    // Everything this run writes lives under a prefix of its own, deleted at the end.
+    let prefix = format!(
+        "bench-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    let raw_key = format!("{prefix}/raw/segment.bin");
     let data = dir.join("data");
-    let db = Database::open(&data, options(&store, verify)).expect("open");
+    let db = Database::open(&data, options(&store, &prefix, verify)).expect("open");
     db.create_collection(CollectionConfig::new("bench", dim as u32, Metric::L2).expect("cfg"))
         .expect("create");
     let mut rng = StdRng::seed_from_u64(5);
@@ -156,16 +165,16 @@ pub(crate) fn run(
         (vec![], vec![], vec![], vec![], vec![]);
     for round in 0..rounds {
         let t = Instant::now();
-        rt.block_on(raw_put_parts(&store, "raw/segment.bin", &bytes, part));
+        rt.block_on(raw_put_parts(&store, &raw_key, &bytes, part));
         raw_put.push(ms(t));
         let t = Instant::now();
-        let got = rt.block_on(raw_get_bytes(&store, "raw/segment.bin"));
+        let got = rt.block_on(raw_get_bytes(&store, &raw_key));
         raw_get.push(ms(t));
         assert_eq!(got.len(), bytes.len());
         drop(got);
         // The same bytes, written to a local file and fsynced: what a hydrate must also do.
         let t = Instant::now();
-        let got = rt.block_on(raw_get_bytes(&store, "raw/segment.bin"));
+        let got = rt.block_on(raw_get_bytes(&store, &raw_key));
         let mut f = std::fs::File::create(&raw_file).expect("create");
         f.write_all(&got).expect("write");
         f.sync_all().expect("fsync");
@@ -208,7 +217,7 @@ pub(crate) fn run(
         (0, 0.0, 0.0, 0, 0);
     for _ in 0..rounds {
         let _ = std::fs::remove_dir_all(data.join("cache"));
-        let db = Database::open(&data, options(&store, verify)).expect("reopen");
+        let db = Database::open(&data, options(&store, &prefix, verify)).expect("reopen");
         let counters = || db.tiering().status().expect("status").counters;
         let c0 = counters();
         let t = Instant::now();
@@ -324,6 +333,30 @@ pub(crate) fn run(
         cached_ms / hot_ms
     );
     println!("{r}");
+    let left = delete_prefix(&store, &prefix);
+    eprintln!("  deleted the run's {left} objects under {prefix}/");
+}
+
+/// Delete every object under `prefix`; returns how many there were.
+fn delete_prefix(store: &Arc<dyn ObjectStore>, prefix: &str) -> usize {
+    use futures::TryStreamExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let p = object_store::path::Path::from(prefix);
+        let keys: Vec<object_store::path::Path> = store
+            .list(Some(&p))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .expect("list the run's objects");
+        for k in &keys {
+            store.delete(k).await.expect("delete the run's objects");
+        }
+        keys.len()
+    })
 }
 
 fn median(v: &mut [f64]) -> f64 {

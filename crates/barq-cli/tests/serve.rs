@@ -5,8 +5,8 @@
 //!   (listed with an independent client) → the segment files are gone locally → reads are
 //!   correct → SIGTERM (exit 0) and restart → still correct;
 //! - auth and bad input through the binary;
-//! - SIGKILL during an offload → restart → every acknowledged write is readable and every
-//!   segment is in exactly one consistent state.
+//! - SIGKILL during an offload, and again during a hydration → restart → every acknowledged
+//!   write is readable and every segment is in exactly one consistent state.
 
 #[path = "support/server.rs"]
 #[allow(dead_code)]
@@ -315,68 +315,120 @@ fn auth_and_bad_input_through_the_binary() {
 }
 
 #[test]
-fn a_sigkill_during_an_offload_loses_no_acknowledged_write() {
+fn a_sigkill_during_an_offload_or_a_hydration_loses_no_acknowledged_write() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    // A slow move: ~2.6 MB at 1 MiB/s.
+    // Slow moves: ~2.6 MB at 512 KiB/s each way (a download reports progress in ~1 MiB
+    // steps, so there is time left after the first one).
     let env = [
-        ("BARQ_TIER_MOVE_BANDWIDTH", "1MiB"),
+        ("BARQ_TIER_MOVE_BANDWIDTH", "512KiB"),
         ("BARQ_TIER_MAINTENANCE_INTERVAL", "0s"),
     ];
     let mut srv = Server::start(&data, &env, &[]);
     let c = Client::new(&srv, None);
     let dim = 128;
     create(&c, dim);
-    let big = |range: std::ops::Range<usize>| {
-        let docs: Vec<Value> = range
-            .map(|i| {
-                let v: Vec<f32> = (0..dim).map(|d| ((i + d) % 13) as f32).collect();
-                json!({"id": format!("doc-{i}"), "vector": v})
-            })
-            .collect();
-        json!({ "documents": docs }).to_string()
-    };
     let mut acked = 0;
     for start in (0..5000).step_by(1000) {
-        c.ok("/v1/collections/docs/documents", &big(start..start + 1000));
+        c.ok(
+            "/v1/collections/docs/documents",
+            &big_docs(dim, start..start + 1000),
+        );
         acked = start + 1000;
     }
     c.ok("/v1/collections/docs/flush", "");
-    let (s, op) = c.post("/v1/collections/docs/offload", r#"{"async":true}"#);
+
+    // Killed in the middle of an offload, with writes acknowledged while it moved.
+    acked = kill_mid_move(&mut srv, &data, "offload", dim, acked);
+    let srv = srv.restart();
+    let c = Client::new(&srv, None);
+    check_after_crash(&c, &data, dim, acked);
+    // The offload can be done now.
+    let v = c.ok("/v1/collections/docs/offload", "");
+    assert!(v["moves"].is_array(), "{v}");
+    let (_, v) = c.get("/v1/tiering/status");
+    assert_eq!(
+        v["tiers"]["hot"]["segments"].as_u64().unwrap_or(0),
+        0,
+        "{v}"
+    );
+
+    // Killed in the middle of a hydration (a download to a temporary file).
+    let mut srv = srv;
+    acked = kill_mid_move(&mut srv, &data, "hydrate", dim, acked);
+    let srv = srv.restart();
+    let c = Client::new(&srv, None);
+    check_after_crash(&c, &data, dim, acked);
+    let v = c.ok("/v1/collections/docs/hydrate", "");
+    assert!(v["moves"].is_array(), "{v}");
+    let (_, v) = c.get("/v1/tiering/status");
+    assert_eq!(
+        v["tiers"]["cold"]["segments"].as_u64().unwrap_or(0),
+        0,
+        "{v}"
+    );
+    check_after_crash(&c, &data, dim, acked);
+}
+
+/// `doc-i` for `i` in `range`, with 128-ish-dimension vectors that the checks recompute.
+fn big_docs(dim: usize, range: std::ops::Range<usize>) -> String {
+    let docs: Vec<Value> = range
+        .map(|i| json!({"id": format!("doc-{i}"), "vector": big_vector(dim, i)}))
+        .collect();
+    json!({ "documents": docs }).to_string()
+}
+
+fn big_vector(dim: usize, i: usize) -> Vec<f32> {
+    (0..dim).map(|d| ((i + d) % 13) as f32).collect()
+}
+
+/// Start `what` (`offload` or `hydrate`) as an asynchronous operation, wait until it moves
+/// bytes, write 100 more documents (acknowledged) while it runs, then SIGKILL the server.
+/// Returns the number of acknowledged documents.
+fn kill_mid_move(srv: &mut Server, data: &Path, what: &str, dim: usize, acked: usize) -> usize {
+    let c = Client::new(srv, None);
+    let (s, op) = c.post(&format!("/v1/collections/docs/{what}"), r#"{"async":true}"#);
     assert_eq!(s, 202, "{op}");
     let id = op["id"].as_str().expect("id").to_owned();
-    // Wait until bytes are moving, write more (acknowledged) while it moves, then kill.
     let mut moving = false;
-    for _ in 0..500 {
+    for _ in 0..2000 {
         let (_, v) = c.get(&format!("/v1/operations/{id}"));
-        assert_eq!(v["state"], "running", "the move must still be running: {v}");
-        if v["bytes_done"].as_u64().unwrap_or(0) > 0 {
+        assert_eq!(
+            v["state"], "running",
+            "the {what} must still be running: {v}"
+        );
+        // Bytes reported, or (a download from the local store arrives in one piece, after the
+        // bandwidth limit's wait) its temporary file created.
+        let downloading = segment_files(data).iter().any(|f| f.ends_with(".tmp"));
+        if v["bytes_done"].as_u64().unwrap_or(0) > 0 || downloading {
             moving = true;
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert!(moving, "the offload never started moving bytes");
-    c.ok("/v1/collections/docs/documents", &big(acked..acked + 100));
-    acked += 100;
+    assert!(moving, "the {what} never started moving bytes");
+    c.ok(
+        "/v1/collections/docs/documents",
+        &big_docs(dim, acked..acked + 100),
+    );
     let (_, v) = c.get(&format!("/v1/operations/{id}"));
-    assert_eq!(v["state"], "running", "killed mid-move: {v}");
+    assert_eq!(v["state"], "running", "killed mid-{what}: {v}");
     srv.kill();
+    acked + 100
+}
 
-    let srv = srv.restart();
-    let c = Client::new(&srv, None);
+/// Every acknowledged document reads back, and every segment is in exactly one consistent
+/// state: a hot segment has its file, a cold one does not, and no temporary file is left.
+fn check_after_crash(c: &Client, data: &Path, dim: usize, acked: usize) {
     let (_, v) = c.get("/v1/collections/docs");
     assert_eq!(v["documents"], acked, "{v}");
     for i in (0..acked).step_by(97).chain([acked - 1]) {
         let (s, v) = c.get(&format!("/v1/collections/docs/documents/doc-{i}"));
         assert_eq!(s, 200, "doc-{i} lost: {v}");
-        let want: Vec<f32> = (0..dim).map(|d| ((i + d) % 13) as f32).collect();
-        assert_eq!(v["vector"], json!(want), "doc-{i}");
+        assert_eq!(v["vector"], json!(big_vector(dim, i)), "doc-{i}");
     }
-    // One state per segment: a hot segment has its file, a cold one does not; no temporary
-    // files are left.
     let (_, segs) = c.get("/v1/collections/docs/segments");
-    let files = segment_files(&data);
+    let files = segment_files(data);
     assert!(!files.iter().any(|f| f.ends_with(".tmp")), "{files:?}");
     for s in segs["segments"].as_array().expect("segments") {
         let local = files.contains(&s["file_name"].as_str().expect("file").to_owned());
@@ -386,15 +438,4 @@ fn a_sigkill_during_an_offload_loses_no_acknowledged_write() {
             other => panic!("tier {other:?}"),
         }
     }
-    // And the offload can be done now.
-    let v = c.ok("/v1/collections/docs/offload", "");
-    assert!(v["moves"].is_array(), "{v}");
-    let (_, v) = c.get("/v1/tiering/status");
-    assert_eq!(
-        v["tiers"]["hot"]["segments"].as_u64().unwrap_or(0),
-        0,
-        "{v}"
-    );
-    let (_, v) = c.get("/v1/collections/docs");
-    assert_eq!(v["documents"], acked);
 }

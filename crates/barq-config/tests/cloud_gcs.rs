@@ -126,12 +126,21 @@ fn a_segment_another_node_offloaded_is_read_from_gcs() {
     let spec = common::gcs_spec(&bucket, &prefix, dir.path());
     assert_eq!(spec.description, format!("gs://{bucket}/{prefix}"));
 
-    // The probe's write is refused by the emulator; the error names the store.
-    let err = Database::open(&data, common::options(&spec)).expect_err("probe write refused");
-    assert!(
-        err.message().contains(&spec.description) && err.message().contains("probe"),
-        "{err}"
-    );
+    // The probe's write is refused by the emulator: the database opens degraded, and the
+    // reason names the store and the step.
+    {
+        let db = Database::open(&data, common::options(&spec)).expect("opens degraded");
+        let health = db.tiering().cold_store_health();
+        assert_eq!(
+            health.state,
+            barq_storage::tiering::ColdStoreState::Degraded
+        );
+        let reason = health.reason.unwrap_or_default();
+        assert!(
+            reason.contains(&spec.description) && reason.contains("write of probe object"),
+            "{reason}"
+        );
+    }
 
     let db = Database::open(&data, common::gcs_options(&spec)).expect("open against GCS");
     let segments = db.tiering().segments(COLLECTION).expect("segments");

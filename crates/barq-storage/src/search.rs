@@ -5,9 +5,9 @@
 //! it is the newest version of its id: memtable rows that were superseded, segment rows that are
 //! tombstones or dead (shadowed by a newer segment) are skipped up front; whether a row is
 //! shadowed by a newer memtable is checked only for rows good enough to enter a heap. The heaps
-//! are merged and ties at the k-th score are broken by id. (Within one task, a row that merely
-//! ties the task's current k-th best is not admitted, so among exact ties at the cut-off the
-//! one kept can depend on scan order.)
+//! are merged and ties at the k-th score are broken by id: each heap also keeps up to k rows that
+//! tie its current k-th best, so a row tied at the cut-off is not lost to scan order (with more
+//! than k exact ties in one task, which of them are kept does depend on it).
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -89,9 +89,12 @@ impl Ord for Worst {
     }
 }
 
+/// The best `k` candidates seen, plus every candidate that ties the k-th best (`ties`: not in
+/// the heap, all of the heap's worst rank), so that ties at the cut-off can be broken by id.
 struct TopK {
     k: usize,
     heap: BinaryHeap<Worst>,
+    ties: Vec<Cand>,
 }
 
 impl TopK {
@@ -99,20 +102,48 @@ impl TopK {
         TopK {
             k,
             heap: BinaryHeap::with_capacity(k + 1),
+            ties: Vec::new(),
         }
     }
     #[inline]
     fn accepts(&self, rank: f32) -> bool {
-        self.heap.len() < self.k || self.heap.peek().is_some_and(|w| rank > w.0.rank)
+        self.heap.len() < self.k || self.heap.peek().is_some_and(|w| rank >= w.0.rank)
     }
+    /// Add a candidate that [`TopK::accepts`].
     fn push(&mut self, c: Cand) {
-        if self.heap.len() == self.k {
-            self.heap.pop();
+        let Some(worst) = self
+            .heap
+            .peek()
+            .map(|w| w.0.rank)
+            .filter(|_| self.heap.len() == self.k)
+        else {
+            self.heap.push(Worst(c));
+            return;
+        };
+        if c.rank == worst {
+            // At most k: enough to fill the results; beyond that (many identical vectors) which
+            // tied rows are kept depends on scan order.
+            if self.ties.len() < self.k {
+                self.ties.push(c);
+            }
+            return;
         }
+        let out = self.heap.pop().map(|w| w.0);
         self.heap.push(Worst(c));
+        let new_worst = self.heap.peek().map(|w| w.0.rank);
+        match out {
+            Some(o) if Some(o.rank) == new_worst => {
+                if self.ties.len() < self.k {
+                    self.ties.push(o);
+                }
+            }
+            _ => self.ties.clear(),
+        }
     }
     fn into_vec(self) -> Vec<Cand> {
-        self.heap.into_iter().map(|w| w.0).collect()
+        let mut v: Vec<Cand> = self.heap.into_iter().map(|w| w.0).collect();
+        v.extend(self.ties);
+        v
     }
 }
 
@@ -370,5 +401,49 @@ mod tests {
         let mut rows: Vec<u64> = top.into_vec().into_iter().map(|c| c.row).collect();
         rows.sort_unstable();
         assert_eq!(rows, [0, 2, 4]);
+    }
+
+    #[test]
+    fn top_k_keeps_every_tie_at_the_cut_off() {
+        let mut top = TopK::new(2);
+        let mut add = |rank: f32, row: u64| {
+            if top.accepts(rank) {
+                top.push(Cand {
+                    rank,
+                    src: Source::Mem(0),
+                    row,
+                });
+            }
+        };
+        // 5.0 is best; 1.0 ties for second three times; a later 3.0 pushes them all out.
+        for (rank, row) in [(1.0, 0), (5.0, 1), (1.0, 2), (1.0, 3), (0.5, 4)] {
+            add(rank, row);
+        }
+        let rows = |t: &TopK| {
+            let mut r: Vec<u64> = t
+                .heap
+                .iter()
+                .map(|w| w.0.row)
+                .chain(t.ties.iter().map(|c| c.row))
+                .collect();
+            r.sort_unstable();
+            r
+        };
+        assert_eq!(rows(&top), [0, 1, 2, 3], "every 1.0 is kept");
+        let mut add = |rank: f32, row: u64| {
+            if top.accepts(rank) {
+                top.push(Cand {
+                    rank,
+                    src: Source::Mem(0),
+                    row,
+                });
+            }
+        };
+        add(3.0, 5);
+        assert_eq!(
+            rows(&top),
+            [1, 5],
+            "the ties are out once two rows beat them"
+        );
     }
 }

@@ -1,10 +1,13 @@
-//! Model test: random sequences of upsert / delete / flush / compact / reopen, checked after
-//! every step against a `BTreeMap` model (get of every id, count, and exact search).
+//! Model test: random sequences of upsert / delete / flush / compact / reopen / offload /
+//! hydrate / pin, checked after every step against a `BTreeMap` model (get of every id, count,
+//! and exact search). Moves go to the default cold store (a local directory) and race the
+//! background compactor, so a move may find its segment busy or already merged away: those
+//! answers (`Conflict`, `NotFound`) are allowed, nothing else.
 
 use std::collections::BTreeMap;
 
-use barq_core::{CollectionConfig, Document, Kernel, Metric, Payload};
-use barq_storage::{Database, Durability, Options, SearchRequest};
+use barq_core::{CollectionConfig, Document, ErrorKind, Kernel, Metric, Payload};
+use barq_storage::{Database, Durability, Options, SearchRequest, StorageTier};
 use proptest::prelude::*;
 
 const DIM: usize = 3;
@@ -17,6 +20,12 @@ enum Op {
     CompactAll,
     CompactTiered,
     Reopen,
+    /// Offload the segment at this index (modulo the count).
+    Offload(u8),
+    /// Hydrate the segment at this index.
+    Hydrate(u8),
+    /// Pin the collection (`None`) or the segment at this index; `false` unpins.
+    Pin(Option<u8>, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -27,6 +36,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::CompactAll),
         1 => Just(Op::CompactTiered),
         1 => Just(Op::Reopen),
+        2 => any::<u8>().prop_map(Op::Offload),
+        1 => any::<u8>().prop_map(Op::Hydrate),
+        1 => (prop::option::of(any::<u8>()), any::<bool>()).prop_map(|(s, p)| Op::Pin(s, p)),
     ]
 }
 
@@ -99,6 +111,21 @@ fn check(
     Ok(())
 }
 
+/// The id of the segment at index `i` (modulo the count), if there is any.
+fn nth_segment(db: &Database, i: u8) -> Option<u64> {
+    let segs = db.tiering().segments("m").expect("segments");
+    (!segs.is_empty()).then(|| segs[usize::from(i) % segs.len()].id)
+}
+
+/// A move or pin that lost a race with the background compactor is fine; any other error is not.
+fn allow_race(r: barq_core::Result<()>) -> Result<(), TestCaseError> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::NotFound) => Ok(()),
+        Err(e) => Err(TestCaseError::fail(format!("{:?}: {e}", e.kind()))),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -109,7 +136,7 @@ proptest! {
         db.create_collection(CollectionConfig::new("m", DIM as u32, Metric::L2).expect("cfg")).expect("create");
         let mut model: BTreeMap<String, (Vec<f32>, Option<Payload>)> = BTreeMap::new();
         for op in ops {
-            match op {
+            match op.clone() {
                 Op::Upsert(rows) => {
                     let docs: Vec<Document> = rows
                         .iter()
@@ -142,6 +169,20 @@ proptest! {
                 Op::Reopen => {
                     db.close().expect("close");
                     db = Database::open(dir.path(), options()).expect("reopen");
+                }
+                Op::Offload(i) | Op::Hydrate(i) => {
+                    let to = if matches!(op, Op::Offload(_)) { StorageTier::Cold } else { StorageTier::Hot };
+                    if let Some(id) = nth_segment(&db, i) {
+                        allow_race(db.tiering().move_segment("m", id, to).map(|_| ()))?;
+                    }
+                }
+                Op::Pin(segment, pinned) => {
+                    let segment = match segment {
+                        None => None,
+                        Some(i) => match nth_segment(&db, i) { Some(id) => Some(id), None => continue },
+                    };
+                    let r = if pinned { db.tiering().pin("m", segment) } else { db.tiering().unpin("m", segment) };
+                    allow_race(r)?;
                 }
             }
             check(&db, &model)?;
