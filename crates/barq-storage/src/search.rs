@@ -232,6 +232,56 @@ impl Ctx<'_> {
     }
 }
 
+/// Segments whose blocks one search fetches from the cold store at once (each of them with up
+/// to `PARTS_IN_FLIGHT` ranged reads in flight).
+const SEGMENTS_IN_FLIGHT: usize = 4;
+
+/// `f` over `items` on at most [`SEGMENTS_IN_FLIGHT`] threads of their own (network waits stay
+/// off the rayon pool); results in order, the first error wins.
+fn on_io_threads<T, R, F>(items: &[T], f: F) -> Result<Vec<R>>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&T) -> Result<R> + Sync,
+{
+    if items.len() < 2 {
+        return items.iter().map(&f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<R>>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..SEGMENTS_IN_FLIGHT.min(items.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { return };
+                    let r = f(item);
+                    let failed = r.is_err();
+                    *results[i]
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(r);
+                    if failed {
+                        // Stop taking new items; those in flight finish.
+                        next.store(items.len(), std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    // Items are taken in order, so one that never ran comes after one that failed, whose
+    // error `collect` returns first.
+    results
+        .into_iter()
+        .map(|r| {
+            r.into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(|| Err(barq_core::Error::internal("a segment load did not run")))
+        })
+        .collect()
+}
+
 impl Collection {
     /// Exact k-NN search; see the module docs.
     pub(crate) fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>> {
@@ -245,54 +295,91 @@ impl Collection {
         // beside the block loads, from every segment's id block (for a cold segment: a fetch,
         // which the loads below then need not make too).
         let computing_shadows = snap.segments.len() > 1 && snap.shadows.is_none();
-        if computing_shadows {
-            // Open them first, so that both sides do not each read a cold segment's footer.
-            snap.segments
-                .par_iter()
-                .try_for_each(|h| h.segment().map(|_| ()))?;
-        }
+        // A cold segment's blocks come over the network: then the loads (and the shadows,
+        // which read id blocks) wait on threads of their own, never on the rayon pool, whose
+        // workers stay free for the CPU scans of every collection.
+        let io = snap
+            .segments
+            .iter()
+            .any(|h| h.entry.tier == crate::manifest::StorageTier::Cold);
+        let both = |a: &(dyn Fn() -> Result<()> + Sync), b: &(dyn Fn() -> Result<()> + Sync)| {
+            if io {
+                std::thread::scope(|s| {
+                    let other = s.spawn(b);
+                    let first = a();
+                    let second = other
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    first.and(second)
+                })
+            } else {
+                let (x, y) = rayon::join(a, b);
+                x.and(y)
+            }
+        };
         let load = |h: &Arc<crate::collection::SegmentHandle>| -> Result<SegBlocks> {
             let seg = h.segment()?;
+            let metric = self.config.metric;
+            let vectors = std::sync::OnceLock::new();
+            let rest = std::sync::OnceLock::new();
             // For a cold segment each block is a fetch: the small ones go while the vectors
             // arrive.
-            let (vectors, (norms, tombstones)) = rayon::join(
-                || seg.vectors(),
-                || {
-                    let norms = if self.config.metric == Metric::Cosine {
-                        Some(seg.norms()).transpose()
+            both(
+                &|| {
+                    let _ = vectors.set(seg.vectors()?);
+                    Ok(())
+                },
+                &|| {
+                    let norms = if metric == Metric::Cosine {
+                        Some(seg.norms()?)
                     } else {
-                        Ok(None)
+                        None
                     };
                     // The hits' ids are read from the id pages after the scan: for a cold
                     // segment, fetch the whole id block now, into the cold cache, where those
                     // page reads will find it.
-                    let ids = if seg.source().is_stable() || computing_shadows {
-                        Ok(())
-                    } else {
-                        seg.load_id_pages()
-                    };
-                    (norms, ids.and_then(|()| seg.tombstones()))
+                    if !(seg.source().is_stable() || computing_shadows) {
+                        seg.load_id_pages()?;
+                    }
+                    let _ = rest.set((norms, seg.tombstones()?));
+                    Ok(())
                 },
-            );
+            )?;
+            let (norms, tombstones) = rest.into_inner().expect("set when both succeeded");
             Ok(SegBlocks {
-                vectors: vectors?,
-                norms: norms?,
-                tombstones: tombstones?,
+                vectors: vectors.into_inner().expect("set when both succeeded"),
+                norms,
+                tombstones,
             })
         };
-        let (shadows, blocks) = rayon::join(
-            || self.shadows_for(&snap),
-            || {
-                if snap.segments.len() > 1 {
-                    snap.segments
-                        .par_iter()
-                        .map(load)
-                        .collect::<Result<Vec<_>>>()
-                } else {
-                    snap.segments.iter().map(load).collect::<Result<Vec<_>>>()
-                }
-            },
-        );
+        let (shadows, blocks) = if io {
+            if computing_shadows {
+                // Open them first, so that both sides do not each read a cold segment's footer.
+                on_io_threads(&snap.segments, |h| h.segment().map(|_| ()))?;
+            }
+            std::thread::scope(|s| {
+                let shadows = s.spawn(|| self.shadows_for(&snap));
+                let blocks = on_io_threads(&snap.segments, load);
+                let shadows = shadows
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (shadows, blocks)
+            })
+        } else {
+            rayon::join(
+                || self.shadows_for(&snap),
+                || {
+                    if snap.segments.len() > 1 {
+                        snap.segments
+                            .par_iter()
+                            .map(load)
+                            .collect::<Result<Vec<_>>>()
+                    } else {
+                        snap.segments.iter().map(load).collect::<Result<Vec<_>>>()
+                    }
+                },
+            )
+        };
         let (shadows, blocks) = (shadows?, blocks?);
         let ctx = Ctx {
             blocks,

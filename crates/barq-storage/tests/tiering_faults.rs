@@ -1049,3 +1049,105 @@ fn move_concurrency_bounds_all_callers_together() {
     }
     db.close().expect("close");
 }
+
+/// A search that waits on the cold store holds no CPU-pool thread: while a cold search's
+/// ranged reads hang, searches of a hot collection (large enough to run on the pool) complete;
+/// once released, the cold search answers correctly. The engine called from inside a tokio
+/// runtime (current-thread and multi-thread) reads cold data without panicking.
+#[test]
+fn a_cold_search_waiting_on_the_store_holds_no_cpu_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (faulty, store) = faulty_store();
+    let opts = options(Some(Arc::clone(&store)));
+    let db = Database::open(dir.path(), opts.clone()).expect("open");
+    db.create_collection(CollectionConfig::new("cold", DIM as u32, Metric::L2).expect("cfg"))
+        .expect("create");
+    for s in 0..3 {
+        let docs: Vec<Document> = (0..200)
+            .map(|i| Document::new(format!("c{s}-{i}"), vector(s * 1000 + i)))
+            .collect();
+        db.upsert("cold", &docs).expect("upsert");
+        db.flush("cold").expect("flush");
+    }
+    for s in segments(&db, "cold") {
+        db.tiering().offload_segment("cold", s.id).expect("offload");
+    }
+    db.create_collection(CollectionConfig::new("hot", DIM as u32, Metric::L2).expect("cfg"))
+        .expect("create");
+    for b in 0..8 {
+        let docs: Vec<Document> = (0..10_000)
+            .map(|i| Document::new(format!("h{b}-{i}"), vector(b * 10_000 + i)))
+            .collect();
+        db.upsert("hot", &docs).expect("upsert");
+    }
+    db.flush("hot").expect("flush");
+    let q = vector(1005);
+    let want = {
+        let hits = db
+            .search("cold", &SearchRequest::new(q.clone(), 5))
+            .expect("search");
+        hits.into_iter().map(|h| h.id).collect::<Vec<_>>()
+    };
+    // A fresh open: the range cache is empty, the cold segments are not open.
+    drop(db);
+    let db = Arc::new(Database::open(dir.path(), opts).expect("reopen"));
+    faulty.hold(Op::Get, true);
+    let cold = {
+        let (db, q) = (Arc::clone(&db), q.clone());
+        std::thread::spawn(move || db.search("cold", &SearchRequest::new(q, 5)))
+    };
+    wait_until("the cold search waits on the store", || {
+        faulty.waiting(Op::Get) > 0
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let db = Arc::clone(&db);
+        std::thread::spawn(move || {
+            for i in 0..5 {
+                let hits = db.search("hot", &SearchRequest::new(vector(i * 7), 3));
+                let _ = tx.send(hits.map(|h| h[0].id.clone()));
+            }
+        });
+    }
+    for i in 0..5 {
+        let got = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a hot search finished while a cold search waited on the store")
+            .expect("hot search");
+        assert!(got.starts_with('h'), "search {i}: {got}");
+    }
+    assert!(!cold.is_finished(), "the cold search was still waiting");
+    faulty.hold(Op::Get, false);
+    let got: Vec<String> = cold
+        .join()
+        .expect("thread")
+        .expect("cold search")
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    assert_eq!(got, want);
+
+    // From inside a tokio runtime, of either flavour: cold reads work, nothing panics.
+    drop(db);
+    let db = Database::open(dir.path(), options(Some(store))).expect("reopen");
+    for rt in [
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build(),
+    ] {
+        let rt = rt.expect("runtime");
+        let doc = rt
+            .block_on(async { db.get("cold", "c2-17") })
+            .expect("get from async code");
+        assert_eq!(doc.map(|d| d.vector), Some(vector(2017)));
+        let hits = rt
+            .block_on(async { db.search("cold", &SearchRequest::new(q.clone(), 5)) })
+            .expect("search from async code");
+        assert_eq!(hits.into_iter().map(|h| h.id).collect::<Vec<_>>(), want);
+    }
+    db.close().expect("close");
+}

@@ -141,8 +141,23 @@ impl ColdStore {
         (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()))
     }
 
-    /// Run `fut` to completion from synchronous code (never call from inside the runtime).
-    pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
+    /// Run `fut` to completion on the store's runtime from synchronous code. Called from a
+    /// thread that is driving some tokio runtime's tasks (an embedding program calling the
+    /// engine from async code), where blocking on a runtime would panic, it waits on a thread
+    /// of its own instead; from anywhere else (the engine's threads, a blocking-pool thread, a
+    /// plain caller) it blocks the calling thread.
+    pub fn block_on<F>(&self, fut: F) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return std::thread::scope(|s| {
+                s.spawn(|| self.runtime.get().block_on(fut))
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+        }
         self.runtime.get().block_on(fut)
     }
 
