@@ -13,9 +13,7 @@
 mod server;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use object_store::ObjectStore;
 use serde_json::{Value, json};
 use server::{Client, Server};
 
@@ -104,31 +102,7 @@ fn s3_env() -> Option<(String, String)> {
 }
 
 fn list(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
-    let store: Arc<dyn ObjectStore> = Arc::new(
-        object_store::aws::AmazonS3Builder::from_env()
-            .with_endpoint(endpoint)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_bucket_name(bucket)
-            .build()
-            .expect("independent S3 client"),
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        use futures::TryStreamExt;
-        let p = object_store::path::Path::from(prefix);
-        let mut keys: Vec<String> = store
-            .list(Some(&p))
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await
-            .expect("list");
-        keys.sort();
-        keys
-    })
+    barq_testkit::list_keys(&barq_testkit::s3_client(endpoint, bucket), Some(prefix))
 }
 
 #[test]

@@ -29,8 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use barq_core::{CollectionConfig, Document, Metric};
-use barq_storage::tiering::{ColdStoreSpec, ManualClock};
+use barq_storage::tiering::ColdStoreSpec;
 use barq_storage::{Database, Options, SearchRequest, StorageTier};
+use barq_testkit::ManualClock;
 use common::{COLLECTION, list, manifest_keys, observe};
 use object_store::{ObjectStore, ObjectStoreExt};
 

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use barq_core::{CollectionConfig, Document, Metric};
-use barq_storage::tiering::ManualClock;
 use barq_storage::{Database, Durability, Options, StorageTier};
+use barq_testkit::ManualClock;
 use barq_testkit::{Weed, weed_binary};
 use common::{COLLECTION, list, local_segment_files, manifest_keys};
 use object_store::ObjectStore;

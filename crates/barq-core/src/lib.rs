@@ -1,16 +1,18 @@
 //! Barq DB core: the vocabulary every other crate shares.
 //!
-//! This crate has no I/O. It holds the data model (collection names, [`Metric`],
+//! This crate has no I/O. It holds the [`Clock`] the engine reads time through, the data model (collection names, [`Metric`],
 //! [`Document`], [`CollectionConfig`]), the validation rules of docs/design.md §1 with their limits,
 //! the distance kernels used by exact search, and the public [`Error`] with its small set of
 //! [`ErrorKind`]s that the server maps to HTTP statuses in one place.
 
+mod clock;
 mod distance;
 mod document;
 mod error;
 mod metric;
 mod validate;
 
+pub use clock::{Clock, SystemClock};
 pub use distance::{Kernel, dot, l2_squared, norm};
 pub use document::{
     CollectionConfig, Document, Payload, SearchHit, decode_base64_vector, deserialize_vector,

@@ -501,11 +501,9 @@ fn an_asynchronous_offload_reports_progress_and_its_result() {
 }
 
 /// An API whose cold store is a fault-injecting wrapper over an in-memory store.
-fn api_over_faulty_store(
-    config: ServerConfig,
-) -> (Api, Arc<barq_storage::tiering::faulty_store::FaultyStore>) {
-    use barq_storage::tiering::faulty_store::FaultyStore;
+fn api_over_faulty_store(config: ServerConfig) -> (Api, Arc<barq_testkit::FaultyStore>) {
     use barq_storage::tiering::{ColdStoreSpec, TieringOptions};
+    use barq_testkit::FaultyStore;
     let dir = tempfile::tempdir().expect("tempdir");
     let faulty = Arc::new(FaultyStore::new(Arc::new(
         object_store::memory::InMemory::new(),
@@ -593,7 +591,7 @@ fn an_unreachable_cold_store_is_503_for_what_needs_it_and_nothing_else() {
     // Two segments, and the store refuses the first upload (all its retries): the other one
     // still moves, and the answer names both.
     a.post("/v1/collections/docs/flush", "");
-    faulty.fail(barq_storage::tiering::faulty_store::Op::Put, 3);
+    faulty.fail(barq_testkit::Op::Put, 3);
     let (s, v) = a.post("/v1/collections/docs/offload", "");
     assert_eq!(
         (s, error_code(&v)),
@@ -617,7 +615,7 @@ fn an_unreachable_cold_store_is_503_for_what_needs_it_and_nothing_else() {
 
 #[test]
 fn a_request_over_the_timeout_is_a_503_timeout_and_async_operations_are_not_cut() {
-    use barq_storage::tiering::faulty_store::Op;
+    use barq_testkit::Op;
     let (a, faulty) = api_over_faulty_store(ServerConfig {
         request_timeout: Duration::from_millis(300),
         ..ServerConfig::default()

@@ -1,9 +1,12 @@
 //! Options for [`Database::open`](crate::Database::open).
 
+#[cfg(feature = "failpoints")]
 use std::collections::HashSet;
+#[cfg(feature = "failpoints")]
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "failpoints")]
 use parking_lot::RwLock;
 
 /// When an acknowledged write becomes durable.
@@ -56,11 +59,13 @@ pub struct Options {
 
 /// Named points between the steps of a durable operation where a test can make the operation
 /// fail, leaving the files exactly as a crash at that point would. Per database, so tests that
-/// run in parallel do not see each other's points.
+/// run in parallel do not see each other's points. Only with the `failpoints` feature (the test
+/// suites); without it every check compiles to nothing.
 #[doc(hidden)]
 #[derive(Debug, Clone, Default)]
-pub struct FailPoints(Arc<RwLock<HashSet<&'static str>>>);
+pub struct FailPoints(#[cfg(feature = "failpoints")] Arc<RwLock<HashSet<&'static str>>>);
 
+#[cfg(feature = "failpoints")]
 impl FailPoints {
     /// Make `point` fail from now on.
     pub fn enable(&self, point: &'static str) {
@@ -72,7 +77,6 @@ impl FailPoints {
         self.0.write().remove(point);
     }
 
-    /// `Err` if `point` is enabled.
     /// Panic if `point` is enabled (for the points that stand for a bug in a worker).
     pub(crate) fn panic_if(&self, point: &'static str) {
         if self.0.read().contains(point) {
@@ -80,10 +84,22 @@ impl FailPoints {
         }
     }
 
+    /// `Err` if `point` is enabled.
     pub(crate) fn check(&self, point: &'static str) -> barq_core::Result<()> {
         if self.0.read().contains(point) {
             return Err(barq_core::Error::internal(format!("failpoint {point}")));
         }
+        Ok(())
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+impl FailPoints {
+    #[inline(always)]
+    pub(crate) fn panic_if(&self, _point: &'static str) {}
+
+    #[inline(always)]
+    pub(crate) fn check(&self, _point: &'static str) -> barq_core::Result<()> {
         Ok(())
     }
 }

@@ -236,6 +236,17 @@ impl Ctx<'_> {
 /// to `PARTS_IN_FLIGHT` ranged reads in flight).
 const SEGMENTS_IN_FLIGHT: usize = 4;
 
+/// A thread of a search's I/O, named `barq-search-io`.
+fn io_thread<'scope, T: Send + 'scope>(
+    s: &'scope std::thread::Scope<'scope, '_>,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    std::thread::Builder::new()
+        .name("barq-search-io".into())
+        .spawn_scoped(s, f)
+        .expect("spawn a search I/O thread")
+}
+
 /// `f` over `items` on at most [`SEGMENTS_IN_FLIGHT`] threads of their own (network waits stay
 /// off the rayon pool); results in order, the first error wins.
 fn on_io_threads<T, R, F>(items: &[T], f: F) -> Result<Vec<R>>
@@ -252,7 +263,7 @@ where
         items.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..SEGMENTS_IN_FLIGHT.min(items.len()) {
-            s.spawn(|| {
+            io_thread(s, || {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(item) = items.get(i) else { return };
@@ -305,7 +316,7 @@ impl Collection {
         let both = |a: &(dyn Fn() -> Result<()> + Sync), b: &(dyn Fn() -> Result<()> + Sync)| {
             if io {
                 std::thread::scope(|s| {
-                    let other = s.spawn(b);
+                    let other = io_thread(s, b);
                     let first = a();
                     let second = other
                         .join()
@@ -358,7 +369,7 @@ impl Collection {
                 on_io_threads(&snap.segments, |h| h.segment().map(|_| ()))?;
             }
             std::thread::scope(|s| {
-                let shadows = s.spawn(|| self.shadows_for(&snap));
+                let shadows = io_thread(s, || self.shadows_for(&snap));
                 let blocks = on_io_threads(&snap.segments, load);
                 let shadows = shadows
                     .join()

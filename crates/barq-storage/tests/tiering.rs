@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use barq_core::{CollectionConfig, Document, ErrorKind, Metric};
-use barq_storage::tiering::faulty_store::{FaultyStore, Op};
-use barq_storage::tiering::{ManualClock, TieringPolicy};
+use barq_storage::tiering::TieringPolicy;
 use barq_storage::{
     Database, FP_TIER_AFTER_COMMIT, FP_TIER_AFTER_DOWNLOAD, FP_TIER_AFTER_UPLOAD,
     FP_TIER_AFTER_VERIFY, SearchRequest, StorageTier,
 };
+use barq_testkit::{FaultyStore, ManualClock, Op};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use barq_core::{CollectionConfig, Document, ErrorKind, Metric};
-use barq_storage::tiering::faulty_store::{FaultyStore, Op};
-use barq_storage::tiering::{Clock, ManualClock, SystemClock, TieringPolicy};
+use barq_storage::tiering::{Clock, SystemClock, TieringPolicy};
 use barq_storage::{Database, FP_TIER_AFTER_COMMIT, SearchRequest, SegmentEntry, StorageTier};
+use barq_testkit::{FaultyStore, ManualClock, Op};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 

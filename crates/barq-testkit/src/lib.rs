@@ -1,10 +1,13 @@
 //! Test support shared by Barq DB's test suites (`publish = false`; only ever a
-//! dev-dependency): a private SeaweedFS server that a test can stop and start ([`Weed`]),
-//! listing a store's keys ([`list_keys`]), and waiting for a condition ([`wait_until`]).
+//! dev-dependency, so no product build contains it): a fault-injecting object store
+//! ([`FaultyStore`]), a clock that moves only when told to ([`ManualClock`]), a private
+//! SeaweedFS server that a test can stop and start ([`Weed`]), listing a store's keys
+//! ([`list_keys`]), and waiting for a condition ([`wait_until`]).
 //!
 //! A test that needs a service it cannot find fails under `CI=true` and is skipped, with a
 //! printed reason, elsewhere ([`require`]).
 
+pub mod faulty_store;
 mod weed;
 
 use std::sync::Arc;
@@ -12,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use object_store::ObjectStore;
 
+pub use faulty_store::{FaultyStore, Op};
 pub use weed::{Weed, free_ports, weed_binary};
 
 /// Whether this runs in CI (`CI=true`), where a missing service is a failure.
@@ -88,4 +92,32 @@ pub fn s3_client(endpoint: &str, bucket: &str) -> Arc<dyn ObjectStore> {
             .build()
             .expect("an S3 client"),
     )
+}
+
+/// A clock that only moves when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicU64);
+
+impl ManualClock {
+    /// A clock reading `now_ms`.
+    pub fn new(now_ms: u64) -> Self {
+        ManualClock(std::sync::atomic::AtomicU64::new(now_ms))
+    }
+
+    /// Move the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.0
+            .fetch_add(by.as_millis() as u64, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Set the clock.
+    pub fn set(&self, now_ms: u64) {
+        self.0.store(now_ms, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl barq_core::Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
 }

@@ -246,18 +246,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// Every key under `prefix`, sorted.
 pub fn list(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
-    runtime().block_on(async {
-        use futures::TryStreamExt;
-        let p = object_store::path::Path::from(prefix);
-        let mut keys: Vec<String> = store
-            .list(Some(&p))
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await
-            .expect("list");
-        keys.sort();
-        keys
-    })
+    barq_testkit::list_keys(store, Some(prefix))
 }
 
 /// The whole object at `key`.

@@ -33,9 +33,6 @@
 //!   deleted by maintenance once older than the grace period.
 
 pub mod cache;
-mod clock;
-#[doc(hidden)]
-pub mod faulty_store;
 mod health;
 mod limiter;
 mod manager;
@@ -51,8 +48,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use barq_core::{Clock, SystemClock};
 pub use cache::ColdCache;
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use health::{ColdStoreHealth, ColdStoreState};
 pub(crate) use limiter::Limiter;
 pub use manager::{

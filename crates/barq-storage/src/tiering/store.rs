@@ -559,7 +559,7 @@ pub(crate) fn path(key: &str) -> ObjectPath {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tiering::faulty_store::{FaultyStore, Op};
+    use barq_testkit::{FaultyStore, Op};
     use object_store::ObjectStoreExt;
     use object_store::memory::InMemory;
 

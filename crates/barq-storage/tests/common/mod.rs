@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use barq_core::{CollectionConfig, Document, Metric, Payload, SearchHit};
-use barq_storage::tiering::faulty_store::FaultyStore;
 use barq_storage::tiering::{ColdStoreSpec, TieringOptions};
 use barq_storage::{Database, Durability, Options, SearchRequest};
+use barq_testkit::FaultyStore;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 
@@ -115,15 +115,5 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// Every key in `store` (use `faulty.inner()` to look behind the faults).
 pub fn list_keys(store: &Arc<dyn ObjectStore>) -> Vec<String> {
-    runtime().block_on(async {
-        use futures::TryStreamExt;
-        let mut keys: Vec<String> = store
-            .list(None)
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await
-            .expect("list");
-        keys.sort();
-        keys
-    })
+    barq_testkit::list_keys(store, None)
 }

@@ -1,0 +1,478 @@
+"""The asynchronous client: the same methods as `Client`, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    Literal,
+    Optional,
+    TypeVar,
+    Union,
+    overload,
+)
+
+import httpx
+
+from . import _api, _vectors
+from ._base import DEFAULT_TIMEOUT, DEFAULT_URL, _Base
+from ._errors import Timeout, Unavailable
+from ._progress import OperationProgress, OperationReporter, UpsertProgress, UpsertReporter
+from ._types import (
+    Collection,
+    CollectionStats,
+    CompactResult,
+    DeleteResult,
+    Document,
+    Hit,
+    Json,
+    MaintenanceResult,
+    Metric,
+    MoveResult,
+    Operation,
+    Payload,
+    PinResult,
+    Segment,
+    Stats,
+    TieringOverrides,
+    TieringStatus,
+    UpsertResult,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """An asyncio client of a Barq DB server (`barq serve`), with the methods of `Client`.
+
+    `api_key` is sent on data routes, `admin_key` on admin routes (drop, compact, offload,
+    hydrate, pin, unpin, tiering overrides, maintenance); without `admin_key` the API key is
+    sent there too. One client keeps its connections open and is safe to share between
+    tasks. Use it as an async context manager, or await `aclose()`.
+
+    Failed requests raise a subclass of `barq.BarqError`. A request that got no answer is
+    retried `retries` times when that is safe: always if it never reached the server,
+    otherwise only if it is idempotent (reads, searches, upserts, pins, overrides).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        api_key: Optional[str] = None,
+        admin_key: Optional[str] = None,
+        timeout: Optional[float] = DEFAULT_TIMEOUT,
+        *,
+        retries: int = 2,
+        max_body_bytes: int = _api.DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self._base = _Base(url, api_key, admin_key, timeout, retries, max_body_bytes)
+        self._http = httpx.AsyncClient(**self._base._client_options())
+
+    @property
+    def url(self) -> str:
+        return self._base.url
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(url={self.url!r})"
+
+    async def _send(self, req: _api.Request[T]) -> T:
+        base = self._base
+        attempt = 0
+        while True:
+            try:
+                resp = await self._http.request(
+                    req.method, req.path, content=req.body, headers=base._headers[req.access]
+                )
+            except httpx.TransportError as e:
+                if base._retryable(e, req, attempt):
+                    await asyncio.sleep(base._backoff(attempt))
+                    attempt += 1
+                    continue
+                raise base._transport_error(e, req) from e
+            return base._answer(req, resp.status_code, resp.content)
+
+    # Health and metadata.
+
+    async def health(self) -> bool:
+        """Whether the server answers (`/healthz`)."""
+        await self._send(_api.healthz())
+        return True
+
+    async def ready(self) -> bool:
+        """Whether the node serves (`/readyz`).
+
+        True when ready, and also while degraded (the cold store does not answer, but
+        writes and hot data are served); False when the database takes no writes.
+        """
+        try:
+            await self._send(_api.readyz())
+        except Unavailable as e:
+            if e.status == 503:
+                return False
+            raise
+        return True
+
+    async def metrics(self) -> str:
+        """The server's metrics, in the OpenMetrics text format."""
+        return await self._send(_api.metrics())
+
+    async def openapi(self) -> Json:
+        """The server's OpenAPI document."""
+        return await self._send(_api.openapi())
+
+    # Collections.
+
+    async def create_collection(self, name: str, dimension: int, metric: Metric) -> Collection:
+        """Create a collection; `metric` is `"cosine"`, `"l2"` or `"dot"`. Raises `Conflict`
+        if it exists."""
+        return await self._send(_api.create_collection(name, dimension, metric))
+
+    async def list_collections(self) -> list[Collection]:
+        """Every collection, by name."""
+        return await self._send(_api.list_collections())
+
+    async def get_collection(self, name: str) -> CollectionStats:
+        """A collection's settings and statistics."""
+        return await self._send(_api.get_collection(name))
+
+    async def stats(self) -> Stats:
+        """Statistics of every collection."""
+        return await self._send(_api.stats())
+
+    async def drop_collection(self, name: str) -> None:
+        """Drop a collection and all its documents (admin)."""
+        await self._send(_api.drop_collection(name))
+
+    # Documents and search.
+
+    async def upsert(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        vectors: _vectors.Vectors,
+        payloads: Optional[Sequence[Optional[Payload]]] = None,
+        *,
+        batch_size: Optional[int] = None,
+        progress: UpsertProgress = None,
+    ) -> UpsertResult:
+        """Insert or replace documents: `vectors` is a 2-D array (or a list of lists), one row
+        per id; `payloads` one dict (or None) per id.
+
+        Vectors are sent as base64 float32. The input is checked as a whole before anything is
+        sent, then sent in requests of at most `batch_size` documents (default: as many as fit
+        in `max_body_bytes`). With more than one request the collection's dimension is checked
+        first. `progress=True` shows a tqdm bar (if tqdm is installed); a callable is called
+        with (documents done, total) after each request.
+        """
+        plan = _api.UpsertPlan(
+            collection, ids, vectors, payloads, batch_size, self._base.max_body_bytes
+        )
+        if len(plan.batches) > 1:
+            plan.check_dimension(await self.get_collection(collection))
+        report = UpsertReporter(progress, len(plan.ids), f"upsert {collection}")
+        done = 0
+        try:
+            for batch in plan.batches:
+                done += await self._send(plan.request(batch))
+                report.update(batch[1] - batch[0])
+        finally:
+            report.close()
+        return UpsertResult(collection=collection, upserted=done, batches=len(plan.batches))
+
+    @overload
+    async def get(
+        self, collection: str, id: str, *, numpy: Literal[False] = False
+    ) -> Document[list[float]]: ...
+
+    @overload
+    async def get(
+        self, collection: str, id: str, *, numpy: Literal[True]
+    ) -> Document[NDArray[np.float32]]: ...
+
+    async def get(
+        self, collection: str, id: str, *, numpy: bool = False
+    ) -> Union[Document[list[float]], Document[NDArray[np.float32]]]:
+        """A document; with `numpy=True` its vector is a float32 numpy array. Raises
+        `NotFound` if there is no such document."""
+        doc = await self._send(_api.get(collection, id))
+        if numpy:
+            return Document(doc.id, _vectors.to_numpy(doc.vector), doc.payload)
+        return doc
+
+    async def delete(self, collection: str, ids: Union[str, Sequence[str]]) -> DeleteResult:
+        """Delete one id or several; ids that do not exist are reported in `missing`."""
+        return await self._send(_api.delete(collection, ids))
+
+    async def search(
+        self,
+        collection: str,
+        vector: _vectors.VectorLike,
+        k: int = 10,
+        with_payload: bool = False,
+    ) -> list[Hit]:
+        """The `k` nearest documents to `vector` (a list or a 1-D array), best first."""
+        return await self._send(_api.search(collection, vector, k, with_payload))
+
+    # Flush and compaction.
+
+    async def flush(self, collection: str) -> list[Segment]:
+        """Write the in-memory documents to a segment now; returns the segments written."""
+        return await self._send(_api.flush(collection))
+
+    async def segments(self, collection: str) -> list[Segment]:
+        """The collection's sealed segments, oldest first."""
+        return await self._send(_api.segments(collection))
+
+    @overload
+    async def compact(
+        self,
+        collection: str,
+        *,
+        wait: Literal[True] = True,
+        progress: OperationProgress = None,
+        timeout: Optional[float] = None,
+    ) -> CompactResult: ...
+
+    @overload
+    async def compact(
+        self,
+        collection: str,
+        *,
+        wait: Literal[False],
+        progress: OperationProgress = None,
+        timeout: Optional[float] = None,
+    ) -> Operation: ...
+
+    async def compact(
+        self,
+        collection: str,
+        *,
+        wait: bool = True,
+        progress: OperationProgress = None,
+        timeout: Optional[float] = None,
+    ) -> Union[CompactResult, Operation]:
+        """Merge the collection's segments into one hot segment (admin). Runs as an
+        asynchronous operation: with `wait=True` this polls it and returns its result (or
+        raises its error); with `wait=False` it returns the running `Operation`."""
+        req, parse = _api.compact(collection)
+        return await self._operation(req, parse, wait, progress, timeout)
+
+    # Tiering.
+
+    @overload
+    async def offload(
+        self,
+        collection: str,
+        segments: Optional[Sequence[int]] = None,
+        *,
+        wait: Literal[True] = True,
+        progress: OperationProgress = None,
+        timeout: Optional[float] = None,
+    ) -> MoveResult: ...
+
+    @overload
+    async def offload(
+        self,
+        collection: str,
+        segments: Optional[Sequence[int]] = None,
+        *,
+        wait: Literal[False],
+        progress: OperationProgress = None,
+        timeout: Optional[float] = None,
+    ) -> Operation: ...
+
+    async def offload(
+        self,
+        collection: str,
+        segments: Optional[Sequence[int]] = None,
+        *,
+        wait: bool = True,
+        progress: OperationProgress = None,
+        timeout: Optional[float] = None,
+    ) -> Union[MoveResult, Operation]:
+        """Move sealed segments (all that are not cold, or these ids) to the cold tier (admin).
+
+        Runs as an asynchronous operation: with `wait=True` this polls it, reporting progress
+        in bytes (`progress=True` for a tqdm bar, or a callable taking the `Operation`), and
+        returns its result or raises its error; with `wait=False` it returns the running
+        `Operation` (see `wait_operation`). `timeout` bounds the wait, not the operation.
+        """
+        req, parse = _api.move(collection, "offload", segments)
+        return await self._operation(req, parse, wait, progress, timeout)
+
+    @overload
+    async def hydrate(
+        self,
+        collection: str,
+        segments: Optional[Sequence[int]] = None,
+        *,
+        wait: Literal[True] = True,
+        progress: OperationProgress = None,
+        timeout: Optional[float] = None,
+    ) -> MoveResult: ...
+
+    @overload
+    async def hydrate(
+        self,
+        collection: str,
+        segments: Optional[Sequence[int]] = None,
+        *,
+        wait: Literal[False],
+        progress: OperationProgress = None,
+        timeout: Optional[float] = None,
+    ) -> Operation: ...
+
+    async def hydrate(
+        self,
+        collection: str,
+        segments: Optional[Sequence[int]] = None,
+        *,
+        wait: bool = True,
+        progress: OperationProgress = None,
+        timeout: Optional[float] = None,
+    ) -> Union[MoveResult, Operation]:
+        """Bring segments (all that are not hot, or these ids) back to the hot tier (admin);
+        the same operation handling as `offload`."""
+        req, parse = _api.move(collection, "hydrate", segments)
+        return await self._operation(req, parse, wait, progress, timeout)
+
+    async def pin(self, collection: str, segment: Optional[int] = None) -> PinResult:
+        """Pin the collection, or one segment, to the hot tier (admin). Moves nothing now."""
+        return await self._send(_api.pin(collection, segment, True))
+
+    async def unpin(self, collection: str, segment: Optional[int] = None) -> PinResult:
+        """Undo a pin of the collection, or of one segment (admin)."""
+        return await self._send(_api.pin(collection, segment, False))
+
+    async def get_overrides(self, collection: str) -> TieringOverrides:
+        """The collection's tiering policy overrides."""
+        return await self._send(_api.get_overrides(collection))
+
+    async def set_overrides(
+        self,
+        collection: str,
+        *,
+        move_to_warm_after: Optional[_api.Duration] = None,
+        move_to_cold_after: Optional[_api.Duration] = None,
+        max_hot_size_bytes: Optional[_api.SizeArg] = None,
+        max_warm_size_bytes: Optional[_api.SizeArg] = None,
+        min_residency: Optional[_api.Duration] = None,
+    ) -> TieringOverrides:
+        """Replace the collection's tiering overrides (admin); those left out are cleared.
+        Durations are strings (`"7d"`) or `timedelta`s, sizes strings (`"10GiB"`) or bytes."""
+        return await self._send(
+            _api.set_overrides(
+                collection,
+                move_to_warm_after=move_to_warm_after,
+                move_to_cold_after=move_to_cold_after,
+                max_hot_size_bytes=max_hot_size_bytes,
+                max_warm_size_bytes=max_warm_size_bytes,
+                min_residency=min_residency,
+            )
+        )
+
+    async def tiering_status(self) -> TieringStatus:
+        """Where every segment is, what is moving, the last errors and the counters."""
+        return await self._send(_api.tiering_status())
+
+    @overload
+    async def maintenance(
+        self,
+        *,
+        wait: Literal[True] = True,
+        progress: OperationProgress = None,
+        timeout: Optional[float] = None,
+    ) -> MaintenanceResult: ...
+
+    @overload
+    async def maintenance(
+        self,
+        *,
+        wait: Literal[False],
+        progress: OperationProgress = None,
+        timeout: Optional[float] = None,
+    ) -> Operation: ...
+
+    async def maintenance(
+        self,
+        *,
+        wait: bool = True,
+        progress: OperationProgress = None,
+        timeout: Optional[float] = None,
+    ) -> Union[MaintenanceResult, Operation]:
+        """Run a tiering maintenance pass now (admin); the same operation handling as
+        `offload`."""
+        req, parse = _api.maintenance()
+        return await self._operation(req, parse, wait, progress, timeout)
+
+    # Asynchronous operations.
+
+    async def operations(self) -> list[Operation]:
+        """The operations the server keeps, newest first."""
+        return await self._send(_api.operations())
+
+    async def get_operation(self, id: str) -> Operation:
+        """One operation, by id (`op-3`)."""
+        return await self._send(_api.get_operation(id))
+
+    async def wait_operation(
+        self,
+        operation: Union[Operation, str],
+        *,
+        progress: OperationProgress = None,
+        timeout: Optional[float] = None,
+        poll_interval: float = 0.25,
+    ) -> Operation:
+        """Poll an operation until it has finished and return it (check `.state` and
+        `.error`). Raises `Timeout` when `timeout` seconds pass first; the operation goes on."""
+        op = operation if isinstance(operation, Operation) else await self.get_operation(operation)
+        report = OperationReporter(progress, f"{op.kind} {op.collection or ''}".strip())
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        try:
+            while True:
+                report.update(op)
+                if op.done:
+                    return op
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise Timeout(f"operation {op.id} still running after {timeout} s")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, poll_interval)
+                op = await self.get_operation(op.id)
+        finally:
+            report.close()
+
+    async def _operation(
+        self,
+        req: _api.Request[Operation],
+        parse: Callable[[Json], T],
+        wait: bool,
+        progress: OperationProgress,
+        timeout: Optional[float],
+    ) -> Union[T, Operation]:
+        op = await self._send(req)
+        if not wait:
+            return op
+        return _api.operation_outcome(
+            await self.wait_operation(op, progress=progress, timeout=timeout), parse
+        )
+
+
+__all__ = ["AsyncClient"]
