@@ -76,6 +76,7 @@ pub(crate) fn run(
     store_kind: &str,
     verify: UploadVerification,
     rounds: usize,
+    prefix: Option<String>,
 ) {
     let store: Arc<dyn ObjectStore> = match store_kind {
         "memory" => Arc::new(object_store::memory::InMemory::new()),
@@ -104,13 +105,15 @@ pub(crate) fn run(
         }
     };
     // Everything this run writes lives under a prefix of its own, deleted at the end.
-    let prefix = format!(
-        "bench-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis())
-    );
+    let prefix = prefix.unwrap_or_else(|| {
+        format!(
+            "bench-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        )
+    });
     let raw_key = format!("{prefix}/raw/segment.bin");
     let data = dir.join("data");
     let db = Database::open(&data, options(&store, &prefix, verify)).expect("open");
