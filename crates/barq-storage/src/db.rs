@@ -239,7 +239,7 @@ impl Database {
             poison,
         });
         let background =
-            Background::start(&shared).map_err(|e| Error::io("start background threads", e))?;
+            start_background(&shared).map_err(|e| Error::io("start background threads", e))?;
         Ok(Database {
             shared,
             background: Mutex::new(Some(background)),
@@ -506,6 +506,62 @@ impl Drop for Database {
             tracing::error!(error = %e, "closing the database failed");
         }
     }
+}
+
+/// How often the flusher looks for memtables over the limit.
+const FLUSH_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The database's background loops: each job holds a `Weak` reference to the shared state, so
+/// that it ends once the database is gone, and a panic poisons the database.
+fn start_background(shared: &Arc<Shared>) -> std::io::Result<Background> {
+    let mut bg = Background::default();
+    let on_panic: crate::background::OnPanic = {
+        let weak = Arc::downgrade(shared);
+        Arc::new(move |name: &str, why: String| {
+            if let Some(s) = weak.upgrade() {
+                s.poison(format!("background worker {name} panicked: {why}"));
+            }
+        })
+    };
+    let job = |work: fn(&Shared)| -> crate::background::Job {
+        let weak = Arc::downgrade(shared);
+        Box::new(move || match weak.upgrade() {
+            Some(s) => {
+                work(&s);
+                true
+            }
+            None => false,
+        })
+    };
+    let o = &shared.options;
+    bg.spawn_loop(
+        "barq-flush",
+        FLUSH_POLL,
+        job(Shared::flush_requested),
+        Arc::clone(&on_panic),
+    )?;
+    if o.background_compaction {
+        let every = o.compaction_check_interval;
+        bg.spawn_loop(
+            "barq-compact",
+            every,
+            job(Shared::compact_where_due),
+            Arc::clone(&on_panic),
+        )?;
+    }
+    if let Some(every) = o.tiering.maintenance_interval {
+        let every = crate::background::jittered(every);
+        bg.spawn_loop(
+            "barq-tiering",
+            every,
+            job(Shared::tiering_maintenance),
+            Arc::clone(&on_panic),
+        )?;
+    }
+    if let crate::Durability::Interval(every) = o.durability {
+        bg.spawn_loop("barq-wal-sync", every, job(Shared::sync_wals), on_panic)?;
+    }
+    Ok(bg)
 }
 
 /// Refuse a directory that has content but no manifest: it is not a Barq data directory, and

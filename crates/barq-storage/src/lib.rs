@@ -39,6 +39,7 @@ mod poison;
 mod search;
 pub mod segment;
 mod shadows;
+mod tier;
 pub mod tiering;
 mod wal;
 

@@ -23,34 +23,7 @@ pub const MANIFEST_FILE: &str = "MANIFEST";
 /// Version of the manifest's JSON layout.
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 
-/// Where a sealed segment's bytes live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StorageTier {
-    /// The data directory.
-    Hot,
-    /// The optional second local directory.
-    Warm,
-    /// Object storage.
-    Cold,
-}
-
-impl StorageTier {
-    /// The lowercase name used in the manifest, the API and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StorageTier::Hot => "hot",
-            StorageTier::Warm => "warm",
-            StorageTier::Cold => "cold",
-        }
-    }
-}
-
-impl std::fmt::Display for StorageTier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::tier::StorageTier;
 
 /// One sealed segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,9 +82,9 @@ pub struct CollectionEntry {
     /// before tiering existed keep their checksum).
     #[serde(
         default,
-        skip_serializing_if = "crate::tiering::TieringOverrides::is_empty"
+        skip_serializing_if = "crate::tier::TieringOverrides::is_empty"
     )]
-    pub tiering: crate::tiering::TieringOverrides,
+    pub tiering: crate::tier::TieringOverrides,
 }
 
 /// The whole manifest.
