@@ -16,22 +16,11 @@ use crate::flush::FlushOutcome;
 use crate::lock::DirLock;
 use crate::manifest::{CollectionEntry, ManifestStore, StorageTier};
 use crate::search::SearchRequest;
-use crate::tiering::manager_internals::{ACCESS_FILE, AccessFile, ManagerState, ORPHANS_FILE};
+use crate::shared::Shared;
+use crate::tier::TierStats;
+use crate::tiering::state::{AccessFile, ManagerState};
 use crate::tiering::{TierEnv, TieringManager};
 use crate::{Options, fsutil};
-
-/// State shared with the background threads.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub dir: PathBuf,
-    pub options: Options,
-    pub manifest: Arc<ManifestStore>,
-    pub collections: RwLock<BTreeMap<String, Arc<Collection>>>,
-    pub env: Arc<TierEnv>,
-    pub tier_state: ManagerState,
-    /// Set when a background worker panicked.
-    pub poison: Arc<crate::poison::Poison>,
-}
 
 impl Shared {
     /// A background worker panicked: poison the database and wake the writers that wait for
@@ -103,15 +92,6 @@ impl Shared {
             }
         }
     }
-}
-
-/// Statistics of one tier of one collection.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TierStats {
-    /// Sealed segments in this tier.
-    pub segments: u64,
-    /// Their bytes.
-    pub bytes: u64,
 }
 
 /// Statistics of one collection.
@@ -193,13 +173,7 @@ impl Database {
         }
         let env = Arc::new(TierEnv::new(&dir, &options.tiering)?);
         env.check_at_open()?;
-        let access: AccessFile = match std::fs::read(dir.join(ACCESS_FILE)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "ignoring unreadable access statistics");
-                AccessFile::default()
-            }),
-            Err(_) => AccessFile::default(),
-        };
+        let access = AccessFile::load(&dir);
         let poison = Arc::new(crate::poison::Poison::default());
         let mut collections = BTreeMap::new();
         for (name, entry) in &snapshot.collections {
@@ -220,22 +194,13 @@ impl Database {
             warm_dir = ?env.warm_dir,
             "database opened"
         );
-        let dir_for_orphans = dir.clone();
         let shared = Arc::new(Shared {
+            tier_state: ManagerState::open(&dir),
             dir,
             options,
             manifest,
             collections: RwLock::new(collections),
             env,
-            tier_state: ManagerState {
-                orphan_seen: parking_lot::Mutex::new(
-                    std::fs::read(dir_for_orphans.join(ORPHANS_FILE))
-                        .ok()
-                        .and_then(|b| serde_json::from_slice(&b).ok())
-                        .unwrap_or_default(),
-                ),
-                ..ManagerState::default()
-            },
             poison,
         });
         let background =

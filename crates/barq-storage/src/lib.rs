@@ -39,12 +39,13 @@ mod poison;
 mod search;
 pub mod segment;
 mod shadows;
+mod shared;
 mod tier;
 pub mod tiering;
 mod wal;
 
 pub use compaction::{CompactionOutcome, SizeTieredPolicy, plan_size_tiered};
-pub use db::{CollectionStats, Database, DatabaseStats, TierStats};
+pub use db::{CollectionStats, Database, DatabaseStats};
 pub use flush::FlushOutcome;
 pub use manifest::{CollectionEntry, MANIFEST_FILE, Manifest, SegmentEntry, StorageTier};
 pub use options::{
@@ -54,3 +55,4 @@ pub use options::{
     FailPoints, Options,
 };
 pub use search::SearchRequest;
+pub use tier::TierStats;

@@ -1,6 +1,7 @@
 //! The value types of tiering that the manifest, the policy and the manager all use, in a leaf
 //! module that imports none of them: where a segment is ([`StorageTier`]), the database-wide
-//! policy ([`TieringPolicy`]) and a collection's overrides of it ([`TieringOverrides`]).
+//! policy ([`TieringPolicy`]), a collection's overrides of it ([`TieringOverrides`]), the bytes
+//! in a tier ([`TierStats`]) and a failed move ([`MoveError`]).
 
 use std::time::Duration;
 
@@ -123,4 +124,28 @@ impl TieringOverrides {
         }
         Ok(())
     }
+}
+
+/// Statistics of one tier of one collection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierStats {
+    /// Sealed segments in this tier.
+    pub segments: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// A move that failed; the segment stayed where it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveError {
+    /// The segment's collection.
+    pub collection: String,
+    /// The segment.
+    pub segment_id: u64,
+    /// Where it was going.
+    pub to: StorageTier,
+    /// What went wrong.
+    pub error: String,
+    /// When (ms since the Unix epoch).
+    pub at_ms: u64,
 }

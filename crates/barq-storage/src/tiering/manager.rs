@@ -14,26 +14,15 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::mover::{MoveOutcome, Progress};
+use super::state::{ACCESS_FILE, AccessFile, ORPHANS_FILE};
 use super::{PlanInput, SegmentState, TieringOverrides, plan};
 use crate::collection::Collection;
-use crate::db::{Shared, TierStats};
 use crate::manifest::StorageTier;
 use crate::segment::Segment;
+use crate::shared::Shared;
+use crate::tier::TierStats;
 
-/// A move that failed; the segment stayed where it was.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MoveError {
-    /// The segment's collection.
-    pub collection: String,
-    /// The segment.
-    pub segment_id: u64,
-    /// Where it was going.
-    pub to: StorageTier,
-    /// What went wrong.
-    pub error: String,
-    /// When (ms since the Unix epoch).
-    pub at_ms: u64,
-}
+pub use crate::tier::MoveError;
 
 /// What one maintenance pass did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -166,32 +155,6 @@ pub struct TieringStatus {
     #[serde(default)]
     pub poisoned: Option<String>,
 }
-
-/// The per-database tiering state that is not in the manifest.
-#[derive(Debug, Default)]
-pub(crate) struct ManagerState {
-    pub errors: Mutex<BTreeMap<(String, u64), MoveError>>,
-    pub last_maintenance_ms: Mutex<Option<u64>>,
-    pub maintenance: Mutex<()>,
-    /// Moves hold it shared, orphan collection exclusively: an object cannot be judged an
-    /// orphan while a move that may be about to reference it is running.
-    pub gc: parking_lot::RwLock<()>,
-    /// When orphan collection first saw each unreferenced object: the grace period runs from
-    /// there (an object a compaction just left behind may still be read by a query).
-    pub orphan_seen: Mutex<HashMap<String, i64>>,
-}
-
-/// The persisted access statistics: collection → segment → (last access ms, count).
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct AccessFile {
-    pub collections: BTreeMap<String, HashMap<u64, (u64, u64)>>,
-}
-
-/// File name of the first-seen times of unreferenced objects.
-pub(crate) const ORPHANS_FILE: &str = "ORPHANS";
-
-/// File name of the access statistics in the data directory.
-pub(crate) const ACCESS_FILE: &str = "ACCESS";
 
 /// The tiering API of a database; cheap to create (`Database::tiering`).
 #[derive(Debug, Clone)]

@@ -41,6 +41,7 @@ mod permits;
 pub mod policy;
 mod reconcile;
 mod remote;
+pub(crate) mod state;
 mod store;
 
 use std::path::PathBuf;
@@ -56,10 +57,6 @@ pub use manager::{
     CollectionTierStatus, MaintenanceReport, MoveError, SegmentStatus, TieringCounters,
     TieringManager, TieringStatus,
 };
-#[doc(hidden)]
-pub(crate) mod manager_internals {
-    pub(crate) use super::manager::{ACCESS_FILE, AccessFile, ManagerState, ORPHANS_FILE};
-}
 pub use mover::MoveOutcome;
 pub(crate) use mover::remove_durably;
 pub use policy::{
