@@ -249,24 +249,13 @@ async fn delete_ids(s: &AppState, n: String, ids: Vec<String>) -> ApiResult {
     }
     let db = db(s);
     let collection = n.clone();
-    let (deleted, missing) = blocking(move || {
-        let (mut deleted, mut missing) = (Vec::new(), Vec::new());
-        for id in ids {
-            if db.get(&n, &id)?.is_some() {
-                deleted.push(id);
-            } else {
-                missing.push(id);
-            }
-        }
-        let refs: Vec<&str> = deleted.iter().map(String::as_str).collect();
-        if !refs.is_empty() {
-            db.delete_many(&n, &refs)?;
-        }
-        Ok((deleted, missing))
+    let report = blocking(move || {
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        db.delete_reporting(&n, &refs)
     })
     .await?;
     Ok(Json(
-        json!({"collection": collection, "deleted": deleted, "missing": missing}),
+        json!({"collection": collection, "deleted": report.deleted, "missing": report.missing}),
     ))
 }
 
@@ -466,51 +455,40 @@ async fn move_segments(
     let segs = chosen(&db, &n, req.segments.as_deref(), to)?;
     let total: u64 = segs.iter().map(|e| e.size_bytes).sum();
     run_op(&s, kind, Some(n.clone()), req.run_async, total, move |op| {
-        let mut moves = Vec::new();
-        let mut failures: Vec<(u64, barq_core::Error)> = Vec::new();
-        let mut done = 0u64;
-        for e in &segs {
-            let base = done;
-            let progress = |b: u64| {
-                if let Some(op) = op {
-                    op.bytes_done
-                        .store(base + b, std::sync::atomic::Ordering::Relaxed);
-                }
-            };
-            // One failure does not stop the other segments (as with the CLI's `--all`); the
-            // failures are reported at the end, with the moves that were done.
-            match db
-                .tiering()
-                .move_segment_with_progress(&n, e.id, to, &progress)
-            {
-                Ok(m) => moves.push(m),
-                Err(err) => failures.push((e.id, err)),
-            }
-            done += e.size_bytes;
+        let ids: Vec<u64> = segs.iter().map(|e| e.id).collect();
+        let progress = |_: usize, _: u64, bytes: u64| {
             if let Some(op) = op {
                 op.bytes_done
-                    .store(done, std::sync::atomic::Ordering::Relaxed);
+                    .store(bytes, std::sync::atomic::Ordering::Relaxed);
             }
-        }
-        if let Some((_, first)) = failures.first() {
-            let listed: Vec<String> = failures
+        };
+        // One failure does not stop the other segments (as with the CLI's `--all`); the
+        // failures are reported at the end, with the moves that were done.
+        let batch = db.tiering().move_segments(&n, &ids, to, &progress)?;
+        if let Some((_, first)) = batch.failures.first() {
+            let listed: Vec<String> = batch
+                .failures
                 .iter()
                 .map(|(id, e)| format!("segment {id}: {}", e.message()))
                 .collect();
-            let moved: Vec<String> = moves.iter().map(|m| m.segment_id.to_string()).collect();
+            let moved: Vec<String> = batch
+                .moves
+                .iter()
+                .map(|m| m.segment_id.to_string())
+                .collect();
             return Err(ApiError::from(barq_core::Error::new(
                 first.kind(),
                 format!(
                     "{} of {} moves failed ({}); moved: [{}]",
-                    failures.len(),
+                    batch.failures.len(),
                     segs.len(),
                     listed.join("; "),
                     moved.join(", ")
                 ),
             )));
         }
-        let bytes_moved: u64 = moves.iter().map(|m| m.bytes).sum();
-        Ok(json!({"collection": n, "to": to, "moves": moves, "bytes_moved": bytes_moved}))
+        let bytes_moved = batch.bytes_moved();
+        Ok(json!({"collection": n, "to": to, "moves": batch.moves, "bytes_moved": bytes_moved}))
     })
     .await
 }

@@ -94,6 +94,15 @@ impl Shared {
     }
 }
 
+/// What [`Database::delete_reporting`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteReport {
+    /// Ids that existed and are deleted now.
+    pub deleted: Vec<String>,
+    /// Ids that did not exist (nothing was written for them).
+    pub missing: Vec<String>,
+}
+
 /// Statistics of one collection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionStats {
@@ -340,6 +349,30 @@ impl Database {
     /// number.
     pub fn delete(&self, collection: &str, id: &str) -> Result<u64> {
         self.collection(collection)?.delete(&[id])
+    }
+
+    /// Delete `ids` in one write, saying which existed: the answer lists the deleted ids and
+    /// the missing ones, in the order given (each id is looked up first, which may read cold
+    /// id pages). Every id is validated before anything is written.
+    pub fn delete_reporting(&self, collection: &str, ids: &[&str]) -> Result<DeleteReport> {
+        let c = self.collection(collection)?;
+        for id in ids {
+            barq_core::validate_id(id)?;
+        }
+        let mut report = DeleteReport::default();
+        let mut present = Vec::new();
+        for &id in ids {
+            if c.get(id)?.is_some() {
+                present.push(id);
+                report.deleted.push(id.to_owned());
+            } else {
+                report.missing.push(id.to_owned());
+            }
+        }
+        if !present.is_empty() {
+            c.delete(&present)?;
+        }
+        Ok(report)
     }
 
     /// Delete several documents in one write.

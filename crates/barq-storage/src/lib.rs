@@ -45,7 +45,7 @@ pub mod tiering;
 mod wal;
 
 pub use compaction::{CompactionOutcome, SizeTieredPolicy, plan_size_tiered};
-pub use db::{CollectionStats, Database, DatabaseStats};
+pub use db::{CollectionStats, Database, DatabaseStats, DeleteReport};
 pub use flush::FlushOutcome;
 pub use manifest::{CollectionEntry, MANIFEST_FILE, Manifest, SegmentEntry, StorageTier};
 pub use options::{

@@ -566,3 +566,32 @@ fn writers_stall_then_fail_cleanly_when_flushing_cannot_keep_up() {
     db.upsert("c", &[doc("after", &[2.0; 64])])
         .expect("writes resume");
 }
+
+/// `delete_reporting` says which ids existed (in memtables or segments) and which did not; a
+/// bad id refuses the whole call with nothing deleted.
+#[test]
+fn delete_reporting_names_deleted_and_missing_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    db.create_collection(CollectionConfig::new("c", 2, Metric::L2).expect("cfg"))
+        .expect("create");
+    db.upsert("c", &[doc("seg", &[1.0, 0.0])]).expect("upsert");
+    db.flush("c").expect("flush");
+    db.upsert("c", &[doc("mem", &[0.0, 1.0])]).expect("upsert");
+    let err = db
+        .delete_reporting("c", &["seg", "bad\u{0}id"])
+        .expect_err("bad id");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert_eq!(db.count("c").expect("count"), 2, "nothing deleted");
+    let r = db
+        .delete_reporting("c", &["mem", "nope", "seg"])
+        .expect("delete");
+    assert_eq!(r.deleted, ["mem", "seg"]);
+    assert_eq!(r.missing, ["nope"]);
+    assert_eq!(db.count("c").expect("count"), 0);
+    let again = db.delete_reporting("c", &["seg"]).expect("delete");
+    assert_eq!(
+        (again.deleted.len(), again.missing),
+        (0, vec!["seg".to_owned()])
+    );
+}

@@ -1151,3 +1151,49 @@ fn a_cold_search_waiting_on_the_store_holds_no_cpu_thread() {
     }
     db.close().expect("close");
 }
+
+/// A batch of moves goes on after a failure and reports both, in order; an unknown segment is
+/// refused before anything moves.
+#[test]
+fn a_batch_of_moves_goes_on_after_a_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (faulty, store) = faulty_store();
+    let db = Database::open(dir.path(), options(Some(store))).expect("open");
+    load(&db);
+    let ids = segment_ids(&db);
+    let err = db
+        .tiering()
+        .move_segments("c", &[ids[0], 999], StorageTier::Cold, &|_, _, _| {})
+        .expect_err("unknown segment");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert_eq!(
+        tiers(&db),
+        [StorageTier::Hot, StorageTier::Hot],
+        "nothing moved"
+    );
+    faulty.fail(Op::Put, 3); // every attempt of the first upload
+    let seen = std::sync::Mutex::new(Vec::new());
+    let batch = db
+        .tiering()
+        .move_segments("c", &ids, StorageTier::Cold, &|i, id, bytes| {
+            seen.lock().expect("lock").push((i, id, bytes));
+        })
+        .expect("batch");
+    assert_eq!(batch.failures.len(), 1);
+    assert_eq!(batch.failures[0].0, ids[0]);
+    assert_eq!(batch.failures[0].1.kind(), ErrorKind::Unavailable);
+    assert_eq!(batch.moves.len(), 1);
+    assert_eq!(batch.moves[0].segment_id, ids[1]);
+    assert_eq!(tiers(&db), [StorageTier::Hot, StorageTier::Cold]);
+    let seen = seen.into_inner().expect("lock");
+    let total: u64 = segments(&db, "c").iter().map(|s| s.size_bytes).sum();
+    assert_eq!(
+        seen.last().map(|s| (s.0, s.2)),
+        Some((1, total)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].2 <= w[1].2),
+        "bytes only grow: {seen:?}"
+    );
+}

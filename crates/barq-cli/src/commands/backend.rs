@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use barq_core::{CollectionConfig, Document, Error, Result, SearchHit};
-use barq_storage::tiering::{MaintenanceReport, MoveOutcome, TieringStatus};
+use barq_storage::tiering::{BatchMoves, MaintenanceReport, MoveOutcome, TieringStatus};
 use barq_storage::{
     CollectionStats, CompactionOutcome, Database, DatabaseStats, FlushOutcome, SearchRequest,
     SegmentEntry, StorageTier,
@@ -189,17 +189,8 @@ impl Backend<'_> {
             Backend::Local(db) => {
                 // The data directory is locked for the whole command, so nothing can change
                 // between the lookup and the delete.
-                let (mut deleted, mut missing) = (Vec::new(), Vec::new());
-                for &id in ids {
-                    match db.get(name, id)? {
-                        Some(_) => deleted.push(id),
-                        None => missing.push(id.to_owned()),
-                    }
-                }
-                if !deleted.is_empty() {
-                    db.delete_many(name, &deleted)?;
-                }
-                Ok((deleted.into_iter().map(str::to_owned).collect(), missing))
+                let report = db.delete_reporting(name, ids)?;
+                Ok((report.deleted, report.missing))
             }
             Backend::Remote(c) => {
                 let body = json!({ "ids": ids });
@@ -282,6 +273,36 @@ impl Backend<'_> {
 
     /// Move one segment to `to` (`Cold` or `Hot`), reporting the bytes transferred so far.
     /// Remotely this is an asynchronous operation of the server, polled until it ends.
+    /// Move each of `ids` to `to`, going on after a failure (`TieringManager::move_segments`
+    /// locally; one server operation per segment remotely). `progress(i, id, bytes)` as there.
+    pub fn move_segments(
+        &self,
+        name: &str,
+        ids: &[u64],
+        to: StorageTier,
+        sizes: &[u64],
+        progress: &(dyn Fn(usize, u64, u64) + Sync),
+    ) -> Result<BatchMoves> {
+        match self {
+            Backend::Local(db) => db.tiering().move_segments(name, ids, to, progress),
+            Backend::Remote(_) => {
+                let mut batch = BatchMoves::default();
+                let mut done = 0;
+                for (i, (&id, &size)) in ids.iter().zip(sizes).enumerate() {
+                    progress(i, id, done);
+                    let each = |n: u64| progress(i, id, done + n.min(size));
+                    match self.move_segment(name, id, to, &each) {
+                        Ok(o) => batch.moves.push(o),
+                        Err(e) => batch.failures.push((id, e)),
+                    }
+                    done += size;
+                    progress(i, id, done);
+                }
+                Ok(batch)
+            }
+        }
+    }
+
     pub fn move_segment(
         &self,
         name: &str,

@@ -66,35 +66,32 @@ pub fn move_segments(ctx: &Context<'_>, args: &MoveArgs, to: StorageTier) -> Res
         bytes_moved: 0,
     };
     let bar = super::progress_bar(Some(todo.iter().map(|t| t.1).sum()), ctx.quiet);
-    let mut first_error = None;
-    let mut done = 0;
-    for (i, &(id, size)) in todo.iter().enumerate() {
+    let (ids, sizes): (Vec<u64>, Vec<u64>) = todo.iter().copied().unzip();
+    let progress = |i: usize, id: u64, bytes: u64| {
         bar.set_message(format!("segment {id} ({}/{})", i + 1, todo.len()));
-        let progress = |n: u64| bar.set_position(done + n.min(size));
-        match ctx.db.move_segment(&args.name, id, to, &progress) {
-            Ok(outcome) => {
-                result.bytes_moved += outcome.bytes;
-                result.moves.push(outcome);
-            }
-            // One segment asked for: its error is the command's, as for any other command.
-            Err(e) if !args.which.all => {
-                bar.finish_and_clear();
-                return Err(e);
-            }
-            Err(e) => {
-                bar.suspend(|| eprintln!("error: segment {id}: {}", one_line(e.message())));
-                first_error.get_or_insert(e.kind());
-                result.failed.push(MoveError {
-                    collection: args.name.clone(),
-                    segment_id: id,
-                    to,
-                    error: e.message().to_owned(),
-                    at_ms: now_ms(),
-                });
-            }
+        bar.set_position(bytes);
+    };
+    let batch = ctx
+        .db
+        .move_segments(&args.name, &ids, to, &sizes, &progress)?;
+    let mut first_error = None;
+    result.bytes_moved = batch.bytes_moved();
+    result.moves = batch.moves;
+    for (id, e) in batch.failures {
+        // One segment asked for: its error is the command's, as for any other command.
+        if !args.which.all {
+            bar.finish_and_clear();
+            return Err(e);
         }
-        done += size;
-        bar.set_position(done);
+        bar.suspend(|| eprintln!("error: segment {id}: {}", one_line(e.message())));
+        first_error.get_or_insert(e.kind());
+        result.failed.push(MoveError {
+            collection: args.name.clone(),
+            segment_id: id,
+            to,
+            error: e.message().to_owned(),
+            at_ms: now_ms(),
+        });
     }
     bar.finish_and_clear();
     ctx.out

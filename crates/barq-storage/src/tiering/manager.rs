@@ -24,6 +24,23 @@ use crate::tier::TierStats;
 
 pub use crate::tier::MoveError;
 
+/// What [`TieringManager::move_segments`] did: the moves done and the failures (segment id
+/// and error), each in the order asked.
+#[derive(Debug, Default)]
+pub struct BatchMoves {
+    /// Moves done.
+    pub moves: Vec<MoveOutcome>,
+    /// Segments that did not move, and why; they stay where they were.
+    pub failures: Vec<(u64, Error)>,
+}
+
+impl BatchMoves {
+    /// Bytes transferred by the moves done.
+    pub fn bytes_moved(&self) -> u64 {
+        self.moves.iter().map(|m| m.bytes).sum()
+    }
+}
+
 /// What one maintenance pass did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MaintenanceReport {
@@ -188,6 +205,45 @@ impl TieringManager {
     ) -> Result<MoveOutcome> {
         let c = self.shared.collection(collection)?;
         self.shared.move_recorded(&c, id, to, progress)
+    }
+
+    /// Move each of `segments` (of `collection`) to `to`, one after another. A failure does
+    /// not stop the others: every outcome and every failure is in the answer, in order.
+    /// `progress(i, segment, bytes)` hears, for the `i`-th segment, the bytes transferred so
+    /// far by the whole batch (each segment counts its size once it is done, moved or not).
+    /// An unknown segment id is `NotFound` before anything moves.
+    pub fn move_segments(
+        &self,
+        collection: &str,
+        segments: &[u64],
+        to: StorageTier,
+        progress: &(dyn Fn(usize, u64, u64) + Sync),
+    ) -> Result<BatchMoves> {
+        let all = self.segments(collection)?;
+        let sizes = segments
+            .iter()
+            .map(|&id| {
+                all.iter()
+                    .find(|s| s.id == id)
+                    .map(|s| if s.tier == to { 0 } else { s.size_bytes })
+                    .ok_or_else(|| {
+                        Error::not_found(format!("collection \"{collection}\" has no segment {id}"))
+                    })
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        let mut batch = BatchMoves::default();
+        let mut done = 0u64;
+        for (i, (&id, &size)) in segments.iter().zip(&sizes).enumerate() {
+            progress(i, id, done);
+            let each = |n: u64| progress(i, id, done + n.min(size));
+            match self.move_segment_with_progress(collection, id, to, &each) {
+                Ok(o) => batch.moves.push(o),
+                Err(e) => batch.failures.push((id, e)),
+            }
+            done += size;
+            progress(i, id, done);
+        }
+        Ok(batch)
     }
 
     /// Move a segment to the cold store.

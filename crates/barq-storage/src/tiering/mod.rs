@@ -54,7 +54,7 @@ pub use cache::ColdCache;
 pub use health::{ColdStoreHealth, ColdStoreState};
 pub(crate) use limiter::Limiter;
 pub use manager::{
-    CollectionTierStatus, MaintenanceReport, MoveError, SegmentStatus, TieringCounters,
+    BatchMoves, CollectionTierStatus, MaintenanceReport, MoveError, SegmentStatus, TieringCounters,
     TieringManager, TieringStatus,
 };
 pub use mover::MoveOutcome;
