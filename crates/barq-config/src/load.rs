@@ -128,6 +128,10 @@ fn apply_env(settings: &mut Settings, env: &HashMap<String, String>) -> Result<(
     if let Some(v) = get("BARQ_S3_ALLOW_HTTP") {
         s.allow_http = parse_bool("BARQ_S3_ALLOW_HTTP", v)?;
     }
+    if let Some(w) = get("BARQ_WARM_DIR") {
+        settings.tiering.warm_dir = Some(PathBuf::from(w));
+    }
+    let s = &mut settings.storage;
     if let Some(v) = get("BARQ_COLD_STORE_REQUIRED") {
         s.required = parse_bool("BARQ_COLD_STORE_REQUIRED", v)?;
     }
@@ -147,7 +151,9 @@ fn apply_env(settings: &mut Settings, env: &HashMap<String, String>) -> Result<(
             "MAX_HOT_SIZE_BYTES" => t.max_hot_size_bytes = Some(parse(k, v)?),
             "MAX_WARM_SIZE_BYTES" => t.max_warm_size_bytes = Some(parse(k, v)?),
             "MIN_RESIDENCY" => t.min_residency = parse(k, v)?,
-            "WARM_DIR" => t.warm_dir = Some(PathBuf::from(v)),
+            // The older name of BARQ_WARM_DIR, kept as an alias (BARQ_WARM_DIR wins).
+            "WARM_DIR" if !env.contains_key("BARQ_WARM_DIR") => t.warm_dir = Some(PathBuf::from(v)),
+            "WARM_DIR" => {}
             "MAINTENANCE_INTERVAL" => t.maintenance_interval = parse(k, v)?,
             "COLD_CACHE_BYTES" => t.cold_cache_bytes = parse(k, v)?,
             "MOVE_CONCURRENCY" => t.move_concurrency = parse(k, v)?,
@@ -167,7 +173,7 @@ fn apply_env(settings: &mut Settings, env: &HashMap<String, String>) -> Result<(
             _ => {
                 return Err(Error::invalid(format!(
                     "unknown setting {k}: the tiering variables are BARQ_TIER_MOVE_TO_WARM_AFTER, \
-                     MOVE_TO_COLD_AFTER, MAX_HOT_SIZE_BYTES, MAX_WARM_SIZE_BYTES, MIN_RESIDENCY, WARM_DIR, \
+                     MOVE_TO_COLD_AFTER, MAX_HOT_SIZE_BYTES, MAX_WARM_SIZE_BYTES, MIN_RESIDENCY, \
                      MAINTENANCE_INTERVAL, COLD_CACHE_BYTES, MOVE_CONCURRENCY, MOVE_BANDWIDTH, ORPHAN_GRACE, \
                      VERIFY_UPLOADS"
                 )));
@@ -246,6 +252,18 @@ cold_cache_bytes = 1048576
         let t = strict.tiering_options();
         assert!(t.cold_store_required);
         assert_eq!(t.store_recheck_interval, std::time::Duration::from_secs(2));
+        // One warm-directory variable, with BARQ_TIER_WARM_DIR as an alias that it overrides.
+        let warm =
+            |vars: &[(&str, &str)]| load_from(None, &env(vars)).expect("load").tiering.warm_dir;
+        assert_eq!(warm(&[("BARQ_WARM_DIR", "/w")]), Some(PathBuf::from("/w")));
+        assert_eq!(
+            warm(&[("BARQ_TIER_WARM_DIR", "/t")]),
+            Some(PathBuf::from("/t"))
+        );
+        assert_eq!(
+            warm(&[("BARQ_WARM_DIR", "/w"), ("BARQ_TIER_WARM_DIR", "/t")]),
+            Some(PathBuf::from("/w"))
+        );
         assert!(
             !Settings::default().tiering_options().cold_store_required,
             "off by default"
@@ -316,7 +334,7 @@ cold_cache_bytes = 1048576
             ),
             (
                 &[("BARQ_TIER_MOVE_TO_WARM_AFTER", "1h")],
-                "BARQ_TIER_WARM_DIR is not",
+                "BARQ_WARM_DIR is not",
             ),
             (&[("BARQ_TIER_MOVE_CONCURRENCY", "0")], "at least 1"),
             (&[("BARQ_COLD_STORE_URL", "ftp://x")], "BARQ_COLD_STORE_URL"),

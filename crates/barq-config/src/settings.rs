@@ -235,7 +235,7 @@ impl Settings {
         }
         if t.move_to_warm_after.is_some() && t.warm_dir.is_none() {
             return Err(Error::invalid(
-                "BARQ_TIER_MOVE_TO_WARM_AFTER is set but BARQ_TIER_WARM_DIR is not",
+                "BARQ_TIER_MOVE_TO_WARM_AFTER is set but BARQ_WARM_DIR is not",
             ));
         }
         Ok(())

@@ -107,7 +107,7 @@ impl TieringOverrides {
         };
         if self.move_to_warm_after.is_some() && !has_warm_tier {
             return bad(
-                "move_to_warm_after needs a warm tier, and this database has none (BARQ_TIER_WARM_DIR)"
+                "move_to_warm_after needs a warm tier, and this database has none (BARQ_WARM_DIR)"
                     .into(),
             );
         }
