@@ -134,12 +134,12 @@ def test_overrides(client: barq.Client, collection: str) -> None:
     assert o == barq.TieringOverrides(
         collection,
         move_to_cold_after="7days",
-        max_hot_size_bytes="10.0 GiB",
+        max_hot_size_bytes=10 * 2**30,
         min_residency="1h 30m",
     )
     assert client.get_overrides(collection) == o
-    assert client.set_overrides(collection, max_hot_size_bytes=1024).max_hot_size_bytes == (
-        "1.0 KiB"
+    assert client.set_overrides(collection, max_hot_size_bytes=1234567).max_hot_size_bytes == (
+        1234567
     )
     assert client.set_overrides(collection) == barq.TieringOverrides(collection)
     with pytest.raises(barq.InvalidArgument, match="warm"):

@@ -10,7 +10,7 @@
 mod load;
 mod settings;
 mod store;
-mod units;
+pub mod units;
 
 pub use load::{ENV_CONFIG, load, load_from};
 pub use settings::{Provider, Settings, StorageSettings, TieringSettings, VerifyUploads};

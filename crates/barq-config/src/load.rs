@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use barq_core::{Error, Result};
 
 use crate::settings::{Provider, Settings};
+use crate::units::{HumanDuration, Size};
 
 /// The variable that names the config file when no path is given.
 pub const ENV_CONFIG: &str = "BARQ_CONFIG";
@@ -59,33 +60,73 @@ fn parse_bool(var: &str, value: &str) -> Result<bool> {
     }
 }
 
-/// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, `file:///path`.
-fn apply_url(settings: &mut Settings, url: &str) -> Result<()> {
+/// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`,
+/// `abfss://container@account.dfs.core.windows.net/prefix`, `file:///path`: the URL forms of
+/// object_store's own parser ([`object_store::ObjectStoreScheme::parse`]), which says the
+/// provider and the path inside the store (the prefix).
+fn apply_url(settings: &mut Settings, raw: &str) -> Result<()> {
+    use object_store::ObjectStoreScheme;
+
     let bad = || {
         Error::invalid(format!(
-            "BARQ_COLD_STORE_URL={url:?}: expected s3://, gs://, az:// or file:// URL"
+            "BARQ_COLD_STORE_URL={raw:?}: expected s3://, gs://, az:// or file:// URL"
         ))
     };
-    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
-    let s = &mut settings.storage;
-    s.provider = match scheme {
-        "s3" | "s3a" => Provider::S3,
-        "gs" => Provider::Gcs,
-        "az" | "azure" | "abfs" => Provider::Azure,
-        "file" => {
+    let url = url::Url::parse(raw.trim()).map_err(|_| bad())?;
+    // The https:// forms object_store also recognizes name an endpoint, not a bucket.
+    if matches!(url.scheme(), "http" | "https") {
+        return Err(bad());
+    }
+    // The parser resolves "a/../b" to "b"; a prefix that climbs is a mistake, refused as written.
+    if url.scheme() != "file" && has_dot_dot_segment(raw) {
+        return Err(Error::invalid(format!(
+            "BARQ_COLD_STORE_URL={raw:?}: the storage prefix must be a relative key prefix without '..'"
+        )));
+    }
+    // An unknown scheme gets the plain message; a bad path (an empty segment, say) its reason.
+    let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|e| {
+        let why = e.to_string();
+        if why.starts_with("Unable to recognise URL") {
+            bad()
+        } else {
+            Error::invalid(format!(
+                "BARQ_COLD_STORE_URL={raw:?}: expected s3://, gs://, az:// or file:// URL ({why})"
+            ))
+        }
+    })?;
+    let host = url.host_str().unwrap_or_default();
+    let (provider, bucket) = match scheme {
+        ObjectStoreScheme::AmazonS3 => (Provider::S3, host),
+        ObjectStoreScheme::GoogleCloudStorage => (Provider::Gcs, host),
+        // abfs[s]://container@account.dfs.core.windows.net/…; az://, azure://, adl:// and the
+        // fsspec form abfs[s]://container/… name the container as the host.
+        ObjectStoreScheme::MicrosoftAzure if url.username().is_empty() => (Provider::Azure, host),
+        ObjectStoreScheme::MicrosoftAzure => (Provider::Azure, url.username()),
+        ObjectStoreScheme::Local => {
+            let dir = url.to_file_path().map_err(|()| bad())?;
+            let s = &mut settings.storage;
             s.provider = Provider::Local;
-            s.path = Some(PathBuf::from(rest));
+            s.path = Some(dir);
             return Ok(());
         }
         _ => return Err(bad()),
     };
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
         return Err(bad());
     }
+    let s = &mut settings.storage;
+    s.provider = provider;
     s.bucket = Some(bucket.to_owned());
-    s.prefix = prefix.trim_matches('/').to_owned();
+    s.prefix = path.as_ref().trim_matches('/').to_owned();
     Ok(())
+}
+
+/// Whether the path of the URL `raw` has a `..` segment (also written `%2e%2e`).
+fn has_dot_dot_segment(raw: &str) -> bool {
+    let after_scheme = raw.split_once("://").map_or(raw, |(_, rest)| rest);
+    let path = after_scheme.split(['?', '#']).next().unwrap_or_default();
+    path.split(['/', '\\'])
+        .any(|segment| segment.to_ascii_lowercase().replace("%2e", ".") == "..")
 }
 
 fn apply_env(settings: &mut Settings, env: &HashMap<String, String>) -> Result<()> {
@@ -146,11 +187,15 @@ fn apply_env(settings: &mut Settings, env: &HashMap<String, String>) -> Result<(
         };
         let t = &mut settings.tiering;
         match knob {
-            "MOVE_TO_WARM_AFTER" => t.move_to_warm_after = Some(parse(k, v)?),
-            "MOVE_TO_COLD_AFTER" => t.move_to_cold_after = Some(parse(k, v)?),
-            "MAX_HOT_SIZE_BYTES" => t.max_hot_size_bytes = Some(parse(k, v)?),
-            "MAX_WARM_SIZE_BYTES" => t.max_warm_size_bytes = Some(parse(k, v)?),
-            "MIN_RESIDENCY" => t.min_residency = parse(k, v)?,
+            "MOVE_TO_WARM_AFTER" => {
+                t.policy.move_to_warm_after = Some(parse::<HumanDuration>(k, v)?.0);
+            }
+            "MOVE_TO_COLD_AFTER" => {
+                t.policy.move_to_cold_after = Some(parse::<HumanDuration>(k, v)?.0);
+            }
+            "MAX_HOT_SIZE_BYTES" => t.policy.max_hot_size_bytes = Some(parse::<Size>(k, v)?.0),
+            "MAX_WARM_SIZE_BYTES" => t.policy.max_warm_size_bytes = Some(parse::<Size>(k, v)?.0),
+            "MIN_RESIDENCY" => t.policy.min_residency = parse::<HumanDuration>(k, v)?.0,
             // The older name of BARQ_WARM_DIR, kept as an alias (BARQ_WARM_DIR wins).
             "WARM_DIR" if !env.contains_key("BARQ_WARM_DIR") => t.warm_dir = Some(PathBuf::from(v)),
             "WARM_DIR" => {}
@@ -269,12 +314,17 @@ cold_cache_bytes = 1048576
             "off by default"
         );
         assert_eq!(
-            s.tiering.move_to_cold_after.map(|d| d.0),
+            s.tiering.policy.move_to_cold_after,
             Some(Duration::from_secs(7 * 86400))
         );
-        assert_eq!(s.tiering.max_hot_size_bytes.map(|s| s.0), Some(10 << 30));
+        assert_eq!(s.tiering.policy.max_hot_size_bytes, Some(10 << 30));
         assert_eq!(s.tiering.cold_cache_bytes.0, 1 << 20);
-        assert_eq!(s.tiering.min_residency.0, Duration::from_secs(90));
+        assert_eq!(s.tiering.policy.min_residency, Duration::from_secs(90));
+        assert_eq!(
+            s.tiering_options().policy,
+            s.tiering.policy,
+            "the engine gets the policy as loaded"
+        );
         // BARQ_CONFIG names the file when no path is given.
         let via_env =
             load_from(None, &env(&[("BARQ_CONFIG", path.to_str().expect("utf8"))])).expect("load");
@@ -288,6 +338,50 @@ cold_cache_bytes = 1048576
         std::fs::write(&path, "[tiering]\nmove_to_cold_afterr = \"7d\"\n").expect("write");
         let err = load_from(Some(&path), &env(&[])).expect_err("unknown key");
         assert!(err.message().contains("move_to_cold_afterr"), "{err}");
+        assert_eq!(err.kind(), barq_core::ErrorKind::InvalidArgument);
+        assert_eq!(
+            err.message(),
+            "unknown key tiering.move_to_cold_afterr in the config file"
+        );
+        // Known keys next to unknown ones: each unknown one is named, the known ones are not.
+        std::fs::write(
+            &path,
+            "[tiering]\nmin_residency = \"1m\"\nzeta = 1\nwarm_dirr = \"/w\"\nmove_concurrency = 3\n",
+        )
+        .expect("write");
+        let err = load_from(Some(&path), &env(&[])).expect_err("unknown keys");
+        assert_eq!(
+            err.message(),
+            "unknown keys tiering.warm_dirr, tiering.zeta in the config file"
+        );
+        // The other tables still refuse unknown keys through serde.
+        std::fs::write(&path, "[storage]\nbuckett = \"b\"\n").expect("write");
+        let err = load_from(Some(&path), &env(&[])).expect_err("unknown storage key");
+        assert!(err.message().contains("buckett"), "{err}");
+        // The policy keys are the flattened TieringPolicy, in their human forms.
+        std::fs::write(
+            &path,
+            "[tiering]\nwarm_dir = \"/w\"\nmove_to_warm_after = \"1d\"\nmove_to_cold_after = \"7d\"\n\
+             max_warm_size_bytes = 1048576\nmin_residency = \"90s\"\nmove_concurrency = 3\n",
+        )
+        .expect("write");
+        let t = load_from(Some(&path), &env(&[]))
+            .expect("policy keys")
+            .tiering;
+        assert_eq!(
+            t.policy,
+            barq_storage::tiering::TieringPolicy {
+                move_to_warm_after: Some(Duration::from_secs(86400)),
+                move_to_cold_after: Some(Duration::from_secs(7 * 86400)),
+                max_hot_size_bytes: None,
+                max_warm_size_bytes: Some(1 << 20),
+                min_residency: Duration::from_secs(90),
+            }
+        );
+        assert_eq!(t.move_concurrency, 3);
+        std::fs::write(&path, "[tiering]\nmin_residency = \"soon\"\n").expect("write");
+        let err = load_from(Some(&path), &env(&[])).expect_err("bad duration in the file");
+        assert!(err.message().contains("not a duration"), "{err}");
         let err = load_from(None, &env(&[("BARQ_TIER_MOVE_TO_FROZEN_AFTER", "1d")]))
             .expect_err("unknown var");
         assert!(
@@ -334,7 +428,20 @@ cold_cache_bytes = 1048576
             ),
             (
                 &[("BARQ_TIER_MOVE_TO_WARM_AFTER", "1h")],
-                "BARQ_WARM_DIR is not",
+                "tiering.move_to_warm_after (BARQ_TIER_MOVE_TO_WARM_AFTER) needs a warm tier (BARQ_WARM_DIR)",
+            ),
+            (
+                &[
+                    ("BARQ_WARM_DIR", "/w"),
+                    ("BARQ_TIER_MOVE_TO_WARM_AFTER", "2h"),
+                    ("BARQ_TIER_MOVE_TO_COLD_AFTER", "1h"),
+                ],
+                "tiering.move_to_cold_after (BARQ_TIER_MOVE_TO_COLD_AFTER) is 1h, shorter than \
+                 tiering.move_to_warm_after (BARQ_TIER_MOVE_TO_WARM_AFTER) 2h",
+            ),
+            (
+                &[("BARQ_TIER_MAX_HOT_SIZE_BYTES", "lots")],
+                "BARQ_TIER_MAX_HOT_SIZE_BYTES=\"lots\"",
             ),
             (&[("BARQ_TIER_MOVE_CONCURRENCY", "0")], "at least 1"),
             (&[("BARQ_COLD_STORE_URL", "ftp://x")], "BARQ_COLD_STORE_URL"),
@@ -386,5 +493,68 @@ cold_cache_bytes = 1048576
         let s =
             load_from(None, &env(&[("BARQ_COLD_STORE_URL", "file:///tmp/cold")])).expect("file");
         assert_eq!(s.storage.path.as_deref(), Some(Path::new("/tmp/cold")));
+    }
+
+    /// What `apply_url` makes of each URL form: (provider, bucket, prefix, path).
+    #[test]
+    fn cold_store_url_forms() {
+        let parts = |url: &str| {
+            let mut s = Settings::default();
+            apply_url(&mut s, url).map(|()| {
+                let st = s.storage;
+                (st.provider, st.bucket, st.prefix, st.path)
+            })
+        };
+        let b = |s: &str| Some(s.to_owned());
+        let cases = [
+            ("s3://b/p", (Provider::S3, b("b"), "p", None)),
+            ("s3a://b/a/b/", (Provider::S3, b("b"), "a/b", None)),
+            ("gs://b/p", (Provider::Gcs, b("b"), "p", None)),
+            ("gs://b", (Provider::Gcs, b("b"), "", None)),
+            ("az://c/p", (Provider::Azure, b("c"), "p", None)),
+            ("azure://c/p/q", (Provider::Azure, b("c"), "p/q", None)),
+            ("abfss://c/p", (Provider::Azure, b("c"), "p", None)),
+            (
+                "abfss://c@account.dfs.core.windows.net/p",
+                (Provider::Azure, b("c"), "p", None),
+            ),
+            (
+                "file:///tmp/x",
+                (Provider::Local, None, "", Some(PathBuf::from("/tmp/x"))),
+            ),
+            (
+                "file:///tmp/a%20b",
+                (Provider::Local, None, "", Some(PathBuf::from("/tmp/a b"))),
+            ),
+        ];
+        for (url, (provider, bucket, prefix, path)) in cases {
+            assert_eq!(
+                parts(url).unwrap_or_else(|e| panic!("{url}: {e}")),
+                (provider, bucket, prefix.to_owned(), path),
+                "{url}"
+            );
+        }
+        for (url, words) in [
+            ("ftp://x/p", "expected s3://, gs://, az:// or file:// URL"),
+            ("memory:///", "expected s3://"),
+            ("https://s3.amazonaws.com/b/p", "expected s3://"),
+            ("s3:b/p", "expected s3://"),
+            ("not a url", "expected s3://"),
+            ("s3://b//p", "BARQ_COLD_STORE_URL"),
+            ("s3://b/a/../c", "without '..'"),
+            ("s3://b/a/%2E%2E/c", "without '..'"),
+            ("gs://b/..", "without '..'"),
+        ] {
+            let e = parts(url).expect_err(url);
+            assert_eq!(e.kind(), barq_core::ErrorKind::InvalidArgument, "{url}");
+            assert!(
+                e.message()
+                    .starts_with(&format!("BARQ_COLD_STORE_URL={url:?}"))
+                    && e.message().contains(words),
+                "{url}: {e}"
+            );
+        }
+        // A dot segment that does not climb is no error.
+        assert_eq!(parts("s3://b/a..b/c").expect("dots in a name").2, "a..b/c");
     }
 }

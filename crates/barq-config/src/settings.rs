@@ -1,9 +1,12 @@
 //! The settings document and its validation.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use barq_core::{Error, Result};
+use barq_storage::tiering::TieringPolicy;
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::units::{HumanDuration, Size};
@@ -112,20 +115,19 @@ impl Default for StorageSettings {
     }
 }
 
-/// When segments move between tiers (see `barq_storage::tiering::TieringPolicy`).
+/// When segments move between tiers.
+///
+/// The policy knobs (`move_to_warm_after`, `move_to_cold_after`, `max_hot_size_bytes`,
+/// `max_warm_size_bytes`, `min_residency`) are the engine's own [`TieringPolicy`], flattened:
+/// the same keys of `[tiering]`, one definition of their defaults, forms and rules
+/// ([`TieringPolicy::validate`]). serde cannot combine `flatten` with `deny_unknown_fields`, so
+/// the keys nobody claims are collected instead and [`Settings::validate`] refuses them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct TieringSettings {
-    /// Hot segments idle this long move to Warm. Default: never.
-    pub move_to_warm_after: Option<HumanDuration>,
-    /// Hot or Warm segments idle this long move to Cold. Default: never.
-    pub move_to_cold_after: Option<HumanDuration>,
-    /// Demote least-recently-used segments while Hot holds more. Default: no limit.
-    pub max_hot_size_bytes: Option<Size>,
-    /// Demote least-recently-used segments while Warm holds more. Default: no limit.
-    pub max_warm_size_bytes: Option<Size>,
-    /// A segment that just moved stays at least this long. Default 10 min.
-    pub min_residency: HumanDuration,
+    /// The policy: when segments move, and the byte budgets.
+    #[serde(flatten)]
+    pub policy: TieringPolicy,
     /// The warm tier's directory. Default: no warm tier.
     pub warm_dir: Option<PathBuf>,
     /// How often maintenance runs; `0s` turns the loop off. Default 60 s.
@@ -140,16 +142,17 @@ pub struct TieringSettings {
     pub orphan_grace: HumanDuration,
     /// `read-back` (default) or `size`.
     pub verify_uploads: VerifyUploads,
+    /// Keys of `[tiering]` that no field above claimed (serde hands the flattened fields their
+    /// keys in order, so this last one receives exactly the unknown ones); an error in
+    /// [`Settings::validate`].
+    #[serde(flatten, skip_serializing)]
+    unknown: BTreeMap<String, IgnoredAny>,
 }
 
 impl Default for TieringSettings {
     fn default() -> Self {
         TieringSettings {
-            move_to_warm_after: None,
-            move_to_cold_after: None,
-            max_hot_size_bytes: None,
-            max_warm_size_bytes: None,
-            min_residency: HumanDuration(Duration::from_secs(600)),
+            policy: TieringPolicy::default(),
             warm_dir: None,
             maintenance_interval: HumanDuration(Duration::from_secs(60)),
             cold_cache_bytes: Size(1 << 30),
@@ -157,6 +160,7 @@ impl Default for TieringSettings {
             move_bandwidth: None,
             orphan_grace: HumanDuration(Duration::from_secs(3600)),
             verify_uploads: VerifyUploads::ReadBack,
+            unknown: BTreeMap::new(),
         }
     }
 }
@@ -174,6 +178,19 @@ pub struct Settings {
 impl Settings {
     /// Cross-field rules, with messages that name the setting.
     pub fn validate(&self) -> Result<()> {
+        if !self.tiering.unknown.is_empty() {
+            let keys: Vec<String> = self
+                .tiering
+                .unknown
+                .keys()
+                .map(|k| format!("tiering.{k}"))
+                .collect();
+            return Err(Error::invalid(format!(
+                "unknown key{} {} in the config file",
+                if keys.len() == 1 { "" } else { "s" },
+                keys.join(", ")
+            )));
+        }
         let s = &self.storage;
         if s.recheck_interval.0 < Duration::from_millis(100) {
             return Err(Error::invalid(format!(
@@ -225,36 +242,17 @@ impl Settings {
                 "BARQ_TIER_MOVE_CONCURRENCY must be at least 1",
             ));
         }
-        if let (Some(w), Some(c)) = (t.move_to_warm_after, t.move_to_cold_after)
-            && t.warm_dir.is_some()
-            && c < w
-        {
-            return Err(Error::invalid(format!(
-                "BARQ_TIER_MOVE_TO_COLD_AFTER ({c}) is shorter than BARQ_TIER_MOVE_TO_WARM_AFTER ({w}): segments would skip the warm tier"
-            )));
-        }
-        if t.move_to_warm_after.is_some() && t.warm_dir.is_none() {
-            return Err(Error::invalid(
-                "BARQ_TIER_MOVE_TO_WARM_AFTER is set but BARQ_WARM_DIR is not",
-            ));
-        }
-        Ok(())
+        t.policy.validate(t.warm_dir.is_some())
     }
 
     /// The engine's tiering options for these settings (the cold store is built separately,
     /// see [`crate::build_cold_store`]).
     pub fn tiering_options(&self) -> barq_storage::tiering::TieringOptions {
-        use barq_storage::tiering::{TieringOptions, TieringPolicy, UploadVerification};
+        use barq_storage::tiering::{TieringOptions, UploadVerification};
         let t = &self.tiering;
         TieringOptions {
             warm_dir: t.warm_dir.clone(),
-            policy: TieringPolicy {
-                move_to_warm_after: t.move_to_warm_after.map(|d| d.0),
-                move_to_cold_after: t.move_to_cold_after.map(|d| d.0),
-                max_hot_size_bytes: t.max_hot_size_bytes.map(|s| s.0),
-                max_warm_size_bytes: t.max_warm_size_bytes.map(|s| s.0),
-                min_residency: t.min_residency.0,
-            },
+            policy: t.policy.clone(),
             maintenance_interval: Some(t.maintenance_interval.0).filter(|d| !d.is_zero()),
             cold_cache_bytes: t.cold_cache_bytes.0,
             move_concurrency: t.move_concurrency,

@@ -109,4 +109,34 @@ impl Error {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The first error of type `E` in this error's source chain: the subsystem error it was
+    /// converted from (a storage crate's `WalError`, `SegmentError`, …), so that a caller can
+    /// match its variant.
+    pub fn find_source<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = match &self.source {
+            Some(s) => Some(s.as_ref()),
+            None => None,
+        };
+        while let Some(e) = next {
+            if let Some(found) = e.downcast_ref::<E>() {
+                return Some(found);
+            }
+            next = e.source();
+        }
+        None
+    }
+}
+
+/// `impl From<$ty> for Error`: the kind from `$ty::kind()`, the message from its `Display`, and
+/// the value itself as the source (see [`Error::find_source`]).
+#[macro_export]
+macro_rules! subsystem_error {
+    ($ty:ty) => {
+        impl From<$ty> for $crate::Error {
+            fn from(e: $ty) -> $crate::Error {
+                $crate::Error::new(e.kind(), e.to_string()).with_source(e)
+            }
+        }
+    };
 }

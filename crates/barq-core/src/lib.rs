@@ -3,13 +3,15 @@
 //! This crate has no I/O. It holds the [`Clock`] the engine reads time through, the data model (collection names, [`Metric`],
 //! [`Document`], [`CollectionConfig`]), the validation rules of docs/design.md §1 with their limits,
 //! the distance kernels used by exact search, and the public [`Error`] with its small set of
-//! [`ErrorKind`]s that the server maps to HTTP statuses in one place.
+//! [`ErrorKind`]s that the server maps to HTTP statuses in one place. [`units`] holds the human
+//! forms of durations and sizes (`7d`, `10GiB`) that settings, the API and the manifest share.
 
 mod clock;
 mod distance;
 mod document;
 mod error;
 mod metric;
+pub mod units;
 mod validate;
 
 pub use clock::{Clock, SystemClock};

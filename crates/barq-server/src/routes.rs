@@ -8,7 +8,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use barq_config::{HumanDuration, Size};
 use barq_core::{CollectionConfig, Document, Metric, validate_collection_name, validate_id};
 use barq_storage::tiering::{ColdStoreState, TieringOverrides};
 use barq_storage::{Database, SearchRequest, SegmentEntry, StorageTier};
@@ -127,19 +126,26 @@ async fn readyz(State(s): State<AppState>) -> ApiResult {
             format!("not ready: {why}"),
         ));
     }
-    // A failed check makes the store degraded; only a successful probe clears that.
-    if let Err(e) = check_store(Arc::clone(&db)).await {
+    // A failed check makes the store degraded; only a successful probe clears that. A check
+    // that is still waiting when this one gives up counts as a failure too.
+    let checked = check_store(Arc::clone(&db)).await;
+    if let Err(e) = &checked {
         tracing::warn!(error = %e, "the cold store does not answer");
     }
     let health = db.tiering().cold_store_health();
-    Ok(Json(match health.state {
-        ColdStoreState::Degraded => json!({
+    Ok(Json(match (health.state, checked) {
+        (ColdStoreState::Degraded, _) => json!({
             "status": "degraded",
             "cold_store": health.state.as_str(),
             "reason": health.reason,
             "since_ms": health.since_ms,
         }),
-        state => json!({"status": "ready", "cold_store": state.as_str()}),
+        (_, Err(reason)) => json!({
+            "status": "degraded",
+            "cold_store": ColdStoreState::Degraded.as_str(),
+            "reason": reason,
+        }),
+        (state, Ok(())) => json!({"status": "ready", "cold_store": state.as_str()}),
     }))
 }
 
@@ -532,63 +538,24 @@ async fn unpin(
     set_pin(s, n, req, false).await
 }
 
-/// A collection's policy overrides as the API shows them: durations like `"7d"`, sizes like
-/// `"10GiB"` (or a number of bytes).
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Overrides {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    move_to_warm_after: Option<HumanDuration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    move_to_cold_after: Option<HumanDuration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    max_hot_size_bytes: Option<Size>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    max_warm_size_bytes: Option<Size>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    min_residency: Option<HumanDuration>,
-}
-
-impl From<TieringOverrides> for Overrides {
-    fn from(o: TieringOverrides) -> Self {
-        Overrides {
-            move_to_warm_after: o.move_to_warm_after.map(HumanDuration),
-            move_to_cold_after: o.move_to_cold_after.map(HumanDuration),
-            max_hot_size_bytes: o.max_hot_size_bytes.map(Size),
-            max_warm_size_bytes: o.max_warm_size_bytes.map(Size),
-            min_residency: o.min_residency.map(HumanDuration),
-        }
-    }
-}
-
-impl From<Overrides> for TieringOverrides {
-    fn from(o: Overrides) -> Self {
-        TieringOverrides {
-            move_to_warm_after: o.move_to_warm_after.map(|d| d.0),
-            move_to_cold_after: o.move_to_cold_after.map(|d| d.0),
-            max_hot_size_bytes: o.max_hot_size_bytes.map(|s| s.0),
-            max_warm_size_bytes: o.max_warm_size_bytes.map(|s| s.0),
-            min_residency: o.min_residency.map(|d| d.0),
-        }
-    }
-}
-
+/// The overrides are [`TieringOverrides`] in their own serde form (durations as humantime
+/// strings, sizes as integers; unknown fields refused), the same as in the manifest.
 async fn get_tiering(State(s): State<AppState>, Path(n): Path<String>) -> ApiResult {
     let n = name(&n)?;
-    let o: Overrides = s.inner.db.tiering().overrides(&n)?.into();
+    let o = s.inner.db.tiering().overrides(&n)?;
     json(&json!({"collection": n, "overrides": o}))
 }
 
 async fn put_tiering(
     State(s): State<AppState>,
     Path(n): Path<String>,
-    Body(o): Body<Overrides>,
+    Body(o): Body<TieringOverrides>,
 ) -> ApiResult {
     let n = name(&n)?;
     let db = db(&s);
     let c = n.clone();
-    blocking(move || db.tiering().set_overrides(&c, o.into())).await?;
-    let o: Overrides = s.inner.db.tiering().overrides(&n)?.into();
+    blocking(move || db.tiering().set_overrides(&c, o)).await?;
+    let o = s.inner.db.tiering().overrides(&n)?;
     json(&json!({"collection": n, "overrides": o}))
 }
 

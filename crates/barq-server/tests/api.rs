@@ -671,9 +671,32 @@ fn tiering_overrides_round_trip_in_human_units() {
         None,
     );
     assert_eq!(s, StatusCode::OK, "{v}");
+    // Durations come back as humantime strings, sizes as exact integers.
+    assert_eq!(
+        v["overrides"],
+        serde_json::json!({"move_to_cold_after": "7days", "max_hot_size_bytes": 1_073_741_824u64}),
+        "{v}"
+    );
+    let (s, got) = a.call(Method::GET, "/v1/collections/docs/tiering", None, None);
+    assert_eq!(
+        (s, &got),
+        (StatusCode::OK, &v),
+        "GET shows what PUT answered"
+    );
     let o = a.state.db().tiering().overrides("docs").expect("overrides");
     assert_eq!(o.move_to_cold_after, Some(Duration::from_secs(7 * 86_400)));
     assert_eq!(o.max_hot_size_bytes, Some(1 << 30));
+    let (s, v) = a.call(
+        Method::PUT,
+        "/v1/collections/docs/tiering",
+        Some(r#"{"move_to_cold_afterr":"7d"}"#),
+        None,
+    );
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_argument"),
+        "an unknown field: {v}"
+    );
     let (s, v) = a.call(
         Method::PUT,
         "/v1/collections/docs/tiering",
@@ -696,9 +719,11 @@ fn tiering_overrides_round_trip_in_human_units() {
         (StatusCode::BAD_REQUEST, "invalid_argument"),
         "{v}"
     );
+    let message = v["error"]["message"].as_str().unwrap_or_default();
     assert!(
-        v.to_string()
-            .contains("move_to_warm_after needs a warm tier"),
+        message.starts_with(r#"tiering overrides of collection "docs": "#)
+            && message.contains("tiering.move_to_warm_after")
+            && message.contains("needs a warm tier"),
         "{v}"
     );
     let after = a.state.db().tiering().overrides("docs").expect("overrides");

@@ -3,22 +3,21 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use barq_core::{CollectionConfig, Document, Error, ErrorKind, Metric, Result, SearchHit};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::background::Background;
+use crate::collection::compaction::CompactionOutcome;
+use crate::collection::flush::FlushOutcome;
+use crate::collection::search::SearchRequest;
 use crate::collection::{Collection, no_such_collection};
-use crate::compaction::CompactionOutcome;
-use crate::flush::FlushOutcome;
 use crate::lock::DirLock;
 use crate::manifest::{CollectionEntry, ManifestStore, StorageTier};
-use crate::search::SearchRequest;
 use crate::shared::Shared;
 use crate::tier::TierStats;
-use crate::tiering::state::{AccessFile, ManagerState};
+use crate::tiering::state::AccessFile;
 use crate::tiering::{TierEnv, TieringManager};
 use crate::{Options, fsutil};
 
@@ -40,17 +39,14 @@ impl Shared {
     /// Flush every collection whose memtable went over the limit.
     pub(crate) fn flush_requested(&self) {
         for c in self.all() {
-            if c.flush_requested.load(Ordering::Acquire) {
+            if c.wants_flush() {
                 self.options
                     .failpoints
                     .panic_if(crate::options::FP_FLUSHER_PANIC);
-            }
-            if c.flush_requested.load(Ordering::Acquire)
-                && !c.dropped.load(Ordering::Acquire)
-                && let Err(e) = c.flush()
-            {
-                tracing::error!(collection = %c.config.name, error = %e, "background flush failed");
-                *c.last_flush_error.lock() = Some(e.to_string());
+                if let Err(e) = c.flush() {
+                    tracing::error!(collection = %c.name(), error = %e, "background flush failed");
+                    c.record_flush_error(&e);
+                }
             }
         }
     }
@@ -58,18 +54,18 @@ impl Shared {
     /// One size-tiered compaction pass over every collection.
     pub(crate) fn compact_where_due(&self) {
         for c in self.all() {
-            if c.dropped.load(Ordering::Acquire) {
+            if c.is_dropped() {
                 continue;
             }
             if let Err(e) = c.compact_size_tiered() {
-                tracing::error!(collection = %c.config.name, error = %e, "background compaction failed");
+                tracing::error!(collection = %c.name(), error = %e, "background compaction failed");
             }
         }
     }
 
     /// One tiering maintenance pass (the periodic loop).
     pub(crate) fn tiering_maintenance(&self) {
-        match self.run_maintenance() {
+        match self.tiering.run_maintenance() {
             Ok(r) if !r.moves_failed.is_empty() || r.gc_error.is_some() => {
                 tracing::warn!(done = r.moves_done.len(), failed = r.moves_failed.len(), gc_error = ?r.gc_error, "tiering maintenance finished with errors")
             }
@@ -85,10 +81,8 @@ impl Shared {
     /// fsync every WAL with unsynced bytes.
     pub(crate) fn sync_wals(&self) {
         for c in self.all() {
-            if c.wal.unsynced_bytes() > 0
-                && let Err(e) = c.wal.sync_all()
-            {
-                tracing::error!(collection = %c.config.name, error = %e, "wal sync failed");
+            if let Err(e) = c.sync_wal_if_needed() {
+                tracing::error!(collection = %c.name(), error = %e, "wal sync failed");
             }
         }
     }
@@ -203,12 +197,21 @@ impl Database {
             warm_dir = ?env.warm_dir,
             "database opened"
         );
+        let collections = Arc::new(RwLock::new(collections));
+        let tiering = TieringManager::new(
+            dir.clone(),
+            options.failpoints.clone(),
+            Arc::clone(&manifest),
+            Arc::clone(&collections),
+            Arc::clone(&env),
+            Arc::clone(&poison),
+        );
         let shared = Arc::new(Shared {
-            tier_state: ManagerState::open(&dir),
+            tiering,
             dir,
             options,
             manifest,
-            collections: RwLock::new(collections),
+            collections,
             env,
             poison,
         });
@@ -223,12 +226,26 @@ impl Database {
 
     /// The tiering API: moves, pins, maintenance, status.
     pub fn tiering(&self) -> TieringManager {
-        TieringManager::new(Arc::clone(&self.shared))
+        self.shared.tiering.clone()
     }
 
-    /// Why the database takes no more writes (a background worker panicked), if it does not.
+    /// Why the database takes no more writes, if it does not: a background worker panicked,
+    /// or a write or fsync of the manifest or of a collection's WAL failed.
     pub fn poisoned(&self) -> Option<String> {
-        self.shared.poison.reason().map(str::to_owned)
+        if let Some(why) = self.shared.poison.reason() {
+            return Some(why.to_owned());
+        }
+        if let Some(why) = self.shared.manifest.failed() {
+            return Some(format!("a manifest write failed: {why}"));
+        }
+        let collections = self.shared.collections.read();
+        let mut names: Vec<_> = collections.keys().collect();
+        names.sort();
+        names.into_iter().find_map(|name| {
+            collections[name]
+                .wal_failed()
+                .map(|why| format!("a write to the WAL of collection {name:?} failed: {why}"))
+        })
     }
 
     /// The data directory.
@@ -273,7 +290,7 @@ impl Database {
             name: config.name.clone(),
             dimension: config.dimension,
             metric: config.metric,
-            created_at_ms: c.created_at_ms,
+            created_at_ms: c.created_at_ms(),
             flushed_seq: 0,
             next_segment_id: 1,
             segments: Vec::new(),
@@ -294,13 +311,13 @@ impl Database {
             .collections
             .read()
             .values()
-            .map(|c| c.config.clone())
+            .map(|c| c.config().clone())
             .collect()
     }
 
     /// The settings of one collection.
     pub fn collection_config(&self, name: &str) -> Result<CollectionConfig> {
-        Ok(self.collection(name)?.config.clone())
+        Ok(self.collection(name)?.config().clone())
     }
 
     /// Drop a collection and all its data.
@@ -310,14 +327,12 @@ impl Database {
             .get(name)
             .cloned()
             .ok_or_else(|| no_such_collection(name))?;
-        let _c = c.compaction_lock.lock();
-        let _f = c.flush_lock.lock();
-        self.shared.manifest.commit(|m| {
-            m.collections.remove(name);
-            Ok(())
+        c.drop_with(|| {
+            self.shared.manifest.commit(|m| {
+                m.collections.remove(name);
+                Ok(())
+            })
         })?;
-        c.dropped.store(true, Ordering::Release);
-        c.notify_swapped();
         map.remove(name);
         // Remote objects become orphans, collected by maintenance after the grace period: a drop
         // never waits for the cold store.
@@ -328,8 +343,8 @@ impl Database {
                     .map_err(|e| Error::io(format_args!("remove {}", warm.display()), e))?;
             }
         }
-        std::fs::remove_dir_all(&c.dir)
-            .map_err(|e| Error::io(format_args!("remove {}", c.dir.display()), e))?;
+        std::fs::remove_dir_all(c.dir())
+            .map_err(|e| Error::io(format_args!("remove {}", c.dir().display()), e))?;
         fsutil::fsync_dir(&self.shared.dir.join("collections"))
     }
 
@@ -411,7 +426,7 @@ impl Database {
     /// fsync every collection's WAL.
     pub fn sync(&self) -> Result<()> {
         for c in self.shared.all() {
-            c.wal.sync_all()?;
+            c.sync_wal()?;
         }
         Ok(())
     }
@@ -443,10 +458,10 @@ impl Database {
         }
         let mems = snap.memtables_newest_first();
         Ok(CollectionStats {
-            name: c.config.name.clone(),
-            dimension: c.config.dimension,
-            metric: c.config.metric,
-            created_at_ms: c.created_at_ms,
+            name: c.name().to_owned(),
+            dimension: c.config().dimension,
+            metric: c.config().metric,
+            created_at_ms: c.created_at_ms(),
             documents: if count_cold || !tiers.contains_key(&StorageTier::Cold) {
                 c.count()?
             } else {
@@ -457,8 +472,8 @@ impl Database {
             segment_rows: rows,
             memtable_rows: mems.iter().map(|m| m.read().row_count() as u64).sum(),
             memtable_bytes: mems.iter().map(|m| m.read().approx_bytes() as u64).sum(),
-            wal_bytes: c.wal.disk_bytes(),
-            last_seq: c.wal.next_seq().saturating_sub(1),
+            wal_bytes: c.wal_disk_bytes(),
+            last_seq: c.last_seq(),
             tiers,
         })
     }
@@ -489,7 +504,7 @@ impl Database {
     fn shutdown(&self) -> Result<()> {
         if let Some(bg) = self.background.lock().take() {
             bg.stop();
-            if let Err(e) = self.shared.persist_access() {
+            if let Err(e) = self.shared.tiering.persist_access() {
                 tracing::warn!(error = %e, "could not persist access statistics");
             }
             return self.sync();
@@ -612,4 +627,34 @@ fn sweep_unknown_collections(root: &Path, known: &BTreeMap<String, CollectionEnt
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use barq_core::{CollectionConfig, Document, ErrorKind, Metric};
+
+    use super::*;
+
+    #[test]
+    fn a_failed_wal_write_shows_as_poisoned_and_refuses_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(dir.path(), Options::default()).expect("open");
+        db.create_collection(CollectionConfig::new("docs", 2, Metric::L2).expect("cfg"))
+            .expect("create");
+        assert_eq!(db.poisoned(), None);
+        let _ = db
+            .collection("docs")
+            .expect("docs")
+            .wal()
+            .fail("write wal-1.log: No space left on device".to_owned());
+        let why = db.poisoned().expect("poisoned");
+        assert!(
+            why.contains("\"docs\"") && why.contains("No space left"),
+            "{why}"
+        );
+        let err = db
+            .upsert("docs", &[Document::new("a", vec![1.0, 2.0])])
+            .expect_err("the WAL is poisoned");
+        assert_eq!(err.kind(), ErrorKind::Closed);
+    }
 }

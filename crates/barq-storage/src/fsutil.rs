@@ -171,6 +171,15 @@ pub(crate) fn sweep_tmp_files(dir: &Path) -> Result<usize> {
     Ok(removed)
 }
 
+/// Remove a file and fsync its directory (a missing file is fine).
+pub(crate) fn remove_durably(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => fsync_dir(path.parent().unwrap_or(Path::new("."))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format_args!("remove {}", path.display()), e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,16 +27,13 @@
 
 mod background;
 mod collection;
-mod compaction;
 mod db;
-mod flush;
 mod fsutil;
 mod lock;
 mod manifest;
 mod memtable;
 mod options;
 mod poison;
-mod search;
 pub mod segment;
 mod shadows;
 mod shared;
@@ -44,15 +41,18 @@ mod tier;
 pub mod tiering;
 mod wal;
 
-pub use compaction::{CompactionOutcome, SizeTieredPolicy, plan_size_tiered};
+pub use collection::compaction::{CompactionOutcome, SizeTieredPolicy, plan_size_tiered};
+pub use collection::flush::FlushOutcome;
+pub use collection::search::SearchRequest;
 pub use db::{CollectionStats, Database, DatabaseStats, DeleteReport};
-pub use flush::FlushOutcome;
-pub use manifest::{CollectionEntry, MANIFEST_FILE, Manifest, SegmentEntry, StorageTier};
+pub use manifest::{
+    CollectionEntry, MANIFEST_FILE, Manifest, ManifestError, SegmentEntry, StorageTier,
+};
 pub use options::{
     Durability, FP_COMPACTION_AFTER_COMMIT, FP_COMPACTION_BEFORE_COMMIT,
     FP_FLUSH_AFTER_MANIFEST_COMMIT, FP_FLUSH_AFTER_SEGMENT_WRITE, FP_FLUSHER_PANIC,
     FP_TIER_AFTER_COMMIT, FP_TIER_AFTER_DOWNLOAD, FP_TIER_AFTER_UPLOAD, FP_TIER_AFTER_VERIFY,
     FailPoints, Options,
 };
-pub use search::SearchRequest;
 pub use tier::TierStats;
+pub use wal::WalError;

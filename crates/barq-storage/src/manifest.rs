@@ -25,6 +25,61 @@ pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 
 pub use crate::tier::StorageTier;
 
+/// An error of the manifest. Converted into [`barq_core::Error`] at the module's edge; find it
+/// again with [`barq_core::Error::find_source`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// Reading the manifest file failed.
+    #[error("read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file does not parse, or its checksum does not match its contents.
+    #[error("manifest {}: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file was written by a newer build.
+    #[error("manifest {}: format version {found} is newer than this build supports ({supported})", path.display())]
+    NewerFormat {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// Serializing the manifest failed (a bug).
+    #[error("encode manifest: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// An earlier commit failed to write; the manifest takes no more commits.
+    #[error("database poisoned by a failed manifest write ({0}); reopen it")]
+    Poisoned(String),
+}
+
+impl ManifestError {
+    /// The coarse kind callers see.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ManifestError::Read { .. } | ManifestError::Encode(_) => ErrorKind::Internal,
+            ManifestError::Corrupt { .. } | ManifestError::NewerFormat { .. } => {
+                ErrorKind::DataCorruption
+            }
+            ManifestError::Poisoned(_) => ErrorKind::Closed,
+        }
+    }
+}
+
+barq_core::subsystem_error!(ManifestError);
+
 /// One sealed segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentEntry {
@@ -113,37 +168,128 @@ pub(crate) fn checksum_string(crc: u32) -> String {
 /// declaration order, `BTreeMap` keys sorted), so the checksum does not depend on how a JSON
 /// library orders object keys.
 fn canonical(manifest: &Manifest) -> Result<Vec<u8>> {
-    serde_json::to_vec(manifest).map_err(|e| Error::internal(format!("encode manifest: {e}")))
+    Ok(serde_json::to_vec(manifest).map_err(ManifestError::Encode)?)
+}
+
+/// Whether `stored` is the checksum of the canonical bytes as builds that wrote a duration of a
+/// collection's `tiering` in serde's `{"secs":…,"nanos":…}` form computed them. Those bytes
+/// differ from [`canonical`] only in that form, so only a manifest with a duration override is
+/// checked; the next commit rewrites it in the current form.
+fn legacy_checksum_matches(manifest: &Manifest, stored: &str) -> Result<bool> {
+    use std::time::Duration;
+
+    /// [`Manifest`] with the field order and omissions of its serialization.
+    #[derive(Serialize)]
+    struct LegacyManifest<'a> {
+        format_version: u32,
+        version: u64,
+        collections: BTreeMap<&'a str, LegacyCollection<'a>>,
+    }
+    /// [`CollectionEntry`], likewise.
+    #[derive(Serialize)]
+    struct LegacyCollection<'a> {
+        name: &'a str,
+        dimension: u32,
+        metric: &'a Metric,
+        created_at_ms: u64,
+        flushed_seq: u64,
+        next_segment_id: u64,
+        segments: &'a [SegmentEntry],
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        pinned: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tiering: Option<LegacyOverrides>,
+    }
+    /// [`crate::tier::TieringOverrides`] with serde's own `Duration` form.
+    #[derive(Serialize)]
+    struct LegacyOverrides {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        move_to_warm_after: Option<Duration>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        move_to_cold_after: Option<Duration>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_hot_size_bytes: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_warm_size_bytes: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        min_residency: Option<Duration>,
+    }
+
+    let has_duration = manifest.collections.values().any(|c| {
+        let t = &c.tiering;
+        t.move_to_warm_after.is_some()
+            || t.move_to_cold_after.is_some()
+            || t.min_residency.is_some()
+    });
+    if !has_duration {
+        return Ok(false);
+    }
+    let legacy = LegacyManifest {
+        format_version: manifest.format_version,
+        version: manifest.version,
+        collections: manifest
+            .collections
+            .iter()
+            .map(|(name, c)| {
+                let t = &c.tiering;
+                let entry = LegacyCollection {
+                    name: &c.name,
+                    dimension: c.dimension,
+                    metric: &c.metric,
+                    created_at_ms: c.created_at_ms,
+                    flushed_seq: c.flushed_seq,
+                    next_segment_id: c.next_segment_id,
+                    segments: &c.segments,
+                    pinned: c.pinned,
+                    tiering: (!t.is_empty()).then_some(LegacyOverrides {
+                        move_to_warm_after: t.move_to_warm_after,
+                        move_to_cold_after: t.move_to_cold_after,
+                        max_hot_size_bytes: t.max_hot_size_bytes,
+                        max_warm_size_bytes: t.max_warm_size_bytes,
+                        min_residency: t.min_residency,
+                    }),
+                };
+                (name.as_str(), entry)
+            })
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&legacy).map_err(ManifestError::Encode)?;
+    Ok(checksum_string(crc32c::crc32c(&bytes)) == stored)
 }
 
 fn encode(manifest: &Manifest) -> Result<Vec<u8>> {
     let checksum = checksum_string(crc32c::crc32c(&canonical(manifest)?));
-    let body = serde_json::to_value(manifest)
-        .map_err(|e| Error::internal(format!("encode manifest: {e}")))?;
+    let body = serde_json::to_value(manifest).map_err(ManifestError::Encode)?;
     let env = Envelope {
         checksum,
         manifest: body,
     };
-    serde_json::to_vec_pretty(&env).map_err(|e| Error::internal(format!("encode manifest: {e}")))
+    Ok(serde_json::to_vec_pretty(&env).map_err(ManifestError::Encode)?)
 }
 
 fn decode(path: &Path, bytes: &[u8]) -> Result<Manifest> {
-    let corrupt = |why: String| Error::corruption(format!("manifest {}: {why}", path.display()));
+    let corrupt = |reason: String| ManifestError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    };
     let env: Envelope = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     let manifest: Manifest =
         serde_json::from_value(env.manifest).map_err(|e| corrupt(e.to_string()))?;
     if manifest.format_version > MANIFEST_FORMAT_VERSION {
-        return Err(corrupt(format!(
-            "format version {} is newer than this build supports ({MANIFEST_FORMAT_VERSION})",
-            manifest.format_version
-        )));
+        return Err(ManifestError::NewerFormat {
+            path: path.to_owned(),
+            found: manifest.format_version,
+            supported: MANIFEST_FORMAT_VERSION,
+        }
+        .into());
     }
     let actual = checksum_string(crc32c::crc32c(&canonical(&manifest)?));
-    if actual != env.checksum {
+    if actual != env.checksum && !legacy_checksum_matches(&manifest, &env.checksum)? {
         return Err(corrupt(format!(
             "checksum mismatch: stored {}, computed {actual}",
             env.checksum
-        )));
+        ))
+        .into());
     }
     Ok(manifest)
 }
@@ -169,12 +315,17 @@ impl ManifestStore {
                 fsutil::write_atomic(&path, &encode(&m)?)?;
                 m
             }
-            Err(e) => return Err(Error::io(format_args!("read {}", path.display()), e)),
+            Err(source) => return Err(ManifestError::Read { path, source }.into()),
         };
         Ok(ManifestStore {
             path,
             current: Mutex::new(Ok(manifest)),
         })
+    }
+
+    /// Why the manifest takes no more commits (a failed write), if it does not.
+    pub(crate) fn failed(&self) -> Option<String> {
+        self.current.lock().as_ref().err().cloned()
     }
 
     /// A copy of the current manifest.
@@ -203,10 +354,7 @@ impl ManifestStore {
 }
 
 fn poisoned(why: String) -> Error {
-    Error::new(
-        ErrorKind::Closed,
-        format!("database poisoned by a failed manifest write ({why}); reopen it"),
-    )
+    ManifestError::Poisoned(why).into()
 }
 
 #[cfg(test)]
@@ -269,6 +417,33 @@ mod tests {
         std::fs::write(&path, text).expect("write");
         let err = ManifestStore::open(dir.path()).expect_err("corrupt");
         assert_eq!(err.kind(), ErrorKind::DataCorruption);
+        assert!(
+            matches!(
+                err.find_source::<ManifestError>(),
+                Some(ManifestError::Corrupt { reason, .. }) if reason.starts_with("checksum mismatch")
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_manifest_from_a_newer_build_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let m = Manifest {
+            format_version: MANIFEST_FORMAT_VERSION + 1,
+            ..Manifest::default()
+        };
+        let path = dir.path().join(MANIFEST_FILE);
+        std::fs::write(&path, encode(&m).expect("encode")).expect("write");
+        let err = ManifestStore::open(dir.path()).expect_err("newer");
+        assert!(
+            matches!(
+                err.find_source::<ManifestError>(),
+                Some(ManifestError::NewerFormat { found, .. }) if *found == MANIFEST_FORMAT_VERSION + 1
+            ),
+            "{err}"
+        );
+        assert_eq!(err.kind(), ErrorKind::DataCorruption);
     }
 
     #[test]
@@ -301,5 +476,48 @@ mod tests {
         let c = &m.collections["a"];
         assert!(!c.pinned && c.tiering.is_empty() && !c.segments[0].pinned);
         assert_eq!(c.segments[0].moved_at_ms, None);
+    }
+
+    /// A manifest whose overrides hold serde's `{"secs","nanos"}` durations (and whose checksum
+    /// was computed over that form) still opens; the next commit writes humantime strings.
+    #[test]
+    fn a_manifest_with_legacy_duration_overrides_still_opens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body = r#"{"format_version":1,"version":3,"collections":{"a":{"name":"a","dimension":2,"metric":"l2","created_at_ms":1,"flushed_seq":4,"next_segment_id":2,"segments":[{"id":1,"file_name":"00000000000000000001.seg","size_bytes":10,"rows":2,"min_seq":1,"max_seq":4,"created_at_ms":5,"tier":"hot","checksum":"crc32c:00000009"}],"pinned":true,"tiering":{"move_to_cold_after":{"secs":604800,"nanos":0},"max_hot_size_bytes":1024,"min_residency":{"secs":60,"nanos":0}}},"b":{"name":"b","dimension":2,"metric":"l2","created_at_ms":1,"flushed_seq":0,"next_segment_id":1,"segments":[]}}}"#;
+        let file = format!(
+            r#"{{"checksum":"{}","manifest":{body}}}"#,
+            checksum_string(crc32c::crc32c(body.as_bytes()))
+        );
+        std::fs::write(dir.path().join(MANIFEST_FILE), file).expect("write");
+        let store = ManifestStore::open(dir.path()).expect("legacy manifest opens");
+        let t = store.snapshot().expect("snap").collections["a"]
+            .tiering
+            .clone();
+        assert_eq!(
+            t.move_to_cold_after,
+            Some(std::time::Duration::from_secs(604_800))
+        );
+        assert_eq!(t.max_hot_size_bytes, Some(1024));
+        assert_eq!(t.min_residency, Some(std::time::Duration::from_secs(60)));
+        store.commit(|_| Ok(())).expect("commit");
+        let text = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).expect("read");
+        assert!(
+            text.contains(r#""move_to_cold_after": "7days""#) && !text.contains("secs"),
+            "{text}"
+        );
+        let reopened = ManifestStore::open(dir.path())
+            .expect("reopen")
+            .snapshot()
+            .expect("snap");
+        assert_eq!(reopened.collections["a"].tiering, t);
+        // Any other change of the legacy bytes is still corruption.
+        let tampered = body.replace(r#""secs":60"#, r#""secs":61"#);
+        let file = format!(
+            r#"{{"checksum":"{}","manifest":{tampered}}}"#,
+            checksum_string(crc32c::crc32c(body.as_bytes()))
+        );
+        std::fs::write(dir.path().join(MANIFEST_FILE), file).expect("write");
+        let err = ManifestStore::open(dir.path()).expect_err("tampered");
+        assert_eq!(err.kind(), ErrorKind::DataCorruption);
     }
 }

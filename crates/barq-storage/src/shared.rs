@@ -2,17 +2,14 @@
 //! background jobs share. A struct of its own, so that the modules that use it need not import
 //! one another.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
-
 use crate::Options;
-use crate::collection::Collection;
 use crate::manifest::ManifestStore;
 use crate::tiering::TierEnv;
-use crate::tiering::state::ManagerState;
+use crate::tiering::TieringManager;
+use crate::tiering::manager::Collections;
 
 /// State shared with the background threads.
 #[derive(Debug)]
@@ -20,9 +17,9 @@ pub(crate) struct Shared {
     pub dir: PathBuf,
     pub options: Options,
     pub manifest: Arc<ManifestStore>,
-    pub collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+    pub collections: Arc<Collections>,
     pub env: Arc<TierEnv>,
-    pub tier_state: ManagerState,
+    pub tiering: TieringManager,
     /// Set when a background worker panicked.
     pub poison: Arc<crate::poison::Poison>,
 }

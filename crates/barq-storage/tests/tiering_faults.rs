@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use barq_core::{CollectionConfig, Document, ErrorKind, Metric};
-use barq_storage::tiering::{Clock, SystemClock, TieringPolicy};
+use barq_storage::tiering::{Clock, ColdStoreError, SystemClock, TieringOverrides, TieringPolicy};
 use barq_storage::{Database, FP_TIER_AFTER_COMMIT, SearchRequest, SegmentEntry, StorageTier};
 use barq_testkit::{FaultyStore, ManualClock, Op};
 use object_store::memory::InMemory;
@@ -531,7 +531,13 @@ fn a_multipart_upload_that_fails_half_way_leaves_nothing_behind() {
         })
         .expect_err("a part failed");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-    assert!(err.to_string().contains("upload part"), "{err}");
+    assert!(
+        matches!(
+            err.find_source::<ColdStoreError>(),
+            Some(ColdStoreError::Request { what, .. }) if what.starts_with("upload part of")
+        ),
+        "{err}"
+    );
     assert_eq!(
         faulty.calls(Op::MultipartPut) - calls,
         1 + 5 + 1,
@@ -555,7 +561,11 @@ fn a_multipart_upload_that_fails_half_way_leaves_nothing_behind() {
         .expect_err("complete failed");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(
-        err.to_string().contains("complete multipart upload"),
+        matches!(
+            err.find_source::<ColdStoreError>(),
+            Some(ColdStoreError::Request { what, .. })
+                if what.starts_with("complete multipart upload of")
+        ),
         "{err}"
     );
     assert_eq!(
@@ -891,13 +901,14 @@ fn an_unusable_store_at_open_degrades_and_recovers_without_a_restart() {
     let err = Database::open(dir.path(), strict).expect_err("required store offline");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(
-        err.message()
-            .contains("cold store test store is not usable: write of probe object"),
-        "{err}"
-    );
-    assert!(
-        err.message().contains("store offline"),
-        "the store's own message: {err}"
+        matches!(
+            err.find_source::<ColdStoreError>(),
+            Some(ColdStoreError::Unusable { store, step, reason })
+                if store == "test store"
+                    && step.starts_with("write of probe object")
+                    && reason.contains("store offline")
+        ),
+        "the store, the step and the store's own message: {err}"
     );
     assert!(err.message().contains("BARQ_COLD_STORE_REQUIRED"), "{err}");
 
@@ -933,13 +944,46 @@ fn an_unusable_store_at_open_degrades_and_recovers_without_a_restart() {
         .offload_segment("c", id)
         .expect_err("store down");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-    assert!(err.message().contains("test store"), "{err}");
+    assert!(
+        matches!(
+            err.find_source::<ColdStoreError>(),
+            Some(ColdStoreError::Request { store, .. } | ColdStoreError::Unusable { store, .. })
+                if store == "test store"
+        ),
+        "{err}"
+    );
     assert_eq!(tiers(&db), [StorageTier::Hot]);
+    // Maintenance while degraded defers the moves that need the store instead of failing
+    // them one by one, and skips collecting orphans.
+    db.tiering()
+        .set_overrides(
+            "c",
+            TieringOverrides {
+                move_to_cold_after: Some(Duration::ZERO),
+                ..TieringOverrides::default()
+            },
+        )
+        .expect("overrides");
+    let requests = faulty.calls(Op::Put) + faulty.calls(Op::MultipartPut);
     let report = db
         .tiering()
         .run_maintenance()
         .expect("maintenance while down");
+    assert_eq!(
+        (report.planned, report.moves_deferred),
+        (1, 1),
+        "{report:?}"
+    );
+    assert!(report.moves_failed.is_empty(), "{report:?}");
+    assert_eq!(
+        faulty.calls(Op::Put) + faulty.calls(Op::MultipartPut),
+        requests + 1,
+        "one write of the maintenance pass's probe, no upload"
+    );
     assert!(report.gc_error.is_some_and(|e| e.contains("test store")));
+    db.tiering()
+        .set_overrides("c", TieringOverrides::default())
+        .expect("overrides");
 
     // The store comes back: the re-probe sees it, and the move goes through.
     faulty.set_offline(false);
@@ -988,7 +1032,6 @@ fn an_unusable_store_at_open_degrades_and_recovers_without_a_restart() {
 /// maintenance pass together never have more than that many uploads in flight.
 #[test]
 fn move_concurrency_bounds_all_callers_together() {
-    use barq_storage::tiering::TieringOverrides;
     let dir = tempfile::tempdir().expect("tempdir");
     let (faulty, store) = faulty_store();
     let clock = Arc::new(ManualClock::new(real_now_ms()));

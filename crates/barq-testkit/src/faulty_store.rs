@@ -144,6 +144,14 @@ impl Faults {
             return;
         }
         self.waiting[i].fetch_add(1, Ordering::AcqRel);
+        // Counted down also when the waiting call is dropped (a timeout, a cancelled query).
+        struct Waiting<'a>(&'a AtomicU64);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let _waiting = Waiting(&self.waiting[i]);
         loop {
             let released = self.released.notified();
             tokio::pin!(released);
@@ -153,7 +161,6 @@ impl Faults {
             }
             released.await;
         }
-        self.waiting[i].fetch_sub(1, Ordering::AcqRel);
     }
 
     fn read(&self, len: usize) {

@@ -4,7 +4,7 @@ server adds later are ignored."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Optional, TypeVar, Union
+from typing import Any, Generic, Literal, Optional, TypeVar
 
 Metric = Literal["cosine", "l2", "dot"]
 Tier = Literal["hot", "warm", "cold"]
@@ -248,13 +248,13 @@ class PinResult:
 @dataclass(frozen=True)
 class TieringOverrides:
     """A collection's tiering policy overrides as stored; `None` = not overridden. Durations
-    are shown like `"7days"`, sizes like `"10.0 GiB"`."""
+    are shown like `"7days"`, sizes as integers (bytes)."""
 
     collection: str
     move_to_warm_after: Optional[str] = None
     move_to_cold_after: Optional[str] = None
-    max_hot_size_bytes: Optional[Union[str, int]] = None
-    max_warm_size_bytes: Optional[Union[str, int]] = None
+    max_hot_size_bytes: Optional[int] = None
+    max_warm_size_bytes: Optional[int] = None
     min_residency: Optional[str] = None
 
     @classmethod
@@ -303,8 +303,8 @@ class SegmentStatus:
 
 @dataclass(frozen=True)
 class CollectionTiering:
-    """A collection in the tiering status. `overrides` is in the engine's raw form (durations
-    as `{"secs", "nanos"}`, sizes as integers)."""
+    """A collection in the tiering status. `overrides` is the JSON object of
+    `TieringOverrides` (durations like `"7days"`, sizes as integers)."""
 
     name: str
     pinned: bool

@@ -246,6 +246,54 @@ impl Segment {
         self.load_bytes(&self.id_pages, BlockKind::IdPages)
     }
 
+    /// Fetch and verify the id pages `pages` (distinct, ascending indices) ahead of their
+    /// [`page_bytes`](Self::page_bytes) reads, for a merge that needs only some pages. For a
+    /// source that is not stable (a cold segment) each run of adjacent pages is one ranged read,
+    /// checked against the CRC32C of the run (combined from the pages' own checksums, so every
+    /// byte of every page is checked) and kept by the source's cache, where the page reads then
+    /// find it; asking for every page reads the whole block, as
+    /// [`load_id_pages`](Self::load_id_pages) does. A stable source needs nothing ahead: each
+    /// page is verified on its first read.
+    pub fn load_id_pages_of(&self, pages: &[usize]) -> Result<()> {
+        if pages.is_empty() || self.source.is_stable() || self.id_pages.get().is_some() {
+            return Ok(());
+        }
+        if pages.len() == self.footer.pages.len() {
+            return self.load_id_pages();
+        }
+        let block = self.footer.block(BlockKind::IdPages)?;
+        let mut rest = pages;
+        while let Some((&first, tail)) = rest.split_first() {
+            rest = tail;
+            let p = self
+                .footer
+                .pages
+                .get(first)
+                .ok_or_else(|| self.corrupt(format_args!("no id page {first}")))?;
+            let (start, mut end, mut crc) =
+                (p.offset, p.offset.saturating_add(u64::from(p.len)), p.crc);
+            let mut last = first;
+            while let Some((&next, tail)) = rest.split_first() {
+                match self.footer.pages.get(next) {
+                    Some(q) if next == last + 1 && q.offset == end => {
+                        crc = crc32c::crc32c_combine(crc, q.crc, q.len as usize);
+                        end = end.saturating_add(u64::from(q.len));
+                        last = next;
+                        rest = tail;
+                    }
+                    _ => break,
+                }
+            }
+            if end > block.len {
+                return Err(self.corrupt("id page lies past its block"));
+            }
+            self.source
+                .read_verified(block.offset + start..block.offset + end, crc)
+                .map_err(|e| self.context(e, format_args!("id pages {first}..={last}")))?;
+        }
+        Ok(())
+    }
+
     /// Load and verify the whole payload block (used by merges).
     pub fn load_payloads(&self) -> Result<()> {
         self.load_bytes(&self.payloads, BlockKind::Payloads)
@@ -307,7 +355,8 @@ impl Segment {
     }
 
     /// The page holding `row`.
-    fn page_for_row(&self, row: u64) -> Result<usize> {
+    /// The index of the id page that holds `row`.
+    pub(crate) fn page_for_row(&self, row: u64) -> Result<usize> {
         self.footer
             .pages
             .partition_point(|p| p.first_row <= row)

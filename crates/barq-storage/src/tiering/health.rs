@@ -13,6 +13,8 @@
 
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -71,6 +73,9 @@ impl Default for ColdStoreHealth {
 #[derive(Debug, Default)]
 pub(crate) struct HealthMonitor {
     health: Mutex<ColdStoreHealth>,
+    /// Operations that failed, counted under the `health` lock: a probe that started before
+    /// the last failure does not clear it.
+    op_failures: AtomicU64,
     /// Signalled on every change to `degraded`, so the re-probe task starts at once.
     pub(crate) degraded: Arc<Notify>,
 }
@@ -80,9 +85,20 @@ impl HealthMonitor {
         self.health.lock().clone()
     }
 
-    /// A probe succeeded.
-    pub(crate) fn probe_ok(&self, now_ms: u64) {
+    /// A stamp to take when a probe starts, for [`HealthMonitor::probe_ok`].
+    pub(crate) fn probe_started(&self) -> u64 {
+        let _h = self.health.lock();
+        self.op_failures.load(Ordering::Relaxed)
+    }
+
+    /// A probe that started at `started` (from [`HealthMonitor::probe_started`]) succeeded.
+    /// An operation that failed while it ran wins: the store stays degraded until a later probe.
+    pub(crate) fn probe_ok(&self, started: u64, now_ms: u64) {
         let mut h = self.health.lock();
+        h.last_probe_ms = Some(now_ms);
+        if self.op_failures.load(Ordering::Relaxed) != started {
+            return;
+        }
         if h.state != ColdStoreState::Ok {
             if h.state == ColdStoreState::Degraded {
                 tracing::info!(
@@ -95,7 +111,6 @@ impl HealthMonitor {
         }
         h.reason = None;
         h.failed_probes = 0;
-        h.last_probe_ms = Some(now_ms);
     }
 
     /// A probe failed with `reason`.
@@ -118,6 +133,7 @@ impl HealthMonitor {
     pub(crate) fn operation_failed(&self, reason: &str, now_ms: u64) {
         let first = {
             let mut h = self.health.lock();
+            self.op_failures.fetch_add(1, Ordering::Relaxed);
             self.set_degraded(&mut h, reason, now_ms)
         };
         if first {
@@ -146,7 +162,7 @@ mod tests {
     fn only_a_probe_clears_degraded() {
         let m = HealthMonitor::default();
         assert_eq!(m.get().state, ColdStoreState::Unchecked);
-        m.probe_ok(10);
+        m.probe_ok(m.probe_started(), 10);
         assert_eq!(m.get().state, ColdStoreState::Ok);
         m.operation_failed("cold store s3://b: read x: connection refused", 20);
         let h = m.get();
@@ -160,12 +176,26 @@ mod tests {
             (h.state, h.since_ms, h.failed_probes),
             (ColdStoreState::Degraded, 20, 2)
         );
-        m.probe_ok(50);
+        m.probe_ok(m.probe_started(), 50);
         let h = m.get();
         assert_eq!(
             (h.state, h.since_ms, h.failed_probes),
             (ColdStoreState::Ok, 50, 0)
         );
         assert_eq!(h.reason, None);
+    }
+
+    #[test]
+    fn a_failure_during_a_probe_outlives_its_success() {
+        let m = HealthMonitor::default();
+        m.probe_failed("connection refused", 10);
+        let started = m.probe_started();
+        m.operation_failed("read x: connection reset", 15);
+        m.probe_ok(started, 20);
+        let h = m.get();
+        assert_eq!(h.state, ColdStoreState::Degraded);
+        assert_eq!(h.last_probe_ms, Some(20));
+        m.probe_ok(m.probe_started(), 30);
+        assert_eq!(m.get().state, ColdStoreState::Ok);
     }
 }

@@ -13,13 +13,17 @@ use object_store::ObjectStoreExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::mover::{MoveOutcome, Progress};
+use super::TierEnv;
+use super::mover::{MoveOutcome, Mover, Progress};
+use super::state::ManagerState;
 use super::state::{ACCESS_FILE, AccessFile, ORPHANS_FILE};
 use super::{PlanInput, SegmentState, TieringOverrides, plan};
 use crate::collection::Collection;
+use crate::manifest::ManifestStore;
 use crate::manifest::StorageTier;
+use crate::options::FailPoints;
+use crate::poison::Poison;
 use crate::segment::Segment;
-use crate::shared::Shared;
 use crate::tier::TierStats;
 
 pub use crate::tier::MoveError;
@@ -54,8 +58,12 @@ pub struct MaintenanceReport {
     pub bytes_moved: u64,
     /// Unreferenced remote objects deleted.
     pub orphans_deleted: u64,
-    /// Why collecting orphans failed, if it did (e.g. the store is unreachable).
+    /// Why collecting orphans failed or was skipped, if it was (e.g. the store is degraded).
     pub gc_error: Option<String>,
+    /// Moves to or from the cold tier the policy asked for but that wait, because the cold
+    /// store is degraded (they are planned again on a later pass).
+    #[serde(default)]
+    pub moves_deferred: usize,
 }
 
 /// One segment in [`TieringStatus`].
@@ -173,21 +181,60 @@ pub struct TieringStatus {
     pub poisoned: Option<String>,
 }
 
-/// The tiering API of a database; cheap to create (`Database::tiering`).
+/// The open collections of a database, by name.
+pub(crate) type Collections = parking_lot::RwLock<BTreeMap<String, Arc<Collection>>>;
+
+/// The tiering API of a database; cheap to clone (`Database::tiering`). It owns its state (the
+/// move errors, the orphans seen, the maintenance lock) and its `ACCESS` and `ORPHANS` files,
+/// and reaches the collections through the database's registry.
 #[derive(Debug, Clone)]
 pub struct TieringManager {
-    shared: Arc<Shared>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    failpoints: FailPoints,
+    manifest: Arc<ManifestStore>,
+    collections: Arc<Collections>,
+    env: Arc<TierEnv>,
+    poison: Arc<Poison>,
+    tier_state: ManagerState,
 }
 
 impl TieringManager {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        TieringManager { shared }
+    pub(crate) fn new(
+        dir: PathBuf,
+        failpoints: FailPoints,
+        manifest: Arc<ManifestStore>,
+        collections: Arc<Collections>,
+        env: Arc<TierEnv>,
+        poison: Arc<Poison>,
+    ) -> Self {
+        let tier_state = ManagerState::open(&dir);
+        TieringManager {
+            inner: Arc::new(Inner {
+                dir,
+                failpoints,
+                manifest,
+                collections,
+                env,
+                poison,
+                tier_state,
+            }),
+        }
+    }
+
+    /// Write the access statistics to `ACCESS` (at close and by maintenance).
+    pub(crate) fn persist_access(&self) -> Result<()> {
+        self.inner.persist_access()
     }
 
     /// Plan with the policy and execute the moves (at most `move_concurrency` at once), collect
     /// orphaned remote objects and persist access statistics.
     pub fn run_maintenance(&self) -> Result<MaintenanceReport> {
-        self.shared.run_maintenance()
+        self.inner.run_maintenance()
     }
 
     /// Move a segment to `to`.
@@ -203,8 +250,8 @@ impl TieringManager {
         to: StorageTier,
         progress: Progress<'_>,
     ) -> Result<MoveOutcome> {
-        let c = self.shared.collection(collection)?;
-        self.shared.move_recorded(&c, id, to, progress)
+        let c = self.inner.collection(collection)?;
+        self.inner.move_recorded(&c, id, to, progress)
     }
 
     /// Move each of `segments` (of `collection`) to `to`, one after another. A failure does
@@ -258,16 +305,16 @@ impl TieringManager {
 
     /// A reader of a segment from whichever tier holds it.
     pub fn get_segment(&self, collection: &str, id: u64) -> Result<Arc<Segment>> {
-        let c = self.shared.collection(collection)?;
+        let c = self.inner.collection(collection)?;
         let h = c.handle(id)?;
         Ok(Arc::clone(h.segment()?))
     }
 
     /// The sealed segments of a collection, oldest first.
     pub fn segments(&self, collection: &str) -> Result<Vec<crate::SegmentEntry>> {
-        self.shared.collection(collection)?;
+        self.inner.collection(collection)?;
         // The manifest, not the open handles: a pin changes only the manifest.
-        let m = self.shared.manifest.snapshot()?;
+        let m = self.inner.manifest.snapshot()?;
         m.collections
             .get(collection)
             .map(|c| c.segments.clone())
@@ -286,8 +333,8 @@ impl TieringManager {
     }
 
     fn set_pin(&self, collection: &str, segment: Option<u64>, pinned: bool) -> Result<()> {
-        self.shared.collection(collection)?;
-        self.shared.manifest.commit(|m| {
+        self.inner.collection(collection)?;
+        self.inner.manifest.commit(|m| {
             let c = m
                 .collections
                 .get_mut(collection)
@@ -312,7 +359,7 @@ impl TieringManager {
 
     /// The collection's policy overrides.
     pub fn overrides(&self, collection: &str) -> Result<TieringOverrides> {
-        let m = self.shared.manifest.snapshot()?;
+        let m = self.inner.manifest.snapshot()?;
         m.collections
             .get(collection)
             .map(|c| c.tiering.clone())
@@ -322,9 +369,9 @@ impl TieringManager {
     /// Replace the collection's policy overrides.
     /// Invalid overrides (see [`TieringOverrides::validate`]) are refused and nothing changes.
     pub fn set_overrides(&self, collection: &str, overrides: TieringOverrides) -> Result<()> {
-        let options = &self.shared.env.options;
+        let options = &self.inner.env.options;
         overrides.validate(collection, &options.policy, options.warm_dir.is_some())?;
-        self.shared.manifest.commit(|m| {
+        self.inner.manifest.commit(|m| {
             m.collections
                 .get_mut(collection)
                 .ok_or_else(|| crate::collection::no_such_collection(collection))?
@@ -336,13 +383,13 @@ impl TieringManager {
     /// Delete remote objects that no manifest entry references and that are older than the
     /// grace period. Returns how many were deleted.
     pub fn collect_orphans(&self) -> Result<u64> {
-        self.shared.collect_orphans()
+        self.inner.collect_orphans()
     }
 
     /// Check that the cold store answers (one HEAD request, no write). Hot reads and writes do
     /// not need it; moves and cold reads do. A failure makes the store degraded.
     pub fn check_cold_store(&self) -> Result<()> {
-        self.shared.env.check_reachable()
+        self.inner.env.check_reachable()
     }
 
     /// [`TieringManager::status`] plus a [`TieringManager::check_cold_store`]: says whether the
@@ -353,22 +400,22 @@ impl TieringManager {
         status.cold_store_reachable = Some(check.is_ok());
         status.cold_store_error = check.err().map(|e| e.message().to_owned());
         // A failed check has just made the store degraded.
-        status.cold_store_health = self.shared.env.cold.health();
+        status.cold_store_health = self.inner.env.cold.health();
         Ok(status)
     }
 
     /// The cold store's health as last seen (no request).
     pub fn cold_store_health(&self) -> super::ColdStoreHealth {
-        self.shared.env.cold.health()
+        self.inner.env.cold.health()
     }
 
     /// Tiers, collections, moves in progress, last errors, counters.
     pub fn status(&self) -> Result<TieringStatus> {
-        self.shared.tiering_status()
+        self.inner.tiering_status()
     }
 }
 
-impl Shared {
+impl Inner {
     pub(crate) fn collection(&self, name: &str) -> Result<Arc<Collection>> {
         self.collections
             .read()
@@ -385,10 +432,10 @@ impl Shared {
         to: StorageTier,
         progress: Progress<'_>,
     ) -> Result<MoveOutcome> {
-        let key = (c.config.name.clone(), id);
+        let key = (c.name().to_owned(), id);
         let _permit = self.env.move_permits.acquire();
         let _no_gc = self.tier_state.gc.read();
-        match c.move_segment(id, to, progress) {
+        match Mover::new(c, &self.env, &self.failpoints).move_segment(id, to, progress) {
             Ok(o) => {
                 self.tier_state.errors.lock().remove(&key);
                 Ok(o)
@@ -417,12 +464,12 @@ impl Shared {
         let mut states = Vec::new();
         let mut overrides = HashMap::new();
         for c in self.collections.read().values() {
-            let Some(entry) = manifest.collections.get(&c.config.name) else {
+            let Some(entry) = manifest.collections.get(c.name()) else {
                 continue;
             };
             overrides.insert(entry.name.clone(), entry.tiering.clone());
             let snap = c.snapshot();
-            let busy = c.busy.lock().clone();
+            let busy = c.busy().snapshot();
             for s in &entry.segments {
                 let access = snap
                     .segments
@@ -460,6 +507,30 @@ impl Shared {
             planned: moves.len(),
             ..MaintenanceReport::default()
         };
+        // While the store is degraded, a move that needs it would only fail after its retries:
+        // probe it once, and defer those moves while it still does not answer.
+        let degraded = match self.env.cold.health().state {
+            super::ColdStoreState::Degraded => self
+                .env
+                .cold
+                .block_on(self.env.cold.probe())
+                .err()
+                .map(|e| e.to_string()),
+            _ => None,
+        };
+        let moves: Vec<_> = match &degraded {
+            Some(_) => {
+                let tiers = self.segment_tiers();
+                let (wait, go): (Vec<_>, Vec<_>) = moves.into_iter().partition(|m| {
+                    m.to == StorageTier::Cold
+                        || tiers.get(&(m.collection.clone(), m.segment_id))
+                            == Some(&StorageTier::Cold)
+                });
+                report.moves_deferred = wait.len();
+                go
+            }
+            None => moves,
+        };
         let queue = Mutex::new(moves.into_iter().collect::<VecDeque<_>>());
         let results = Mutex::new(Vec::new());
         std::thread::scope(|s| {
@@ -489,15 +560,30 @@ impl Shared {
                 }),
             }
         }
-        match self.collect_orphans() {
-            Ok(n) => report.orphans_deleted = n,
-            Err(e) => report.gc_error = Some(e.to_string()),
+        match &degraded {
+            Some(why) => report.gc_error = Some(format!("skipped while degraded: {why}")),
+            None => match self.collect_orphans() {
+                Ok(n) => report.orphans_deleted = n,
+                Err(e) => report.gc_error = Some(e.to_string()),
+            },
         }
         if let Err(e) = self.persist_access() {
             tracing::warn!(error = %e, "could not persist access statistics");
         }
         *self.tier_state.last_maintenance_ms.lock() = Some(now);
         Ok(report)
+    }
+
+    /// Where each segment is, by (collection, segment id), from the manifest.
+    fn segment_tiers(&self) -> HashMap<(String, u64), StorageTier> {
+        let Ok(manifest) = self.manifest.snapshot() else {
+            return HashMap::new();
+        };
+        manifest
+            .collections
+            .values()
+            .flat_map(|c| c.segments.iter().map(|s| ((c.name.clone(), s.id), s.tier)))
+            .collect()
     }
 
     pub(crate) fn collect_orphans(&self) -> Result<u64> {
@@ -573,7 +659,7 @@ impl Shared {
     pub(crate) fn persist_access(&self) -> Result<()> {
         let mut file = AccessFile::default();
         for c in self.collections.read().values() {
-            let per = file.collections.entry(c.config.name.clone()).or_default();
+            let per = file.collections.entry(c.name().to_owned()).or_default();
             for h in &c.snapshot().segments {
                 if let Some(last) = h.access.last() {
                     per.insert(h.entry.id, (last, h.access.count.load(Ordering::Relaxed)));
@@ -591,11 +677,11 @@ impl Shared {
         let mut collections = Vec::new();
         let mut in_progress = Vec::new();
         for c in self.collections.read().values() {
-            let Some(entry) = manifest.collections.get(&c.config.name) else {
+            let Some(entry) = manifest.collections.get(c.name()) else {
                 continue;
             };
             let snap = c.snapshot();
-            let busy = c.busy.lock().clone();
+            let busy = c.busy().snapshot();
             let mut ctiers: BTreeMap<StorageTier, TierStats> = BTreeMap::new();
             let mut segments = Vec::new();
             for s in &entry.segments {

@@ -35,7 +35,7 @@
 pub mod cache;
 mod health;
 mod limiter;
-mod manager;
+pub(crate) mod manager;
 mod mover;
 mod permits;
 pub mod policy;
@@ -57,14 +57,13 @@ pub use manager::{
     BatchMoves, CollectionTierStatus, MaintenanceReport, MoveError, SegmentStatus, TieringCounters,
     TieringManager, TieringStatus,
 };
-pub use mover::MoveOutcome;
-pub(crate) use mover::remove_durably;
+pub use mover::{CopyKind, MoveOutcome, MoverError, Progress};
 pub use policy::{
     MoveReason, PlanInput, PlannedMove, SegmentState, TieringOverrides, TieringPolicy, plan,
 };
 pub(crate) use reconcile::reconcile_collection;
 pub use remote::RemoteSource;
-pub use store::{ColdStore, StoreCounters};
+pub use store::{ColdStore, ColdStoreError, StoreCounters};
 
 /// An object store for the cold tier, with the key prefix Barq's objects live under.
 #[derive(Clone)]
@@ -285,7 +284,8 @@ impl TierEnv {
                     "{} (the cold store is required: storage.required / BARQ_COLD_STORE_REQUIRED)",
                     e.message()
                 ),
-            )),
+            )
+            .with_source(e)),
             Err(_) => Ok(()), // logged and recorded by the probe; re-probed in the background
         }
     }

@@ -933,25 +933,31 @@ fn overrides_are_checked_against_the_database_policy() {
             o(after(3 * DAY), after(2 * DAY)),
             &warm1_cold7,
             true,
-            Some("move_to_cold_after (2days) is shorter than move_to_warm_after (3days)"),
+            Some(
+                "is 2days, shorter than tiering.move_to_warm_after (BARQ_TIER_MOVE_TO_WARM_AFTER) 3days",
+            ),
         ),
         (
             o(None, after(HOUR)),
             &warm1_cold7,
             true,
-            Some("move_to_cold_after (1h) is shorter than move_to_warm_after (1day)"),
+            Some(
+                "is 1h, shorter than tiering.move_to_warm_after (BARQ_TIER_MOVE_TO_WARM_AFTER) 1day",
+            ),
         ),
         (
             o(after(8 * DAY), None),
             &warm1_cold7,
             true,
-            Some("move_to_cold_after (7days) is shorter than move_to_warm_after (8days)"),
+            Some(
+                "is 7days, shorter than tiering.move_to_warm_after (BARQ_TIER_MOVE_TO_WARM_AFTER) 8days",
+            ),
         ),
         (
             o(after(DAY), None),
             &cold7,
             false,
-            Some("move_to_warm_after needs a warm tier"),
+            Some("tiering.move_to_warm_after (BARQ_TIER_MOVE_TO_WARM_AFTER) needs a warm tier"),
         ),
         // Without a warm tier the cold delay alone matters.
         (o(None, after(HOUR)), &cold7, false, None),

@@ -8,7 +8,7 @@ use barq_core::{Error, Result};
 use bytes::Bytes;
 
 use super::cache::ColdCache;
-use super::store::{ColdStore, PARTS_IN_FLIGHT};
+use super::store::{ColdStore, ColdStoreError, PARTS_IN_FLIGHT};
 use crate::segment::RangeSource;
 
 /// Reads larger than this are split into parallel ranged reads.
@@ -49,17 +49,21 @@ impl RemoteSource {
     /// are fastest.
     fn fetch(&self, range: Range<u64>) -> Result<(Bytes, u32)> {
         if range.start > range.end || range.end > self.len {
-            return Err(Error::corruption(format!(
-                "read of {}..{} past the end of {} ({} bytes)",
-                range.start, range.end, self.key, self.len
-            )));
+            return Err(ColdStoreError::OutOfBounds {
+                key: self.key.clone(),
+                start: range.start,
+                end: range.end,
+                len: self.len,
+            }
+            .into());
         }
         let missing = |e: Error| {
             if e.kind() == barq_core::ErrorKind::NotFound {
-                Error::corruption(format!(
-                    "cold segment object {} is missing from the store: {e}",
-                    self.key
-                ))
+                ColdStoreError::Missing {
+                    key: self.key.clone(),
+                    reason: e.to_string(),
+                }
+                .into()
             } else {
                 e
             }
@@ -99,13 +103,13 @@ impl RangeSource for RemoteSource {
         let (bytes, got) = self.fetch(range.clone())?;
         tracing::debug!(key = %self.key, ?range, took = ?started.elapsed(), "cold range fetched and checked");
         if got != crc {
-            return Err(Error::corruption(format!(
-                "checksum mismatch in bytes {}..{} of {} (cold store {})",
-                range.start,
-                range.end,
-                self.key,
-                self.store.description()
-            )));
+            return Err(ColdStoreError::Checksum {
+                store: self.store.description().to_owned(),
+                key: self.key.clone(),
+                start: range.start,
+                end: range.end,
+            }
+            .into());
         }
         self.cache.insert(&self.namespace, range, bytes)
     }

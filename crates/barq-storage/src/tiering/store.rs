@@ -18,6 +18,105 @@ use object_store::{GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt};
 
 use super::health::{ColdStoreHealth, ColdStoreState, HealthMonitor};
 
+/// An error of the cold store. Converted into [`barq_core::Error`] at the module's edge; find
+/// it again with [`barq_core::Error::find_source`]. Messages name the store (never a secret).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ColdStoreError {
+    /// A request failed after its retries (or at once, when retrying cannot help).
+    #[error("cold store {store}: {what}: {source}")]
+    Request {
+        /// The store's description.
+        store: String,
+        /// The operation (`"put docs/segments/…"`, `"upload part of …"`, …).
+        what: String,
+        /// The store client's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The probe (write, read back, delete a small object) failed at `step`.
+    #[error("cold store {store} is not usable: {step} failed: {reason}")]
+    Unusable {
+        /// The store's description.
+        store: String,
+        /// The step (`"write of probe object …"`, `"probe"`, …).
+        step: String,
+        /// Why.
+        reason: String,
+    },
+    /// A ranged read returned another number of bytes than asked for.
+    #[error("cold store {store}: {what}: {reason}")]
+    BadBody {
+        /// The store's description.
+        store: String,
+        /// The read.
+        what: String,
+        /// How the body differs.
+        reason: String,
+    },
+    /// A read of a cold segment ran past its end.
+    #[error("read of {start}..{end} past the end of {key} ({len} bytes)")]
+    OutOfBounds {
+        /// The object.
+        key: String,
+        /// Start of the range.
+        start: u64,
+        /// End of the range.
+        end: u64,
+        /// The object's length.
+        len: u64,
+    },
+    /// A cold segment's object is not in the store although the manifest lists it.
+    #[error("cold segment object {key} is missing from the store: {reason}")]
+    Missing {
+        /// The object.
+        key: String,
+        /// The store's answer.
+        reason: String,
+    },
+    /// Bytes read from the store do not match their checksum.
+    #[error("checksum mismatch in bytes {start}..{end} of {key} (cold store {store})")]
+    Checksum {
+        /// The store's description.
+        store: String,
+        /// The object.
+        key: String,
+        /// Start of the range.
+        start: u64,
+        /// End of the range.
+        end: u64,
+    },
+    /// A read was cancelled (the store's runtime is shutting down).
+    #[error("cold store read cancelled: {0}")]
+    Cancelled(String),
+    /// The store's runtime could not start.
+    #[error("start the object-store runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl ColdStoreError {
+    /// The coarse kind callers see.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ColdStoreError::Request { source, .. } => match source {
+                object_store::Error::NotFound { .. } => ErrorKind::NotFound,
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. } => ErrorKind::Conflict,
+                _ => ErrorKind::Unavailable,
+            },
+            ColdStoreError::Unusable { .. } => ErrorKind::Unavailable,
+            ColdStoreError::BadBody { .. }
+            | ColdStoreError::OutOfBounds { .. }
+            | ColdStoreError::Missing { .. }
+            | ColdStoreError::Checksum { .. } => ErrorKind::DataCorruption,
+            ColdStoreError::Cancelled(_) => ErrorKind::Closed,
+            ColdStoreError::Runtime(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+barq_core::subsystem_error!(ColdStoreError);
+
 /// Counters of traffic to the cold store.
 #[derive(Debug, Default)]
 pub struct StoreCounters {
@@ -100,7 +199,7 @@ impl ColdStore {
             .thread_name("barq-io")
             .enable_all()
             .build()
-            .map_err(|e| Error::io("start the object-store runtime", e))?;
+            .map_err(ColdStoreError::Runtime)?;
         Ok(ColdStore {
             store,
             prefix: prefix.trim_matches('/').to_owned(),
@@ -141,11 +240,11 @@ impl ColdStore {
         (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()))
     }
 
-    /// Run `fut` to completion on the store's runtime from synchronous code. Called from a
-    /// thread that is driving some tokio runtime's tasks (an embedding program calling the
-    /// engine from async code), where blocking on a runtime would panic, it waits on a thread
-    /// of its own instead; from anywhere else (the engine's threads, a blocking-pool thread, a
-    /// plain caller) it blocks the calling thread.
+    /// Run `fut` to completion on the store's runtime from synchronous code. From a thread
+    /// inside any tokio runtime's context (a task of an embedding program, or a thread of a
+    /// runtime's blocking pool), where blocking on a runtime would panic, it waits on a scoped
+    /// thread of its own; from anywhere else (the engine's threads, a plain caller) it blocks
+    /// the calling thread.
     pub fn block_on<F>(&self, fut: F) -> F::Output
     where
         F: Future + Send,
@@ -291,10 +390,14 @@ impl ColdStore {
             let chunk = chunk.map_err(PartError::Store)?;
             let len = chunk.len() as u64;
             if offset + len > want {
-                return Err(PartError::Fatal(Error::corruption(format!(
-                    "cold store {}: {what}: the body is longer than {want} bytes",
-                    self.description
-                ))));
+                return Err(PartError::Fatal(
+                    ColdStoreError::BadBody {
+                        store: self.description.clone(),
+                        what: what.to_owned(),
+                        reason: format!("the body is longer than {want} bytes"),
+                    }
+                    .into(),
+                ));
             }
             crc = crc32c::crc32c_append(crc, &chunk);
             self.counters
@@ -304,10 +407,14 @@ impl ColdStore {
             offset += len;
         }
         if offset != want {
-            return Err(PartError::Fatal(Error::corruption(format!(
-                "cold store {}: {what}: the body is {offset} bytes, not {want}",
-                self.description
-            ))));
+            return Err(PartError::Fatal(
+                ColdStoreError::BadBody {
+                    store: self.description.clone(),
+                    what: what.to_owned(),
+                    reason: format!("the body is {offset} bytes, not {want}"),
+                }
+                .into(),
+            ));
         }
         Ok(crc)
     }
@@ -350,18 +457,16 @@ impl ColdStore {
         }
     }
 
-    /// Map a store error to Barq's error, naming the store and the operation.
+    /// Map a store error to Barq's error, naming the store and the operation. A store that
+    /// does not answer becomes degraded.
     pub fn error(&self, what: &str, e: object_store::Error) -> Error {
-        let kind = match &e {
-            object_store::Error::NotFound { .. } => ErrorKind::NotFound,
-            object_store::Error::AlreadyExists { .. }
-            | object_store::Error::Precondition { .. } => ErrorKind::Conflict,
-            _ => ErrorKind::Unavailable,
+        let err = ColdStoreError::Request {
+            store: self.description.clone(),
+            what: what.to_owned(),
+            source: e,
         };
-        let err = Error::new(
-            kind,
-            format!("cold store {}: {what}: {e}", self.description),
-        );
+        let kind = err.kind();
+        let err = Error::from(err);
         if kind == ErrorKind::Unavailable {
             self.health.operation_failed(err.message(), wall_ms());
         }
@@ -419,6 +524,7 @@ struct Prober {
 
 impl Prober {
     async fn probe(&self) -> Result<()> {
+        let started = self.health.probe_started();
         let r = match tokio::time::timeout(PROBE_TIMEOUT, self.steps()).await {
             Ok(r) => r,
             Err(_) => Err(self.unusable(
@@ -427,7 +533,7 @@ impl Prober {
             )),
         };
         match &r {
-            Ok(()) => self.health.probe_ok(wall_ms()),
+            Ok(()) => self.health.probe_ok(started, wall_ms()),
             Err(e) => self.health.probe_failed(e.message(), wall_ms()),
         }
         r
@@ -467,13 +573,12 @@ impl Prober {
     }
 
     fn unusable(&self, what: &str, why: &str) -> Error {
-        Error::new(
-            ErrorKind::Unavailable,
-            format!(
-                "cold store {} is not usable: {what} failed: {why}",
-                self.description
-            ),
-        )
+        ColdStoreError::Unusable {
+            store: self.description.clone(),
+            step: what.to_owned(),
+            reason: why.to_owned(),
+        }
+        .into()
     }
 }
 
@@ -530,10 +635,7 @@ fn joined<T>(r: std::result::Result<Result<T>, tokio::task::JoinError>) -> Resul
     match r {
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::new(
-            ErrorKind::Closed,
-            format!("cold store read cancelled: {e}"),
-        )),
+        Err(e) => Err(ColdStoreError::Cancelled(e.to_string()).into()),
     }
 }
 
@@ -612,7 +714,13 @@ mod tests {
         faulty.fail_always(Op::Get);
         let err = read(&cold, 0..data.len() as u64).expect_err("the store is down");
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-        assert!(err.to_string().contains("injected fault"), "{err}");
+        assert!(
+            matches!(
+                err.find_source::<ColdStoreError>(),
+                Some(ColdStoreError::Request { what, .. }) if what.starts_with("read obj")
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,9 +13,12 @@
 //! generation is truncated with a warning; damage to an older generation (which was fsynced
 //! before a newer one was started) is a data-corruption error.
 
+mod error;
 mod reader;
 mod record;
 mod writer;
+
+pub use error::WalError;
 
 pub(crate) use reader::replay;
 pub(crate) use record::{BatchEncoder, WalOp};

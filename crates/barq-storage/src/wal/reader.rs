@@ -2,11 +2,11 @@
 
 use std::fs::OpenOptions;
 
-use barq_core::{Error, Result};
+use barq_core::Result;
 
 use super::record::{FRAME_HEADER, decode_body};
 use super::writer::list_generations;
-use super::{WAL_HEADER_LEN, WAL_MAGIC, WAL_VERSION, WalOp};
+use super::{WAL_HEADER_LEN, WAL_MAGIC, WAL_VERSION, WalError, WalOp};
 use std::path::Path;
 
 /// What a replay found.
@@ -42,8 +42,7 @@ pub(crate) fn replay(
     let newest = generations.last().map(|(g, _)| *g);
     for (generation, path) in generations {
         stats.last_generation = stats.last_generation.max(generation);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| Error::io(format_args!("read {}", path.display()), e))?;
+        let bytes = std::fs::read(&path).map_err(WalError::io("read", &path))?;
         if bytes.is_empty() {
             continue;
         }
@@ -51,10 +50,12 @@ pub(crate) fn replay(
         if header_ok {
             let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
             if version != WAL_VERSION {
-                return Err(Error::corruption(format!(
-                    "wal file {} has format version {version}; this build reads version {WAL_VERSION}",
-                    path.display()
-                )));
+                return Err(WalError::UnsupportedVersion {
+                    path: path.clone(),
+                    found: version,
+                    supported: WAL_VERSION,
+                }
+                .into());
             }
         }
         let mut pos = WAL_HEADER_LEN as usize;
@@ -84,7 +85,7 @@ pub(crate) fn replay(
             let (first_seq, ops) = match decode_body(body, dim) {
                 Ok(x) => x,
                 Err(e) => {
-                    bad = Some(e.message().to_string());
+                    bad = Some(e.to_string());
                     break;
                 }
             };
@@ -105,17 +106,17 @@ pub(crate) fn replay(
             // older generation must never end torn (see above).
             std::fs::File::open(&path)
                 .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io(format_args!("fsync {}", path.display()), e))?;
+                .map_err(WalError::io("fsync", &path))?;
         }
         if let Some(why) = bad {
             let keep = if header_ok { pos } else { 0 };
             if Some(generation) != newest {
-                return Err(Error::corruption(format!(
-                    "wal file {} is damaged at offset {keep} ({why}) but is not the newest generation: \
-                     acknowledged writes after that point cannot be recovered; move the file aside to \
-                     open the database without them",
-                    path.display()
-                )));
+                return Err(WalError::DamagedOlderGeneration {
+                    path,
+                    offset: keep,
+                    reason: why,
+                }
+                .into());
             }
             let cut = bytes.len() - keep;
             tracing::warn!(file = %path.display(), offset = keep, bytes = cut, reason = %why, "truncating corrupt wal tail");
@@ -123,10 +124,10 @@ pub(crate) fn replay(
             let f = OpenOptions::new()
                 .write(true)
                 .open(&path)
-                .map_err(|e| Error::io(format_args!("open {}", path.display()), e))?;
+                .map_err(WalError::io("open", &path))?;
             f.set_len(keep as u64)
                 .and_then(|()| f.sync_all())
-                .map_err(|e| Error::io(format_args!("truncate {}", path.display()), e))?;
+                .map_err(WalError::io("truncate", &path))?;
         }
     }
     Ok(stats)

@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use barq_core::{Error, Result};
+use super::WalError;
+
+type Result<T, E = WalError> = std::result::Result<T, E>;
 
 const KIND_BATCH: u8 = 1;
 const TAG_UPSERT: u8 = 1;
@@ -99,7 +101,7 @@ impl<'a> Reader<'a> {
         let out = self
             .b
             .get(self.pos..self.pos + n)
-            .ok_or_else(|| Error::corruption("wal record is truncated"))?;
+            .ok_or_else(|| WalError::BadRecord("is truncated".into()))?;
         self.pos += n;
         Ok(out)
     }
@@ -126,9 +128,7 @@ pub(crate) fn decode_body(body: &[u8], dim: usize) -> Result<(u64, Vec<WalOp>)> 
     let mut r = Reader { b: body, pos: 0 };
     let kind = r.u8()?;
     if kind != KIND_BATCH {
-        return Err(Error::corruption(format!(
-            "wal record has unknown kind {kind}"
-        )));
+        return Err(WalError::BadRecord(format!("has unknown kind {kind}")));
     }
     let first_seq = r.u64()?;
     let count = r.u32()? as usize;
@@ -137,7 +137,7 @@ pub(crate) fn decode_body(body: &[u8], dim: usize) -> Result<(u64, Vec<WalOp>)> 
         let tag = r.u8()?;
         let id_len = r.u16()? as usize;
         let id: Arc<str> = std::str::from_utf8(r.take(id_len)?)
-            .map_err(|_| Error::corruption("wal record id is not UTF-8"))?
+            .map_err(|_| WalError::BadRecord("id is not UTF-8".into()))?
             .into();
         match tag {
             TAG_UPSERT => {
@@ -158,14 +158,12 @@ pub(crate) fn decode_body(body: &[u8], dim: usize) -> Result<(u64, Vec<WalOp>)> 
             }
             TAG_DELETE => ops.push(WalOp::Delete { id }),
             other => {
-                return Err(Error::corruption(format!(
-                    "wal record has unknown op tag {other}"
-                )));
+                return Err(WalError::BadRecord(format!("has unknown op tag {other}")));
             }
         }
     }
     if r.pos != body.len() {
-        return Err(Error::corruption("wal record has trailing bytes"));
+        return Err(WalError::BadRecord("has trailing bytes".into()));
     }
     Ok((first_seq, ops))
 }

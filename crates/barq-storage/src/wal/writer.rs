@@ -5,10 +5,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use barq_core::{Error, ErrorKind, Result};
+use barq_core::{Error, Result};
 use parking_lot::{Condvar, Mutex};
 
-use super::{BatchEncoder, WAL_HEADER_LEN, WAL_MAGIC, WAL_VERSION, file_name};
+use super::{BatchEncoder, WAL_HEADER_LEN, WAL_MAGIC, WAL_VERSION, WalError, file_name};
 use crate::fsutil;
 
 struct Inner {
@@ -45,22 +45,19 @@ fn create_generation(dir: &Path, generation: u64) -> Result<File> {
         .create_new(true)
         .append(true)
         .open(&path)
-        .map_err(|e| Error::io(format_args!("create wal file {}", path.display()), e))?;
+        .map_err(WalError::io("create wal file", &path))?;
     let mut header = Vec::with_capacity(WAL_HEADER_LEN as usize);
     header.extend_from_slice(&WAL_MAGIC);
     header.extend_from_slice(&WAL_VERSION.to_le_bytes());
     f.write_all(&header)
         .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(format_args!("write wal header {}", path.display()), e))?;
+        .map_err(WalError::io("write wal header", &path))?;
     fsutil::fsync_dir(dir)?;
     Ok(f)
 }
 
 fn poisoned(why: &str) -> Error {
-    Error::new(
-        ErrorKind::Closed,
-        format!("database poisoned by a failed WAL write ({why}); reopen it"),
-    )
+    WalError::Poisoned(why.to_owned()).into()
 }
 
 impl Wal {
@@ -84,6 +81,11 @@ impl Wal {
         })
     }
 
+    /// Why the log takes no more writes (a failed write or fsync), if it does not.
+    pub(crate) fn failed(&self) -> Option<String> {
+        self.sync.lock().failed.clone()
+    }
+
     fn check(&self) -> Result<()> {
         match &self.sync.lock().failed {
             Some(why) => Err(poisoned(why)),
@@ -91,7 +93,7 @@ impl Wal {
         }
     }
 
-    fn fail(&self, why: String) -> Error {
+    pub(crate) fn fail(&self, why: String) -> Error {
         tracing::error!(dir = %self.dir.display(), error = %why, "wal write failed, the database is poisoned");
         let mut s = self.sync.lock();
         s.failed.get_or_insert(why.clone());
@@ -201,8 +203,7 @@ impl Wal {
         let mut removed = false;
         for (g, path) in list_generations(&self.dir)? {
             if g < generation {
-                fs::remove_file(&path)
-                    .map_err(|e| Error::io(format_args!("remove {}", path.display()), e))?;
+                fs::remove_file(&path).map_err(WalError::io("remove", &path))?;
                 removed = true;
             }
         }
@@ -231,12 +232,10 @@ pub(crate) fn list_generations(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io(format_args!("list {}", dir.display()), e)),
+        Err(e) => return Err(WalError::io("list", dir)(e).into()),
     };
     for entry in entries {
-        let path = entry
-            .map_err(|e| Error::io(format_args!("list {}", dir.display()), e))?
-            .path();
+        let path = entry.map_err(WalError::io("list", dir))?.path();
         let name = path
             .file_name()
             .and_then(|n| n.to_str())

@@ -11,6 +11,13 @@
 //! and newer segments win over older ones, so a point lookup stops at the first source that has
 //! the id; search excludes rows shadowed by newer sources (see `shadows` and `search`).
 
+pub(crate) mod compaction;
+pub(crate) mod flush;
+pub(crate) mod search;
+mod slots;
+
+pub(crate) use slots::{Busy, SegmentSlots};
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -109,27 +116,27 @@ impl State {
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct Collection {
-    pub config: CollectionConfig,
-    pub dir: PathBuf,
-    pub options: Options,
-    pub manifest: Arc<ManifestStore>,
-    pub wal: Wal,
-    pub state: RwLock<State>,
-    pub flush_lock: Mutex<()>,
-    pub compaction_lock: Mutex<()>,
-    pub next_segment_id: AtomicU64,
-    pub flush_requested: AtomicBool,
-    pub dropped: AtomicBool,
-    pub created_at_ms: u64,
-    pub last_flush_error: Mutex<Option<String>>,
+    config: CollectionConfig,
+    dir: PathBuf,
+    options: Options,
+    manifest: Arc<ManifestStore>,
+    wal: Wal,
+    state: RwLock<State>,
+    flush_lock: Mutex<()>,
+    compaction_lock: Mutex<()>,
+    next_segment_id: AtomicU64,
+    flush_requested: AtomicBool,
+    dropped: AtomicBool,
+    created_at_ms: u64,
+    last_flush_error: Mutex<Option<String>>,
     /// A flushed memtable, emptied, whose arenas the next swap reuses (no fresh page faults).
-    pub spare: Mutex<Option<Memtable>>,
+    spare: Mutex<Option<Memtable>>,
     /// Where segments live besides the data directory.
-    pub env: Arc<TierEnv>,
+    env: Arc<TierEnv>,
     /// Set when a background worker panicked: writes fail at once.
-    pub poison: Arc<crate::poison::Poison>,
+    poison: Arc<crate::poison::Poison>,
     /// Segments being moved or compacted: no other move or compaction may pick them.
-    pub busy: Mutex<std::collections::HashMap<u64, &'static str>>,
+    busy: Busy,
     swapped: Mutex<()>,
     swapped_cv: Condvar,
 }
@@ -271,7 +278,7 @@ impl Collection {
             spare: Mutex::new(None),
             env,
             poison,
-            busy: Mutex::new(std::collections::HashMap::new()),
+            busy: Busy::default(),
             swapped: Mutex::new(()),
             swapped_cv: Condvar::new(),
         }
@@ -347,6 +354,87 @@ impl Collection {
             env,
             poison,
         ))
+    }
+
+    /// The collection's name, dimension and metric.
+    pub(crate) fn config(&self) -> &CollectionConfig {
+        &self.config
+    }
+
+    /// The collection's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// When the collection was created (ms since the Unix epoch).
+    pub(crate) fn created_at_ms(&self) -> u64 {
+        self.created_at_ms
+    }
+
+    /// The collection's directory in the data directory (its Hot tier).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether a write filled the active memtable and asks for a flush.
+    pub(crate) fn wants_flush(&self) -> bool {
+        self.flush_requested.load(Ordering::Acquire) && !self.is_dropped()
+    }
+
+    /// Whether [`Collection::mark_dropped`] ran.
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::Acquire)
+    }
+
+    /// Remember the error of a failed background flush (a stalled writer reports it).
+    pub(crate) fn record_flush_error(&self, e: &Error) {
+        *self.last_flush_error.lock() = Some(e.to_string());
+    }
+
+    /// Run `commit` (the manifest edit that drops this collection) with flushes and
+    /// compactions held off, then refuse every later call with `NotFound` and wake stalled
+    /// writers.
+    pub(crate) fn drop_with(&self, commit: impl FnOnce() -> Result<()>) -> Result<()> {
+        let _c = self.compaction_lock.lock();
+        let _f = self.flush_lock.lock();
+        commit()?;
+        self.dropped.store(true, Ordering::Release);
+        self.notify_swapped();
+        Ok(())
+    }
+
+    /// fsync the WAL if it holds unsynced bytes.
+    pub(crate) fn sync_wal_if_needed(&self) -> Result<()> {
+        if self.wal.unsynced_bytes() > 0 {
+            self.wal.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// fsync the WAL.
+    pub(crate) fn sync_wal(&self) -> Result<()> {
+        self.wal.sync_all()
+    }
+
+    /// Why the WAL takes no more writes (a failed write or fsync), if it does not.
+    pub(crate) fn wal_failed(&self) -> Option<String> {
+        self.wal.failed()
+    }
+
+    /// Bytes of WAL files on disk.
+    pub(crate) fn wal_disk_bytes(&self) -> u64 {
+        self.wal.disk_bytes()
+    }
+
+    /// The sequence number of the last write (0 when there was none).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.wal.next_seq().saturating_sub(1)
+    }
+
+    /// The WAL, for tests that break it on purpose.
+    #[cfg(test)]
+    pub(crate) fn wal(&self) -> &Wal {
+        &self.wal
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use barq_core::{Kernel, Metric, Result, SearchHit, validate_k, validate_query_vector};
 use rayon::prelude::*;
 
-use crate::collection::{Collection, SharedMemtable, decode_payload};
+use super::{Collection, SharedMemtable, decode_payload};
 use crate::segment::{Block, OwnedEntry};
 use crate::shadows::{Shadows, bit};
 
@@ -107,7 +107,11 @@ impl TopK {
     }
     #[inline]
     fn accepts(&self, rank: f32) -> bool {
-        self.heap.len() < self.k || self.heap.peek().is_some_and(|w| rank >= w.0.rank)
+        self.heap.len() < self.k
+            || self
+                .heap
+                .peek()
+                .is_some_and(|w| rank > w.0.rank || (rank == w.0.rank && self.ties.len() < self.k))
     }
     /// Add a candidate that [`TopK::accepts`].
     fn push(&mut self, c: Cand) {
@@ -247,6 +251,34 @@ fn io_thread<'scope, T: Send + 'scope>(
         .expect("spawn a search I/O thread")
 }
 
+/// Fetch the id pages that hold the hits of cold segments, each segment's as coalesced ranged
+/// reads and the segments in parallel on I/O threads, so that resolving the hits' ids finds them
+/// in the cache instead of fetching one page after another.
+fn prefetch_hit_pages(ctx: &Ctx<'_>, hits: &[Cand]) -> Result<()> {
+    let mut rows: std::collections::BTreeMap<usize, Vec<u64>> = Default::default();
+    for c in hits {
+        if let Source::Seg(si) = c.src {
+            rows.entry(si).or_default().push(c.row);
+        }
+    }
+    let mut work = Vec::new();
+    for (si, rows) in rows {
+        let seg = ctx.segments[si].segment()?;
+        if seg.source().is_stable() {
+            continue;
+        }
+        let mut pages = rows
+            .iter()
+            .map(|&r| seg.page_for_row(r))
+            .collect::<Result<Vec<_>>>()?;
+        pages.sort_unstable();
+        pages.dedup();
+        work.push((seg, pages));
+    }
+    on_io_threads(&work, |(seg, pages)| seg.load_id_pages_of(pages))?;
+    Ok(())
+}
+
 /// `f` over `items` on at most [`SEGMENTS_IN_FLIGHT`] threads of their own (network waits stay
 /// off the rayon pool); results in order, the first error wins.
 fn on_io_threads<T, R, F>(items: &[T], f: F) -> Result<Vec<R>>
@@ -303,8 +335,8 @@ impl Collection {
         let memtables = snap.memtables_newest_first();
         let mem_rows: usize = memtables.iter().map(|m| m.read().row_count()).sum();
         // With two segments or more whose dead bitmaps are not cached, the bitmaps are computed
-        // beside the block loads, from every segment's id block (for a cold segment: a fetch,
-        // which the loads below then need not make too).
+        // beside the block loads, from the id pages whose ranges overlap another segment's
+        // (see `shadows`).
         let computing_shadows = snap.segments.len() > 1 && snap.shadows.is_none();
         // A cold segment's blocks come over the network: then the loads (and the shadows,
         // which read id blocks) wait on threads of their own, never on the rayon pool, whose
@@ -346,12 +378,6 @@ impl Collection {
                     } else {
                         None
                     };
-                    // The hits' ids are read from the id pages after the scan: for a cold
-                    // segment, fetch the whole id block now, into the cold cache, where those
-                    // page reads will find it.
-                    if !(seg.source().is_stable() || computing_shadows) {
-                        seg.load_id_pages()?;
-                    }
                     let _ = rest.set((norms, seg.tombstones()?));
                     Ok(())
                 },
@@ -434,6 +460,9 @@ impl Collection {
             None => all.len(),
         };
         all.truncate(cut);
+        if io {
+            prefetch_hit_pages(&ctx, &all)?;
+        }
         let mut hits = Vec::with_capacity(all.len());
         for c in &all {
             hits.push((c, self.resolve(&ctx, c, req.with_payload)?));

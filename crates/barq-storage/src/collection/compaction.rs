@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use barq_core::{Error, Result};
 
-use crate::collection::{Collection, SegmentHandle, open_segment, segment_file_name};
+use super::{Collection, SegmentHandle, open_segment, segment_file_name};
 use crate::manifest::{SegmentEntry, StorageTier, checksum_string};
 use crate::options::{FP_COMPACTION_AFTER_COMMIT, FP_COMPACTION_BEFORE_COMMIT};
 use crate::segment::{OwnedEntry, RowInput, SegmentWriter};
@@ -71,7 +71,7 @@ impl Collection {
             let e = &h.entry;
             if e.tier != StorageTier::Cold
                 && let Ok(dir) = self.env.segments_dir(&self.dir, &self.config.name, e.tier)
-                && let Err(err) = crate::tiering::remove_durably(&dir.join(&e.file_name))
+                && let Err(err) = crate::fsutil::remove_durably(&dir.join(&e.file_name))
             {
                 tracing::warn!(segment = e.id, error = %err, "could not remove a segment file; it is swept at next open");
             }
@@ -99,7 +99,7 @@ impl Collection {
             // Background compaction merges Hot segments only: it never pulls cold data back.
             Some(run)
                 if snap.segments[run.clone()].iter().all(|h| {
-                    h.entry.tier == StorageTier::Hot && !self.busy.lock().contains_key(&h.entry.id)
+                    h.entry.tier == StorageTier::Hot && !self.busy.contains(h.entry.id)
                 }) =>
             {
                 self.compact_run(run).map(Some)
@@ -126,7 +126,7 @@ impl Collection {
         let inputs: Vec<Arc<SegmentHandle>> = snap.segments[run.clone()].to_vec();
         let _busy = inputs
             .iter()
-            .map(|h| self.mark_busy(h.entry.id, "compacting"))
+            .map(|h| self.busy.mark(&self.config.name, h.entry.id, "compacting"))
             .collect::<Result<Vec<_>>>()?;
         // A move may have finished between the snapshot and the busy marks.
         let now = self.snapshot();

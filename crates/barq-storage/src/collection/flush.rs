@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use barq_core::{Error, Result};
 use parking_lot::RwLock;
 
-use crate::collection::{Collection, SharedMemtable, open_segment, segment_file_name};
+use super::{Collection, SharedMemtable, open_segment, segment_file_name};
 use crate::manifest::{SegmentEntry, StorageTier, checksum_string};
 use crate::memtable::Memtable;
 use crate::options::{FP_FLUSH_AFTER_MANIFEST_COMMIT, FP_FLUSH_AFTER_SEGMENT_WRITE};

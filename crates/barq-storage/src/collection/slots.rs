@@ -1,0 +1,163 @@
+//! [`SegmentSlots`]: the narrow interface through which a move acts on a collection — find a
+//! segment's handle, mark it busy, commit its new location to the manifest and put the new
+//! handle in its slot — and [`Busy`], the segments that a move or a compaction holds.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use barq_core::{Error, ErrorKind, Result};
+use parking_lot::Mutex;
+
+use super::{Collection, SegmentHandle};
+use crate::manifest::{SegmentEntry, StorageTier};
+
+/// What a move needs of a collection, and nothing more.
+pub(crate) trait SegmentSlots: Sync {
+    /// The collection's name.
+    fn name(&self) -> &str;
+    /// Its directory in the data directory (its Hot tier).
+    fn hot_dir(&self) -> &Path;
+    /// `NotFound` once the collection was dropped.
+    fn check_open(&self) -> Result<()>;
+    /// Mark segment `id` busy with `what` for the life of the guard, or fail with `Conflict`
+    /// when something else holds it.
+    fn mark_busy(&self, id: u64, what: &'static str) -> Result<BusyGuard<'_>>;
+    /// The current handle of segment `id`.
+    fn handle(&self, id: u64) -> Result<Arc<SegmentHandle>>;
+    /// Record that segment `id` now lives in `tier` (with `remote_key` when it has a copy in the
+    /// cold store), moved at `now_ms`, in one durable manifest commit. Returns the new entry.
+    fn commit_location(
+        &self,
+        id: u64,
+        tier: StorageTier,
+        remote_key: Option<String>,
+        now_ms: u64,
+    ) -> Result<SegmentEntry>;
+    /// Put `new` in the slot of the segment with its id (same rows in the same order, so the
+    /// dead bitmaps stay valid).
+    fn replace_handle(&self, new: Arc<SegmentHandle>);
+}
+
+/// Segments being moved or compacted, with what holds each.
+#[derive(Debug, Default)]
+pub(crate) struct Busy(Mutex<HashMap<u64, &'static str>>);
+
+impl Busy {
+    /// Hold `id` for `what` in `collection`, or fail with `Conflict`.
+    pub(crate) fn mark(
+        &self,
+        collection: &str,
+        id: u64,
+        what: &'static str,
+    ) -> Result<BusyGuard<'_>> {
+        let mut busy = self.0.lock();
+        if let Some(other) = busy.get(&id) {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "segment {id} of collection \"{collection}\" is busy ({other}); try again later"
+                ),
+            ));
+        }
+        busy.insert(id, what);
+        Ok(BusyGuard { busy: self, id })
+    }
+
+    /// Whether `id` is held.
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.0.lock().contains_key(&id)
+    }
+
+    /// What holds each held segment.
+    pub(crate) fn snapshot(&self) -> HashMap<u64, &'static str> {
+        self.0.lock().clone()
+    }
+}
+
+/// Holds a segment busy until dropped.
+pub(crate) struct BusyGuard<'a> {
+    busy: &'a Busy,
+    id: u64,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.busy.0.lock().remove(&self.id);
+    }
+}
+
+impl SegmentSlots for Collection {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn hot_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn check_open(&self) -> Result<()> {
+        Collection::check_open(self)
+    }
+
+    fn mark_busy(&self, id: u64, what: &'static str) -> Result<BusyGuard<'_>> {
+        self.busy.mark(&self.config.name, id, what)
+    }
+
+    fn handle(&self, id: u64) -> Result<Arc<SegmentHandle>> {
+        Collection::handle(self, id)
+    }
+
+    fn commit_location(
+        &self,
+        id: u64,
+        tier: StorageTier,
+        remote_key: Option<String>,
+        now_ms: u64,
+    ) -> Result<SegmentEntry> {
+        let name = &self.config.name;
+        self.manifest.commit(|m| {
+            let s = m
+                .collections
+                .get_mut(name)
+                .and_then(|c| c.segments.iter_mut().find(|s| s.id == id))
+                .ok_or_else(|| {
+                    Error::not_found(format!("segment {id} of \"{name}\" vanished during a move"))
+                })?;
+            s.tier = tier;
+            s.remote_key = remote_key;
+            s.moved_at_ms = Some(now_ms);
+            Ok(s.clone())
+        })
+    }
+
+    fn replace_handle(&self, new: Arc<SegmentHandle>) {
+        let mut st = self.state.write();
+        if let Some(slot) = st.segments.iter_mut().find(|h| h.entry.id == new.entry.id) {
+            *slot = new;
+        }
+    }
+}
+
+impl Collection {
+    /// The current handle of segment `id`.
+    pub(crate) fn handle(&self, id: u64) -> Result<Arc<SegmentHandle>> {
+        self.state
+            .read()
+            .segments
+            .iter()
+            .find(|h| h.entry.id == id)
+            .cloned()
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "collection \"{}\" has no segment {id}",
+                    self.config.name
+                ))
+            })
+    }
+
+    /// The segments a move or a compaction holds.
+    pub(crate) fn busy(&self) -> &Busy {
+        &self.busy
+    }
+}
