@@ -7,18 +7,17 @@ use axum::response::{IntoResponse, Response};
 use barq_core::ErrorKind;
 use serde::{Deserialize, Serialize};
 
-/// The HTTP status and the machine-readable code of an engine error kind.
+/// The HTTP status and the machine-readable code (`ErrorKind::code`) of an engine error kind.
 pub fn status_of(kind: ErrorKind) -> (StatusCode, &'static str) {
-    match kind {
-        ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
-        ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-        ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+    let status = match kind {
+        ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
         // The cold store (or the database, while it closes) cannot serve this now; retry later.
-        ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        ErrorKind::Closed => (StatusCode::SERVICE_UNAVAILABLE, "closed"),
-        ErrorKind::DataCorruption => (StatusCode::INTERNAL_SERVER_ERROR, "data_corruption"),
-        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-    }
+        ErrorKind::Unavailable | ErrorKind::Closed => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::DataCorruption | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, kind.code())
 }
 
 /// The body of every error response.

@@ -224,7 +224,10 @@ mod tests {
             ))
         })
         .expect_err("the writer's error comes back");
-        assert!(err.to_string().contains("the store went away"), "{err}");
+        assert_eq!(
+            (err.kind(), err.message()),
+            (barq_core::ErrorKind::Unavailable, "the store went away")
+        );
     }
 
     #[test]

@@ -54,5 +54,6 @@ pub use options::{
     FP_TIER_AFTER_COMMIT, FP_TIER_AFTER_DOWNLOAD, FP_TIER_AFTER_UPLOAD, FP_TIER_AFTER_VERIFY,
     FailPoints, Options,
 };
+pub use segment::SegmentError;
 pub use tier::TierStats;
 pub use wal::WalError;

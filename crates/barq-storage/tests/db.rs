@@ -384,7 +384,13 @@ fn a_missing_segment_file_is_a_clear_error() {
     .expect("rm");
     let err = Database::open(dir.path(), opts()).expect_err("missing");
     assert_eq!(err.kind(), ErrorKind::DataCorruption);
-    assert!(err.message().contains("missing"), "{err}");
+    assert!(
+        matches!(
+            err.find_source::<barq_storage::SegmentError>(),
+            Some(barq_storage::SegmentError::Missing { id: 1, .. })
+        ),
+        "{err}"
+    );
 }
 
 #[test]

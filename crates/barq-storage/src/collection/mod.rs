@@ -31,7 +31,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::manifest::StorageTier;
 use crate::manifest::{CollectionEntry, ManifestStore, SegmentEntry};
 use crate::memtable::Memtable;
-use crate::segment::{Lookup, MmapSource, RangeSource, Segment};
+use crate::segment::{Lookup, MmapSource, RangeSource, Segment, SegmentError};
 use crate::shadows::{Shadows, match_sorted};
 use crate::tiering::{AccessStats, RemoteSource, TierEnv};
 use crate::wal::{BatchEncoder, Wal, WalOp, replay};
@@ -170,32 +170,26 @@ pub(crate) fn open_segment(
                 .segments_dir(hot_dir, collection, entry.tier)?
                 .join(&entry.file_name);
             if !path.exists() {
-                return Err(Error::corruption(format!(
-                    "segment {} listed in the manifest is missing: {}",
-                    entry.id,
-                    path.display()
-                )));
+                return Err(SegmentError::Missing { id: entry.id, path }.into());
             }
             let source = MmapSource::open(&path)?;
             if RangeSource::len(&source) != entry.size_bytes {
-                return Err(Error::corruption(format!(
-                    "segment file {} is {} bytes, the manifest says {}",
-                    path.display(),
-                    RangeSource::len(&source),
-                    entry.size_bytes
-                )));
+                return Err(SegmentError::SizeMismatch {
+                    found: RangeSource::len(&source),
+                    expected: entry.size_bytes,
+                    path,
+                }
+                .into());
             }
             let source: Arc<dyn RangeSource> = Arc::new(source);
             let _ = segment.set(Arc::new(Segment::open(Arc::clone(&source))?));
             source
         }
         StorageTier::Cold => {
-            let key = entry.remote_key.clone().ok_or_else(|| {
-                Error::corruption(format!(
-                    "segment {} is cold but has no remote key in the manifest",
-                    entry.id
-                ))
-            })?;
+            let key = entry
+                .remote_key
+                .clone()
+                .ok_or(SegmentError::NoRemoteKey(entry.id))?;
             Arc::new(RemoteSource::new(
                 env.cold.clone(),
                 Arc::clone(&env.cache),

@@ -31,7 +31,9 @@
 //! verified by its own checksum). Whole-block reads are verified by the block's checksum.
 //! All integers are little-endian.
 
-use barq_core::{Error, Metric, Result};
+use barq_core::{Metric, Result};
+
+use super::SegmentError;
 
 /// First and last 8 bytes of every segment file.
 pub const MAGIC: [u8; 8] = *b"BARQSEG\0";
@@ -159,7 +161,9 @@ impl Footer {
             .iter()
             .copied()
             .find(|b| b.kind == kind)
-            .ok_or_else(|| Error::corruption(format!("segment has no {} block", kind.name())))
+            .ok_or_else(|| {
+                SegmentError::decode(format!("segment has no {} block", kind.name())).into()
+            })
     }
 
     /// Encode the footer body (without trailer).
@@ -202,13 +206,15 @@ impl Footer {
         let mut r = Cursor { buf: body, pos: 0 };
         let version = r.u32()?;
         if version == 0 || version > FORMAT_VERSION {
-            return Err(Error::corruption(format!(
-                "segment format version {version} is not supported (this build reads 1..={FORMAT_VERSION})"
-            )));
+            return Err(SegmentError::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            }
+            .into());
         }
         let metric_code = r.take(4)?[0];
         let metric = Metric::from_code(metric_code).ok_or_else(|| {
-            Error::corruption(format!("segment has unknown metric code {metric_code}"))
+            SegmentError::decode(format!("segment has unknown metric code {metric_code}"))
         })?;
         let dim = r.u32()?;
         let (rows, tombstones, min_seq, max_seq, created_at_ms) =
@@ -218,14 +224,15 @@ impl Footer {
         for _ in 0..block_count {
             let kind_raw = r.u32()?;
             let kind = BlockKind::from_u32(kind_raw).ok_or_else(|| {
-                Error::corruption(format!("segment has unknown block kind {kind_raw}"))
+                SegmentError::decode(format!("segment has unknown block kind {kind_raw}"))
             })?;
             let (crc, offset, len) = (r.u32()?, r.u64()?, r.u64()?);
             if offset.checked_add(len).is_none_or(|end| end > file_len) {
-                return Err(Error::corruption(format!(
+                return Err(SegmentError::decode(format!(
                     "segment {} block lies past the end of the file",
                     kind.name()
-                )));
+                ))
+                .into());
             }
             blocks.push(BlockRef {
                 kind,
@@ -249,7 +256,7 @@ impl Footer {
             });
         }
         if r.pos != body.len() {
-            return Err(Error::corruption("segment footer has trailing bytes"));
+            return Err(SegmentError::decode("segment footer has trailing bytes").into());
         }
         Ok(Footer {
             version,
@@ -278,9 +285,10 @@ pub fn encode_trailer(footer_body: &[u8]) -> [u8; TRAILER_LEN as usize] {
 /// Decode a trailer: (footer length, footer crc).
 pub fn decode_trailer(t: &[u8]) -> Result<(u32, u32)> {
     if t.len() != TRAILER_LEN as usize || t[8..16] != MAGIC {
-        return Err(Error::corruption(
+        return Err(SegmentError::decode(
             "segment trailer is missing its magic: not a segment file or truncated",
-        ));
+        )
+        .into());
     }
     Ok((le_u32(&t[0..4]), le_u32(&t[4..8])))
 }
@@ -335,11 +343,11 @@ impl<'a> Page<'a> {
     /// Parse the page header; entries are decoded on access.
     pub fn parse(buf: &'a [u8]) -> Result<Page<'a>> {
         if buf.len() < 4 {
-            return Err(Error::corruption("id page is shorter than its header"));
+            return Err(SegmentError::decode("id page is shorter than its header").into());
         }
         let n = le_u32(&buf[0..4]) as usize;
         if 4 + n * 4 > buf.len() {
-            return Err(Error::corruption("id page entry table lies past the page"));
+            return Err(SegmentError::decode("id page entry table lies past the page").into());
         }
         Ok(Page { buf, n })
     }
@@ -357,7 +365,7 @@ impl<'a> Page<'a> {
     /// Entry `i`.
     pub fn entry(&self, i: usize) -> Result<Entry<'a>> {
         if i >= self.n {
-            return Err(Error::corruption(format!("id page has no entry {i}")));
+            return Err(SegmentError::decode(format!("id page has no entry {i}")).into());
         }
         let table = 4 + self.n * 4;
         let start = if i == 0 {
@@ -370,11 +378,11 @@ impl<'a> Page<'a> {
             .buf
             .get(start..end)
             .filter(|e| e.len() >= ENTRY_FIXED_LEN)
-            .ok_or_else(|| Error::corruption("id page entry lies past the page"))?;
+            .ok_or_else(|| SegmentError::decode("id page entry lies past the page"))?;
         let id_len = u16::from_le_bytes([e[21], e[22]]) as usize;
         let id = e
             .get(ENTRY_FIXED_LEN..ENTRY_FIXED_LEN + id_len)
-            .ok_or_else(|| Error::corruption("id page entry id lies past the entry"))?;
+            .ok_or_else(|| SegmentError::decode("id page entry id lies past the entry"))?;
         Ok(Entry {
             flags: e[0],
             payload_offset: le_u64(&e[1..9]),
@@ -425,7 +433,7 @@ impl<'a> Cursor<'a> {
         let out = self
             .buf
             .get(self.pos..self.pos + n)
-            .ok_or_else(|| Error::corruption("segment footer is truncated"))?;
+            .ok_or_else(|| SegmentError::decode("segment footer is truncated"))?;
         self.pos += n;
         Ok(out)
     }

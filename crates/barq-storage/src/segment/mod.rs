@@ -4,11 +4,13 @@
 //! committed, and never changed afterwards. Rows are sorted by id, so a point lookup is a binary
 //! search over the id-page fences in the footer and then inside one page.
 
+mod error;
 pub mod format;
 mod reader;
 mod source;
 mod writer;
 
+pub use error::SegmentError;
 pub use reader::{Block, Lookup, OwnedEntry, Segment};
 pub use source::{MmapSource, RangeSource};
 pub use writer::{RowInput, SegmentInfo, SegmentWriter};

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use barq_core::{Error, Result};
 use bytes::Bytes;
 
+use super::SegmentError;
 use super::format::{self, BlockKind, Entry, Footer, Page, TRAILER_LEN};
 use super::source::RangeSource;
 
@@ -97,11 +98,29 @@ impl Segment {
     pub fn open(source: Arc<dyn RangeSource>) -> Result<Segment> {
         let len = source.len();
         let what = source.describe();
-        let ctx = |e: Error| Error::corruption(format!("segment {what}: {}", e.message()));
+        let corrupt = |detail: String, cause: Option<SegmentError>| -> Error {
+            SegmentError::Corrupt {
+                segment: what.clone(),
+                detail,
+                cause: cause.map(Box::new),
+            }
+            .into()
+        };
+        let ctx = |e: Error| match e.find_source::<SegmentError>() {
+            Some(SegmentError::UnsupportedVersion { found, supported }) => corrupt(
+                e.message().to_owned(),
+                Some(SegmentError::UnsupportedVersion {
+                    found: *found,
+                    supported: *supported,
+                }),
+            ),
+            _ => corrupt(e.message().to_owned(), None),
+        };
         if len < format::HEADER_LEN + TRAILER_LEN {
-            return Err(Error::corruption(format!(
-                "segment {what} is {len} bytes, too short to be a segment"
-            )));
+            return Err(corrupt(
+                format!("{len} bytes, too short to be a segment"),
+                None,
+            ));
         }
         let tail_start = len.saturating_sub(TAIL_READ_BYTES);
         let mut tail = source.read(tail_start..len)?;
@@ -109,9 +128,10 @@ impl Segment {
             format::decode_trailer(&tail[tail.len() - TRAILER_LEN as usize..]).map_err(ctx)?;
         let need = u64::from(footer_len) + TRAILER_LEN;
         if need > len {
-            return Err(Error::corruption(format!(
-                "segment {what}: footer length {footer_len} exceeds the file"
-            )));
+            return Err(corrupt(
+                format!("footer length {footer_len} exceeds the file"),
+                None,
+            ));
         }
         let body_start = len - need;
         if body_start < tail_start {
@@ -120,9 +140,7 @@ impl Segment {
         let off = (body_start - (len - tail.len() as u64)) as usize;
         let body = &tail[off..off + footer_len as usize];
         if crc32c::crc32c(body) != footer_crc {
-            return Err(Error::corruption(format!(
-                "segment {what}: footer checksum mismatch"
-            )));
+            return Err(corrupt("footer checksum mismatch".into(), None));
         }
         let footer = Footer::decode(body, len).map_err(ctx)?;
         Ok(Segment::with_footer(source, footer))
@@ -167,7 +185,12 @@ impl Segment {
     }
 
     fn corrupt(&self, what: impl std::fmt::Display) -> Error {
-        Error::corruption(format!("segment {}: {what}", self.source.describe()))
+        SegmentError::Corrupt {
+            segment: self.source.describe(),
+            detail: what.to_string(),
+            cause: None,
+        }
+        .into()
     }
 
     /// Read a whole block and check its CRC32C.
@@ -178,9 +201,16 @@ impl Segment {
             .map_err(|e| self.context(e, format_args!("{} block", kind.name())))
     }
 
+    /// A corruption error from reading part of the segment, named after the segment and the
+    /// part (the original stays in the source chain, see [`Error::find_source`]).
     fn context(&self, e: Error, what: std::fmt::Arguments<'_>) -> Error {
         if e.kind() == barq_core::ErrorKind::DataCorruption {
-            self.corrupt(format_args!("{what}: {}", e.message()))
+            let message = format!(
+                "segment {}: {what}: {}",
+                self.source.describe(),
+                e.message()
+            );
+            Error::new(barq_core::ErrorKind::DataCorruption, message).with_source(e)
         } else {
             e
         }

@@ -8,7 +8,9 @@ use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use barq_core::{Error, Result};
+use barq_core::Result;
+
+use super::SegmentError;
 use bytes::Bytes;
 
 /// Random access to the bytes of one immutable file.
@@ -30,12 +32,12 @@ pub trait RangeSource: Send + Sync + Debug {
     fn read_verified(&self, range: Range<u64>, crc: u32) -> Result<Bytes> {
         let bytes = self.read(range.clone())?;
         if crc32c::crc32c(&bytes) != crc {
-            return Err(Error::corruption(format!(
-                "checksum mismatch in bytes {}..{} of {}",
-                range.start,
-                range.end,
-                self.describe()
-            )));
+            return Err(SegmentError::Checksum {
+                segment: self.describe(),
+                start: range.start,
+                end: range.end,
+            }
+            .into());
         }
         Ok(bytes)
     }
@@ -59,19 +61,18 @@ pub struct MmapSource {
 impl MmapSource {
     /// Map `path`.
     pub fn open(path: &Path) -> Result<MmapSource> {
-        let file =
-            File::open(path).map_err(|e| Error::io(format_args!("open {}", path.display()), e))?;
+        let file = File::open(path).map_err(SegmentError::io("open", path))?;
         let len = file
             .metadata()
-            .map_err(|e| Error::io(format_args!("stat {}", path.display()), e))?
+            .map_err(SegmentError::io("stat", path))?
             .len();
         let map = if len == 0 {
             Bytes::new()
         } else {
             // SAFETY: segment files are immutable once renamed into place and are only removed
             // (never truncated or rewritten) while mapped; unlinking keeps the mapping valid.
-            let mmap = unsafe { memmap2::Mmap::map(&file) }
-                .map_err(|e| Error::io(format_args!("mmap {}", path.display()), e))?;
+            let mmap =
+                unsafe { memmap2::Mmap::map(&file) }.map_err(SegmentError::io("mmap", path))?;
             Bytes::from_owner(mmap)
         };
         Ok(MmapSource {
@@ -88,13 +89,13 @@ impl RangeSource for MmapSource {
 
     fn read(&self, range: Range<u64>) -> Result<Bytes> {
         if range.start > range.end || range.end > self.len() {
-            return Err(Error::corruption(format!(
-                "read of {}..{} past the end of {} ({} bytes)",
-                range.start,
-                range.end,
-                self.path.display(),
-                self.len()
-            )));
+            return Err(SegmentError::OutOfBounds {
+                segment: self.path.display().to_string(),
+                start: range.start,
+                end: range.end,
+                len: self.len(),
+            }
+            .into());
         }
         Ok(self.map.slice(range.start as usize..range.end as usize))
     }

@@ -97,15 +97,21 @@ fn out_of_order_rows_are_refused() {
         norm: None,
     })
     .expect("push");
-    assert!(
-        w.push(RowInput {
+    let err = w
+        .push(RowInput {
             id: b"a",
             seq: 2,
             vector: Some(&[1.0]),
             payload: None,
             norm: None,
         })
-        .is_err()
+        .expect_err("out of order");
+    assert!(
+        matches!(
+            err.find_source::<SegmentError>(),
+            Some(SegmentError::BadRow(_))
+        ),
+        "{err}"
     );
     assert!(
         w.push(RowInput {
@@ -144,6 +150,13 @@ fn a_flipped_byte_in_any_block_is_corruption() {
         let seg = open(&path).expect("footer intact");
         let err = seg.verify_all().expect_err("verify must fail");
         assert_eq!(err.kind(), ErrorKind::DataCorruption, "{kind:?}: {err}");
+        assert!(
+            matches!(
+                err.find_source::<SegmentError>(),
+                Some(SegmentError::Checksum { start, .. }) if *start <= b.offset + b.len / 2
+            ),
+            "{kind:?}: {err}"
+        );
         let targeted = match kind {
             BlockKind::Vectors => seg.vectors().map(|_| ()),
             BlockKind::Norms => seg.norms().map(|_| ()),
@@ -198,5 +211,38 @@ fn a_flipped_byte_in_any_block_is_corruption() {
     assert_eq!(
         open(&path).expect_err("open").kind(),
         ErrorKind::DataCorruption
+    );
+}
+
+/// A footer of a newer format version is refused with a typed error naming both versions.
+#[test]
+fn a_newer_format_version_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.seg");
+    write(&path, 20, 4);
+    let mut bytes = std::fs::read(&path).expect("read");
+    let n = bytes.len();
+    let t = format::TRAILER_LEN as usize;
+    let (footer_len, _) = format::decode_trailer(&bytes[n - t..]).expect("trailer");
+    let body = n - t - footer_len as usize;
+    bytes[body..body + 4].copy_from_slice(&(format::FORMAT_VERSION + 1).to_le_bytes());
+    let trailer = format::encode_trailer(&bytes[body..n - t]);
+    bytes[n - t..].copy_from_slice(&trailer);
+    std::fs::write(&path, &bytes).expect("write");
+    let err = open(&path).expect_err("newer version");
+    assert_eq!(err.kind(), ErrorKind::DataCorruption);
+    let Some(SegmentError::Corrupt {
+        cause: Some(cause), ..
+    }) = err.find_source::<SegmentError>()
+    else {
+        panic!("not a typed corruption: {err}");
+    };
+    assert!(
+        matches!(
+            **cause,
+            SegmentError::UnsupportedVersion { found, supported }
+                if found == format::FORMAT_VERSION + 1 && supported == format::FORMAT_VERSION
+        ),
+        "{err}"
     );
 }

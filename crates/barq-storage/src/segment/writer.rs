@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use barq_core::{Error, Metric, Result};
 
+use super::SegmentError;
 use super::format::{
     self, BlockKind, BlockRef, Entry, FLAG_PAYLOAD, FLAG_TOMBSTONE, FORMAT_VERSION, Footer,
     HEADER_LEN, MAGIC, PAGE_TARGET_BYTES, PageRef,
@@ -116,7 +117,14 @@ impl std::fmt::Debug for SegmentWriter {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::io(format_args!("write segment {}", path.display()), e)
+    move |source| {
+        SegmentError::Io {
+            op: "write segment",
+            path: path.to_owned(),
+            source,
+        }
+        .into()
+    }
 }
 
 impl SegmentWriter {
@@ -133,7 +141,7 @@ impl SegmentWriter {
                 .create(true)
                 .truncate(true)
                 .open(p)
-                .map_err(|e| Error::io(format_args!("create {}", p.display()), e))
+                .map_err(|e| Error::from(SegmentError::io("create", p)(e)))
         };
         let file = open(&tmp_path)?;
         let spool = open(&spool_path)?;
@@ -188,17 +196,19 @@ impl SegmentWriter {
     /// Append a row; ids must strictly increase.
     pub fn push(&mut self, row: RowInput<'_>) -> Result<()> {
         if self.last_id.as_deref().is_some_and(|last| last >= row.id) {
-            return Err(Error::internal(
-                "segment rows must be pushed in strictly increasing id order",
-            ));
+            return Err(SegmentError::BadRow(
+                "segment rows must be pushed in strictly increasing id order".into(),
+            )
+            .into());
         }
         let vector = match row.vector {
             Some(v) if v.len() != self.dim => {
-                return Err(Error::internal(format!(
+                return Err(SegmentError::BadRow(format!(
                     "segment row has {} dims, expected {}",
                     v.len(),
                     self.dim
-                )));
+                ))
+                .into());
             }
             Some(v) => v,
             None => &self.zeros[..],
@@ -330,9 +340,9 @@ impl SegmentWriter {
             self.w.write(&buf[..n]).map_err(io(&self.tmp_path))?;
         }
         if self.w.pos - payload_offset != self.spool_len {
-            return Err(Error::internal(
-                "payload spool length changed while copying",
-            ));
+            return Err(
+                SegmentError::BadRow("payload spool length changed while copying".into()).into(),
+            );
         }
         blocks.push(BlockRef {
             kind: BlockKind::Payloads,

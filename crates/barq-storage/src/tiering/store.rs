@@ -736,7 +736,10 @@ mod tests {
         let err = cold
             .block_on(cold.read_parts("obj", 0..100, 1 << 20, 3, |_| Refuses))
             .expect_err("the sink refused");
-        assert!(err.to_string().contains("disk full"), "{err}");
+        assert_eq!(
+            (err.kind(), err.message()),
+            (ErrorKind::Internal, "disk full")
+        );
         assert_eq!(faulty.calls(Op::Get), 1);
     }
 }

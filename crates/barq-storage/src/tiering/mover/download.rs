@@ -15,7 +15,7 @@ use crate::collection::SegmentHandle;
 use crate::fsutil;
 use crate::manifest::{SegmentEntry, StorageTier, checksum_string};
 use crate::options::FP_TIER_AFTER_DOWNLOAD;
-use crate::segment::{MmapSource, RangeSource, Segment};
+use crate::segment::{MmapSource, RangeSource, Segment, SegmentError};
 use crate::tiering::store::{PARTS_IN_FLIGHT, PartSink};
 
 impl Mover<'_> {
@@ -30,7 +30,7 @@ impl Mover<'_> {
         let key = entry
             .remote_key
             .clone()
-            .ok_or(MoverError::NoRemoteKey(entry.id))?;
+            .ok_or(SegmentError::NoRemoteKey(entry.id))?;
         let dest = self.local_path(entry, to)?;
         if let Some(dir) = dest.parent() {
             fsutil::create_dir_durable(dir)?;

@@ -57,9 +57,6 @@ pub enum MoverError {
         /// What the manifest says.
         expected: String,
     },
-    /// The manifest says the segment is Cold but gives no object key.
-    #[error("cold segment {0} has no remote key in the manifest")]
-    NoRemoteKey(u64),
     /// The thread that writes a download to disk could not start.
     #[error("start the download writer thread: {0}")]
     WriterThread(#[source] std::io::Error),
@@ -75,7 +72,7 @@ impl MoverError {
             MoverError::Io { .. } | MoverError::WriterThread(_) | MoverError::Writer(_) => {
                 ErrorKind::Internal
             }
-            MoverError::Mismatch { .. } | MoverError::NoRemoteKey(_) => ErrorKind::DataCorruption,
+            MoverError::Mismatch { .. } => ErrorKind::DataCorruption,
         }
     }
 
