@@ -1,7 +1,7 @@
 //! Tiering: sealed segments move between the hot data directory, an optional warm directory and
 //! object storage, and every read stays correct wherever the data is (docs/design.md §5–§6).
 //!
-//! Names: [`TieringPolicy`] and [`plan`] decide (pure); the mover (`mover.rs`) executes one
+//! Names: [`TieringPolicy`] and [`plan`] decide (pure); the `Mover` (`mover/`) executes one
 //! move with the safe protocol; [`TieringManager`] runs the loop that connects them and answers
 //! `status()`. [`ColdStore`] wraps the `object_store` crate, [`RemoteSource`] reads a cold
 //! segment by range through the [`ColdCache`].
