@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use barq_core::{Error, Result};
 
-use super::{Collection, SegmentHandle, open_segment, segment_file_name};
-use crate::manifest::{SegmentEntry, StorageTier, checksum_string};
+use super::{Collection, SegmentHandle, hot_entry, open_segment};
+use crate::manifest::{SegmentEntry, StorageTier};
 use crate::options::{FP_COMPACTION_AFTER_COMMIT, FP_COMPACTION_BEFORE_COMMIT};
 use crate::segment::{OwnedEntry, RowInput, SegmentWriter};
 use crate::shadows::bit;
@@ -201,19 +201,10 @@ impl Collection {
             }
             let info = writer.finish(self.env.clock.now_ms())?;
             Some(SegmentEntry {
-                id,
-                file_name: segment_file_name(id),
-                size_bytes: info.size_bytes,
-                rows: info.rows,
                 // The output stands for the whole run, so it takes the run's sequence range.
                 min_seq: inputs.first().map_or(info.min_seq, |h| h.entry.min_seq),
                 max_seq: inputs.last().map_or(info.max_seq, |h| h.entry.max_seq),
-                created_at_ms: info.created_at_ms,
-                tier: StorageTier::Hot,
-                remote_key: None,
-                checksum: checksum_string(info.crc),
-                pinned: false,
-                moved_at_ms: None,
+                ..hot_entry(id, &info)
             })
         };
         let handle = output

@@ -21,8 +21,8 @@ use std::sync::atomic::Ordering;
 use barq_core::{Error, Result};
 use parking_lot::RwLock;
 
-use super::{Collection, SharedMemtable, open_segment, segment_file_name};
-use crate::manifest::{SegmentEntry, StorageTier, checksum_string};
+use super::{Collection, SharedMemtable, hot_entry, open_segment};
+use crate::manifest::SegmentEntry;
 use crate::memtable::Memtable;
 use crate::options::{FP_FLUSH_AFTER_MANIFEST_COMMIT, FP_FLUSH_AFTER_SEGMENT_WRITE};
 use crate::segment::{RowInput, SegmentWriter};
@@ -112,20 +112,7 @@ impl Collection {
         self.options
             .failpoints
             .check(FP_FLUSH_AFTER_SEGMENT_WRITE)?;
-        let entry = SegmentEntry {
-            id,
-            file_name: segment_file_name(id),
-            size_bytes: info.size_bytes,
-            rows: info.rows,
-            min_seq: info.min_seq,
-            max_seq: info.max_seq,
-            created_at_ms: info.created_at_ms,
-            tier: StorageTier::Hot,
-            remote_key: None,
-            checksum: checksum_string(info.crc),
-            pinned: false,
-            moved_at_ms: None,
-        };
+        let entry = hot_entry(id, &info);
         let handle = open_segment(
             &self.env,
             &self.dir,

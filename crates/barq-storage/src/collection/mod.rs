@@ -711,6 +711,24 @@ impl Collection {
     }
 }
 
+/// The manifest entry of segment `id`, just written (`info`) and Hot.
+pub(crate) fn hot_entry(id: u64, info: &crate::segment::SegmentInfo) -> SegmentEntry {
+    SegmentEntry {
+        id,
+        file_name: segment_file_name(id),
+        size_bytes: info.size_bytes,
+        rows: info.rows,
+        min_seq: info.min_seq,
+        max_seq: info.max_seq,
+        created_at_ms: info.created_at_ms,
+        tier: StorageTier::Hot,
+        remote_key: None,
+        checksum: crate::manifest::checksum_string(info.crc),
+        pinned: false,
+        moved_at_ms: None,
+    }
+}
+
 /// File name of segment `id`.
 pub(crate) fn segment_file_name(id: u64) -> String {
     format!("{id:020}.seg")
