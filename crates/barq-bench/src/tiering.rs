@@ -15,23 +15,32 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-fn options(store: &Arc<dyn ObjectStore>, prefix: &str, verify: UploadVerification) -> Options {
-    Options {
+/// Open the benchmark's database in `data` on `store` under `prefix`.
+fn open(
+    data: &Path,
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    verify: UploadVerification,
+) -> barq_core::Result<Database> {
+    let options = Options {
         durability: Durability::None,
         background_compaction: false,
         memtable_max_bytes: 1 << 30,
         tiering: TieringOptions {
-            cold_store: Some(ColdStoreSpec {
-                store: Arc::clone(store),
-                prefix: prefix.to_owned(),
-                description: "bench store".into(),
-            }),
             maintenance_interval: None,
             verify_uploads: verify,
             ..TieringOptions::default()
         },
         ..Options::default()
-    }
+    };
+    Database::builder(data)
+        .options(options)
+        .cold_store(ColdStoreSpec {
+            store: Arc::clone(store),
+            prefix: prefix.to_owned(),
+            description: "bench store".into(),
+        })
+        .open()
 }
 
 /// Searches of which the best is taken, on hot and on cached cold data alike.
@@ -116,7 +125,7 @@ pub(crate) fn run(
     });
     let raw_key = format!("{prefix}/raw/segment.bin");
     let data = dir.join("data");
-    let db = Database::open(&data, options(&store, &prefix, verify)).expect("open");
+    let db = open(&data, &store, &prefix, verify).expect("open");
     db.create_collection(CollectionConfig::new("bench", dim as u32, Metric::L2).expect("cfg"))
         .expect("create");
     let mut rng = StdRng::seed_from_u64(5);
@@ -220,7 +229,7 @@ pub(crate) fn run(
         (0, 0.0, 0.0, 0, 0);
     for _ in 0..rounds {
         let _ = std::fs::remove_dir_all(data.join("cache"));
-        let db = Database::open(&data, options(&store, &prefix, verify)).expect("reopen");
+        let db = open(&data, &store, &prefix, verify).expect("reopen");
         let counters = || db.tiering().status().expect("status").counters;
         let c0 = counters();
         let t = Instant::now();

@@ -19,7 +19,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use barq_config::Provider;
-use barq_storage::{Database, StorageTier};
+use barq_storage::StorageTier;
 use common::COLLECTION;
 
 #[test]
@@ -129,7 +129,7 @@ fn a_segment_another_node_offloaded_is_read_from_gcs() {
     // The probe's write is refused by the emulator: the database opens degraded, and the
     // reason names the store and the step.
     {
-        let db = Database::open(&data, common::options(&spec)).expect("opens degraded");
+        let db = common::open(&data, &spec).expect("opens degraded");
         let health = db.tiering().cold_store_health();
         assert_eq!(
             health.state,
@@ -142,7 +142,7 @@ fn a_segment_another_node_offloaded_is_read_from_gcs() {
         );
     }
 
-    let db = Database::open(&data, common::gcs_options(&spec)).expect("open against GCS");
+    let db = common::gcs_open(&data, &spec).expect("open against GCS");
     let segments = db.tiering().segments(COLLECTION).expect("segments");
     assert!(segments.iter().all(|s| s.tier == StorageTier::Cold));
     assert_eq!(
@@ -160,7 +160,7 @@ fn a_segment_another_node_offloaded_is_read_from_gcs() {
     );
     db.close().expect("close");
 
-    let db = Database::open(&data, common::gcs_options(&spec)).expect("reopen");
+    let db = common::gcs_open(&data, &spec).expect("reopen");
     assert_eq!(common::observe(&db), before, "after reopening");
     for s in db.tiering().segments(COLLECTION).expect("segments") {
         let o = db

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use barq_core::{CollectionConfig, Document, Metric};
 use barq_storage::tiering::ColdStoreSpec;
-use barq_storage::{Database, Options, SearchRequest, StorageTier};
+use barq_storage::{Database, SearchRequest, StorageTier};
 use barq_testkit::ManualClock;
 use common::{COLLECTION, list, manifest_keys, observe};
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -126,15 +126,20 @@ impl Backend {
         }
     }
 
-    fn options(&self, clock: &Arc<ManualClock>) -> Options {
+    /// Open the database in `data` on this backend, reading `clock`, with the grace period
+    /// [`GRACE`].
+    fn open(&self, data: &Path, clock: &Arc<ManualClock>) -> barq_core::Result<Database> {
         let mut o = if self.gcs.is_some() {
-            common::gcs_options(&self.spec)
+            common::gcs_options()
         } else {
-            common::options(&self.spec)
+            common::options()
         };
-        o.tiering.clock = Arc::clone(clock) as _;
         o.tiering.orphan_grace = GRACE;
-        o
+        Database::builder(data)
+            .options(o)
+            .cold_store(self.spec.clone())
+            .clock(Arc::clone(clock) as _)
+            .open()
     }
 
     /// Put an object behind Barq's back.
@@ -166,12 +171,12 @@ impl Backend {
             common::offload_to_gcs_from_another_node(url, bucket, self.prefix(), &writer, fill);
             common::copy_data_dir(&writer, data);
         } else {
-            let db = Database::open(data, self.options(clock)).expect("open");
+            let db = self.open(data, clock).expect("open");
             fill(&db);
             common::offload_all(&db);
             db.close().expect("close");
         }
-        let db = Database::open(data, self.options(clock)).expect("open");
+        let db = self.open(data, clock).expect("open");
         for c in db.list_collections() {
             for s in db.tiering().segments(&c.name).expect("segments") {
                 assert_eq!(s.tier, StorageTier::Cold, "segment {} of {}", s.id, c.name);
@@ -220,7 +225,7 @@ fn safe_move_protocol(b: &Backend) {
     let data = dir.path().join("data");
     let clock = clock();
     let (db, before, id, file_bytes) = if b.gcs.is_none() {
-        let db = Database::open(&data, b.options(&clock)).expect("open");
+        let db = b.open(&data, &clock).expect("open");
         common::load(&db);
         let before = observe(&db);
         let s = db.tiering().segments(COLLECTION).expect("segments")[0].clone();
@@ -313,7 +318,7 @@ fn safe_move_protocol(b: &Backend) {
     assert_eq!(observe(&db), before);
     db.close().expect("close");
 
-    let db = Database::open(&data, b.options(&clock)).expect("reopen");
+    let db = b.open(&data, &clock).expect("reopen");
     assert_eq!(observe(&db), before, "after reopening");
     common::assert_one_state_each(&db, &data, &b.independent, b.prefix());
     db.close().expect("close");
@@ -342,7 +347,7 @@ fn cold_get_reads_ranges(b: &Backend) {
     });
     db.close().expect("close");
     // A fresh process: nothing cached.
-    let db = Database::open(&data, b.options(&clock)).expect("reopen");
+    let db = b.open(&data, &clock).expect("reopen");
     let seg = db.tiering().segments(COLLECTION).expect("segments")[0].clone();
     assert!(
         seg.size_bytes >= 16 << 20,
@@ -452,7 +457,7 @@ fn deletes(b: &Backend) {
     check(&db, "before flushing");
     db.flush(COLLECTION).expect("flush");
     db.close().expect("close");
-    let db = Database::open(&data, b.options(&clock)).expect("reopen");
+    let db = b.open(&data, &clock).expect("reopen");
     check(&db, "after reopening");
     db.compact(COLLECTION).expect("compact the cold segments");
     check(&db, "after compaction");

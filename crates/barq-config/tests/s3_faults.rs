@@ -100,8 +100,6 @@ fn s3_goes_away_in_the_middle_of_an_offload() {
         .as_millis() as u64;
     let clock = Arc::new(ManualClock::new(real_now));
     let mut tiering = settings.tiering_options();
-    tiering.cold_store = Some(spec);
-    tiering.clock = clock.clone();
     tiering.multipart_part_bytes = 128 << 10; // every upload is a multipart upload
     let options = Options {
         durability: Durability::Sync,
@@ -109,7 +107,11 @@ fn s3_goes_away_in_the_middle_of_an_offload() {
         tiering,
         ..Options::default()
     };
-    let db = Database::open(&data, options.clone()).expect("open (probe passes)");
+    let builder = Database::builder(&data)
+        .options(options)
+        .cold_store(spec)
+        .clock(clock.clone());
+    let db = builder.clone().open().expect("open (probe passes)");
     db.create_collection(CollectionConfig::new(COLLECTION, DIM as u32, Metric::L2).expect("cfg"))
         .expect("create");
     let mut acknowledged: Vec<(String, Vec<f32>)> = Vec::new();
@@ -246,7 +248,7 @@ fn s3_goes_away_in_the_middle_of_an_offload() {
     );
     db.close().expect("close");
 
-    let db = Database::open(&data, options).expect("reopen");
+    let db = builder.open().expect("reopen");
     check(&db, "after reopening (every 7th)", 7);
     println!("{:?} in all", started.elapsed());
     db.close().expect("close");

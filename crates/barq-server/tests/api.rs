@@ -510,18 +510,21 @@ fn api_over_faulty_store(config: ServerConfig) -> (Api, Arc<barq_testkit::Faulty
     )));
     let options = Options {
         tiering: TieringOptions {
-            cold_store: Some(ColdStoreSpec {
-                store: faulty.clone(),
-                prefix: "t".into(),
-                description: "test store".into(),
-            }),
             maintenance_interval: None,
             store_recheck_interval: std::time::Duration::from_millis(50),
             ..TieringOptions::default()
         },
         ..Options::default()
     };
-    let db = Database::open(dir.path().join("data"), options).expect("open");
+    let db = Database::builder(dir.path().join("data"))
+        .options(options)
+        .cold_store(ColdStoreSpec {
+            store: faulty.clone(),
+            prefix: "t".into(),
+            description: "test store".into(),
+        })
+        .open()
+        .expect("open");
     let state = AppState::new(Arc::new(db), config);
     let a = Api {
         router: state.router(),

@@ -15,10 +15,11 @@ use crate::collection::search::SearchRequest;
 use crate::collection::{Collection, no_such_collection};
 use crate::lock::DirLock;
 use crate::manifest::{CollectionEntry, ManifestStore, StorageTier};
+use crate::options::FailPoints;
 use crate::shared::Shared;
 use crate::tier::TierStats;
 use crate::tiering::state::AccessFile;
-use crate::tiering::{TierEnv, TieringManager};
+use crate::tiering::{Clock, ColdStoreSpec, SystemClock, TierEnv, TieringManager};
 use crate::{Options, fsutil};
 
 impl Shared {
@@ -40,7 +41,7 @@ impl Shared {
     pub(crate) fn flush_requested(&self) {
         for c in self.all() {
             if c.wants_flush() {
-                self.options
+                self.env
                     .failpoints
                     .panic_if(crate::options::FP_FLUSHER_PANIC);
                 if let Err(e) = c.flush() {
@@ -137,6 +138,74 @@ pub struct DatabaseStats {
     pub collections: Vec<CollectionStats>,
 }
 
+/// What a database runs with that is not a setting: the cold store, the clock, fault injection.
+#[derive(Debug, Clone)]
+pub(crate) struct Components {
+    /// `None`: a local directory, `DATA_DIR/cold`.
+    pub cold_store: Option<ColdStoreSpec>,
+    pub clock: Arc<dyn Clock>,
+    pub failpoints: FailPoints,
+}
+
+impl Default for Components {
+    fn default() -> Self {
+        Components {
+            cold_store: None,
+            clock: Arc::new(SystemClock),
+            failpoints: FailPoints::default(),
+        }
+    }
+}
+
+/// Opens a [`Database`] with its [`Options`] and the components it runs with.
+///
+/// ```no_run
+/// # fn main() -> barq_core::Result<()> {
+/// use barq_storage::{Database, Options};
+/// let db = Database::builder("data").options(Options::default()).open()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `open` is called"]
+pub struct DatabaseBuilder {
+    path: PathBuf,
+    options: Options,
+    components: Components,
+}
+
+impl DatabaseBuilder {
+    /// The settings. Default [`Options::default`].
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The cold tier: an object store and a key prefix. Default: a local directory,
+    /// `DATA_DIR/cold`, so that tiering works without a cloud account.
+    pub fn cold_store(mut self, spec: ColdStoreSpec) -> Self {
+        self.components.cold_store = Some(spec);
+        self
+    }
+
+    /// The clock the tiering policy and the segment timestamps read. Default the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.components.clock = clock;
+        self
+    }
+
+    /// Fault injection for crash tests (effective with the `failpoints` feature only).
+    #[doc(hidden)]
+    pub fn failpoints(mut self, failpoints: FailPoints) -> Self {
+        self.components.failpoints = failpoints;
+        self
+    }
+
+    /// Open (or create) the database; see [`Database::open`].
+    pub fn open(self) -> Result<Database> {
+        Database::open_with(self.path, self.options, self.components)
+    }
+}
+
 /// An open Barq DB database: one data directory, exclusively locked.
 ///
 /// `Database` is `Send + Sync`; share it with `Arc`. Dropping it closes it (see
@@ -149,14 +218,28 @@ pub struct Database {
 }
 
 impl Database {
-    /// Open (or create) the database in `path`.
+    /// Open (or create) the database in `path` with `options`, the local cold tier
+    /// (`DATA_DIR/cold`) and the system clock. [`Database::builder`] gives the other components.
     ///
     /// Takes the directory's exclusive lock (a second opener fails with
     /// [`ErrorKind::Conflict`] naming the holder's pid), loads the manifest, sweeps temporary
     /// files and files no manifest entry references, opens segments (reading only their
     /// footers) and replays each collection's WAL.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Database> {
-        let dir = path.as_ref().to_owned();
+        Database::builder(path).options(options).open()
+    }
+
+    /// A builder for a database in `path`: its options and the components it runs with (cold
+    /// store, clock).
+    pub fn builder(path: impl AsRef<Path>) -> DatabaseBuilder {
+        DatabaseBuilder {
+            path: path.as_ref().to_owned(),
+            options: Options::default(),
+            components: Components::default(),
+        }
+    }
+
+    fn open_with(dir: PathBuf, options: Options, components: Components) -> Result<Database> {
         if options.memtable_max_bytes == 0 {
             return Err(Error::invalid("memtable_max_bytes must be greater than 0"));
         }
@@ -174,7 +257,7 @@ impl Database {
             fsutil::create_dir_durable(&warm_root)?;
             sweep_unknown_collections(&warm_root, &snapshot.collections)?;
         }
-        let env = Arc::new(TierEnv::new(&dir, &options.tiering)?);
+        let env = Arc::new(TierEnv::new(&dir, &options.tiering, components)?);
         env.check_at_open()?;
         let access = AccessFile::load(&dir);
         let poison = Arc::new(crate::poison::Poison::default());
@@ -200,7 +283,6 @@ impl Database {
         let collections = Arc::new(RwLock::new(collections));
         let tiering = TieringManager::new(
             dir.clone(),
-            options.failpoints.clone(),
             Arc::clone(&manifest),
             Arc::clone(&collections),
             Arc::clone(&env),

@@ -44,7 +44,7 @@ mod wal;
 pub use collection::compaction::{CompactionOutcome, SizeTieredPolicy, plan_size_tiered};
 pub use collection::flush::FlushOutcome;
 pub use collection::search::SearchRequest;
-pub use db::{CollectionStats, Database, DatabaseStats, DeleteReport};
+pub use db::{CollectionStats, Database, DatabaseBuilder, DatabaseStats, DeleteReport};
 pub use manifest::{
     CollectionEntry, MANIFEST_FILE, Manifest, ManifestError, SegmentEntry, StorageTier,
 };

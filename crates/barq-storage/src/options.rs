@@ -1,4 +1,5 @@
-//! Options for [`Database::open`](crate::Database::open).
+//! Options for [`Database::open`](crate::Database::open) and
+//! [`DatabaseBuilder`](crate::DatabaseBuilder).
 
 #[cfg(feature = "failpoints")]
 use std::collections::HashSet;
@@ -52,14 +53,12 @@ pub struct Options {
     pub compaction_size_ratio: f64,
     /// Where sealed segments may live besides the data directory, and when they move.
     pub tiering: crate::tiering::TieringOptions,
-    /// Fault injection for this crate's crash tests; empty in production.
-    #[doc(hidden)]
-    pub failpoints: FailPoints,
 }
 
 /// Named points between the steps of a durable operation where a test can make the operation
 /// fail, leaving the files exactly as a crash at that point would. Per database, so tests that
-/// run in parallel do not see each other's points. Only with the `failpoints` feature (the test
+/// run in parallel do not see each other's points; given with
+/// [`DatabaseBuilder::failpoints`](crate::DatabaseBuilder::failpoints). Only with the `failpoints` feature (the test
 /// suites); without it every check compiles to nothing.
 #[doc(hidden)]
 #[derive(Debug, Clone, Default)]
@@ -136,7 +135,6 @@ impl Default for Options {
             compaction_max_segments: 10,
             compaction_size_ratio: 4.0,
             tiering: crate::tiering::TieringOptions::default(),
-            failpoints: FailPoints::default(),
         }
     }
 }

@@ -540,13 +540,16 @@ fn writers_stall_then_fail_cleanly_when_flushing_cannot_keep_up() {
         write_stall_timeout: std::time::Duration::from_millis(300),
         ..opts()
     };
-    let db = Database::open(dir.path(), options.clone()).expect("open");
+    let fp = barq_storage::FailPoints::default();
+    let db = Database::builder(dir.path())
+        .options(options)
+        .failpoints(fp.clone())
+        .open()
+        .expect("open");
     db.create_collection(CollectionConfig::new("c", 64, Metric::L2).expect("cfg"))
         .expect("create");
     // Make every flush fail, so the memtable can only grow.
-    options
-        .failpoints
-        .enable(barq_storage::FP_FLUSH_AFTER_SEGMENT_WRITE);
+    fp.enable(barq_storage::FP_FLUSH_AFTER_SEGMENT_WRITE);
     let mut acked = 0;
     let err = loop {
         match db.upsert("c", &[doc(&format!("d{acked}"), &[1.0; 64])]) {
@@ -560,9 +563,7 @@ fn writers_stall_then_fail_cleanly_when_flushing_cannot_keep_up() {
         err.message().contains("stalled") && err.message().contains("failpoint"),
         "{err}"
     );
-    options
-        .failpoints
-        .disable(barq_storage::FP_FLUSH_AFTER_SEGMENT_WRITE);
+    fp.disable(barq_storage::FP_FLUSH_AFTER_SEGMENT_WRITE);
     db.flush("c").expect("flush recovers");
     assert_eq!(
         db.count("c").expect("count"),

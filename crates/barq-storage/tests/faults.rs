@@ -5,7 +5,8 @@
 use barq_core::{CollectionConfig, Document, Metric};
 use barq_storage::{
     Database, Durability, FP_COMPACTION_AFTER_COMMIT, FP_COMPACTION_BEFORE_COMMIT,
-    FP_FLUSH_AFTER_MANIFEST_COMMIT, FP_FLUSH_AFTER_SEGMENT_WRITE, Options, SearchRequest,
+    FP_FLUSH_AFTER_MANIFEST_COMMIT, FP_FLUSH_AFTER_SEGMENT_WRITE, FailPoints, Options,
+    SearchRequest,
 };
 
 fn options() -> Options {
@@ -74,8 +75,13 @@ fn check(db: &Database, rounds: usize) {
     );
 }
 
-fn setup(dir: &std::path::Path, opts: &Options) -> Database {
-    let db = Database::open(dir, opts.clone()).expect("open");
+/// A database with collection "c", opened with `failpoints`.
+fn setup(dir: &std::path::Path, failpoints: FailPoints) -> Database {
+    let db = Database::builder(dir)
+        .options(options())
+        .failpoints(failpoints)
+        .open()
+        .expect("open");
     db.create_collection(CollectionConfig::new("c", 2, Metric::L2).expect("cfg"))
         .expect("create");
     db
@@ -84,14 +90,14 @@ fn setup(dir: &std::path::Path, opts: &Options) -> Database {
 #[test]
 fn crash_after_segment_write_before_manifest_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = options();
-    let db = setup(dir.path(), &opts);
+    let fp = FailPoints::default();
+    let db = setup(dir.path(), fp.clone());
     write_round(&db, 0);
     db.flush("c").expect("flush");
     write_round(&db, 1);
-    opts.failpoints.enable(FP_FLUSH_AFTER_SEGMENT_WRITE);
+    fp.enable(FP_FLUSH_AFTER_SEGMENT_WRITE);
     db.flush("c").expect_err("failpoint");
-    opts.failpoints.disable(FP_FLUSH_AFTER_SEGMENT_WRITE);
+    fp.disable(FP_FLUSH_AFTER_SEGMENT_WRITE);
     assert_eq!(
         segment_files(dir.path()).len(),
         2,
@@ -112,10 +118,10 @@ fn crash_after_segment_write_before_manifest_commit() {
 #[test]
 fn crash_after_manifest_commit_before_wal_truncation() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = options();
-    let db = setup(dir.path(), &opts);
+    let fp = FailPoints::default();
+    let db = setup(dir.path(), fp.clone());
     write_round(&db, 0);
-    opts.failpoints.enable(FP_FLUSH_AFTER_MANIFEST_COMMIT);
+    fp.enable(FP_FLUSH_AFTER_MANIFEST_COMMIT);
     db.flush("c").expect_err("failpoint");
     drop(db);
     let db = Database::open(dir.path(), options()).expect("reopen");
@@ -140,13 +146,13 @@ fn crash_during_compaction_before_and_after_commit() {
         (FP_COMPACTION_AFTER_COMMIT, 1),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let opts = options();
-        let db = setup(dir.path(), &opts);
+        let fp = FailPoints::default();
+        let db = setup(dir.path(), fp.clone());
         for round in 0..3 {
             write_round(&db, round);
             db.flush("c").expect("flush");
         }
-        opts.failpoints.enable(point);
+        fp.enable(point);
         db.compact("c").expect_err("failpoint");
         assert_eq!(
             segment_files(dir.path()).len(),
@@ -179,10 +185,15 @@ fn a_panicking_flusher_poisons_the_database() {
         write_stall_timeout: std::time::Duration::from_secs(600),
         ..options()
     };
-    let db = Database::open(dir.path(), opts.clone()).expect("open");
+    let fp = FailPoints::default();
+    let db = Database::builder(dir.path())
+        .options(opts)
+        .failpoints(fp.clone())
+        .open()
+        .expect("open");
     db.create_collection(CollectionConfig::new("c", 2, Metric::L2).expect("cfg"))
         .expect("create");
-    opts.failpoints.enable(barq_storage::FP_FLUSHER_PANIC);
+    fp.enable(barq_storage::FP_FLUSHER_PANIC);
     let mut acked = 0usize;
     let started = std::time::Instant::now();
     let err = loop {

@@ -73,7 +73,7 @@ fn block_sizes(dir: &std::path::Path, db: &Database) -> (u64, u64, u64, u64) {
 fn a_first_cold_search_reads_one_id_page_per_disjoint_segment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (faulty, store) = faulty_store();
-    let db = Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("open");
+    let db = open(dir.path(), Some(Arc::clone(&store))).expect("open");
     db.create_collection(CollectionConfig::new("c", WIDE_DIM as u32, Metric::L2).expect("cfg"))
         .expect("create");
     for s in 0..PREFIXES.len() {
@@ -101,7 +101,7 @@ fn a_first_cold_search_reads_one_id_page_per_disjoint_segment() {
     db.close().expect("close");
 
     // Reopened: an empty cache, no cold segment opened yet, no dead bitmaps.
-    let db = Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("reopen");
+    let db = open(dir.path(), Some(Arc::clone(&store))).expect("reopen");
     let before = faulty.bytes_read();
     assert_eq!(hits(&db, doc_vector(queries[1]), K), hot[1]);
     let read = faulty.bytes_read() - before;

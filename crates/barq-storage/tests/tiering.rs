@@ -11,7 +11,7 @@ use barq_core::{CollectionConfig, Document, ErrorKind, Metric};
 use barq_storage::tiering::TieringPolicy;
 use barq_storage::{
     Database, FP_TIER_AFTER_COMMIT, FP_TIER_AFTER_DOWNLOAD, FP_TIER_AFTER_UPLOAD,
-    FP_TIER_AFTER_VERIFY, SearchRequest, StorageTier,
+    FP_TIER_AFTER_VERIFY, FailPoints, SearchRequest, StorageTier,
 };
 use barq_testkit::{FaultyStore, ManualClock, Op};
 use object_store::memory::InMemory;
@@ -81,7 +81,7 @@ fn offload_reads_back_the_same_everywhere_and_after_restart() {
         ("local directory (the default)", None),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Database::open(dir.path(), options(store.clone())).expect("open");
+        let db = open(dir.path(), store.clone()).expect("open");
         load(&db);
         let before = observe(&db);
         assert_eq!(local_segment_files(dir.path()).len(), 2, "{name}");
@@ -128,8 +128,11 @@ fn offload_reads_back_the_same_everywhere_and_after_restart() {
         );
         db.close().expect("close");
 
-        let opts = options(Some(Arc::clone(&store)).filter(|_| name == "in-memory"));
-        let db = Database::open(dir.path(), opts.clone()).expect("reopen");
+        let db = open(
+            dir.path(),
+            Some(Arc::clone(&store)).filter(|_| name == "in-memory"),
+        )
+        .expect("reopen");
         assert_eq!(observe(&db), before, "{name}: same answers after restart");
         assert_consistent(&db, dir.path(), &store);
         for id in segment_ids(&db) {
@@ -168,7 +171,7 @@ fn offload_reads_back_the_same_everywhere_and_after_restart() {
 fn a_cold_get_fetches_a_tiny_fraction_of_the_segment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let db = Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("open");
+    let db = open(dir.path(), Some(Arc::clone(&store))).expect("open");
     db.create_collection(CollectionConfig::new("big", 128, Metric::Cosine).expect("cfg"))
         .expect("create");
     for chunk in 0..7 {
@@ -195,7 +198,7 @@ fn a_cold_get_fetches_a_tiny_fraction_of_the_segment() {
         .offload_segment("big", seg.id)
         .expect("offload");
     db.close().expect("close");
-    let db = Database::open(dir.path(), options(Some(store))).expect("reopen");
+    let db = open(dir.path(), Some(store)).expect("reopen");
     let counters = || db.tiering().status().expect("status").counters;
     let c0 = counters();
     let first = db.get("big", "doc-000123").expect("get").expect("found");
@@ -237,7 +240,7 @@ fn a_cold_get_fetches_a_tiny_fraction_of_the_segment() {
 fn a_corrupted_remote_object_is_a_corruption_error_not_a_wrong_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let db = Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("open");
+    let db = open(dir.path(), Some(Arc::clone(&store))).expect("open");
     load(&db);
     let id = segment_ids(&db)[0];
     db.tiering().offload_segment("c", id).expect("offload");
@@ -261,7 +264,7 @@ fn a_corrupted_remote_object_is_a_corruption_error_not_a_wrong_answer() {
         bytes[mid] ^= 0x20;
         store.put(&key, bytes.into()).await.expect("put");
     });
-    let db = Database::open(dir.path(), options(Some(store))).expect("reopen");
+    let db = open(dir.path(), Some(store)).expect("reopen");
     let err = db
         .search("c", &SearchRequest::new(vector(0), 10))
         .expect_err("corrupt block");
@@ -297,8 +300,11 @@ fn crash_between_every_step_of_a_move() {
     for (point, target, settled) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let opts = options(Some(Arc::clone(&store)));
-        let db = Database::open(dir.path(), opts.clone()).expect("open");
+        let fp = FailPoints::default();
+        let db = builder(dir.path(), Some(Arc::clone(&store)))
+            .failpoints(fp.clone())
+            .open()
+            .expect("open");
         load(&db);
         let before = observe(&db);
         let id = segment_ids(&db)[0];
@@ -307,10 +313,10 @@ fn crash_between_every_step_of_a_move() {
                 .offload_segment("c", id)
                 .expect("offload first");
         }
-        opts.failpoints.enable(point);
+        fp.enable(point);
         db.tiering().move_segment("c", id, target).expect_err(point);
         drop(db);
-        let db = Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("reopen");
+        let db = open(dir.path(), Some(Arc::clone(&store))).expect("reopen");
         assert_eq!(
             db.tiering().segments("c").expect("s")[0].tier,
             settled,
@@ -331,7 +337,7 @@ fn transient_store_errors_are_retried_and_persistent_ones_leave_the_segment_in_p
     let dir = tempfile::tempdir().expect("tempdir");
     let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
     let store: Arc<dyn ObjectStore> = faulty.clone();
-    let db = Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("open");
+    let db = open(dir.path(), Some(Arc::clone(&store))).expect("open");
     load(&db);
     let before = observe(&db);
     let ids = segment_ids(&db);
@@ -400,8 +406,7 @@ fn maintenance_follows_the_policy_with_an_injected_clock() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(ManualClock::new(1_000_000_000_000));
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let mut opts = options(Some(Arc::clone(&store)));
-    opts.tiering.clock = clock.clone();
+    let mut opts = options();
     opts.tiering.warm_dir = Some(dir.path().join("warm"));
     opts.tiering.policy = TieringPolicy {
         move_to_warm_after: Some(Duration::from_secs(3600)),
@@ -410,7 +415,13 @@ fn maintenance_follows_the_policy_with_an_injected_clock() {
         ..TieringPolicy::default()
     };
     let data = dir.path().join("data");
-    let db = Database::open(&data, opts.clone()).expect("open");
+    let open_db = || {
+        builder(&data, Some(Arc::clone(&store)))
+            .options(opts.clone())
+            .clock(clock.clone())
+            .open()
+    };
+    let db = open_db().expect("open");
     load(&db);
     let before = observe(&db);
     let tier_of = |db: &Database| {
@@ -456,7 +467,7 @@ fn maintenance_follows_the_policy_with_an_injected_clock() {
     let accessed = status.collections[0].segments[1].last_access_ms;
     assert!(accessed.is_some());
     db.close().expect("close");
-    let db = Database::open(&data, opts).expect("reopen");
+    let db = open_db().expect("reopen");
     let status = db.tiering().status().expect("status");
     assert_eq!(
         status.collections[0].segments[1].last_access_ms, accessed,
@@ -471,9 +482,12 @@ fn maintenance_follows_the_policy_with_an_injected_clock() {
 fn writes_and_compaction_across_tiers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let mut opts = options(Some(Arc::clone(&store)));
+    let mut opts = options();
     opts.tiering.orphan_grace = Duration::ZERO;
-    let db = Database::open(dir.path(), opts).expect("open");
+    let db = builder(dir.path(), Some(Arc::clone(&store)))
+        .options(opts)
+        .open()
+        .expect("open");
     load(&db);
     for id in segment_ids(&db) {
         db.tiering().offload_segment("c", id).expect("offload");
@@ -525,9 +539,12 @@ fn writes_and_compaction_across_tiers() {
 fn orphaned_objects_are_collected_after_the_grace_period() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let mut opts = options(Some(Arc::clone(&store)));
+    let mut opts = options();
     opts.tiering.orphan_grace = Duration::from_secs(3600);
-    let db = Database::open(dir.path(), opts.clone()).expect("open");
+    let db = builder(dir.path(), Some(Arc::clone(&store)))
+        .options(opts.clone())
+        .open()
+        .expect("open");
     load(&db);
     let id = segment_ids(&db)[0];
     db.tiering().offload_segment("c", id).expect("offload");
@@ -552,7 +569,10 @@ fn orphaned_objects_are_collected_after_the_grace_period() {
     assert_eq!(db.tiering().collect_orphans().expect("gc"), 0, "too young");
     drop(db);
     opts.tiering.orphan_grace = Duration::ZERO;
-    let db = Database::open(dir.path(), opts).expect("reopen");
+    let db = builder(dir.path(), Some(Arc::clone(&store)))
+        .options(opts)
+        .open()
+        .expect("reopen");
     assert_eq!(db.tiering().collect_orphans().expect("gc"), 1);
     let keys = list_keys(&store);
     assert_eq!(
@@ -572,9 +592,12 @@ fn size_only_verification_still_serves_correct_reads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
     let store: Arc<dyn ObjectStore> = faulty.clone();
-    let mut opts = options(Some(Arc::clone(&store)));
+    let mut opts = options();
     opts.tiering.verify_uploads = barq_storage::tiering::UploadVerification::Size;
-    let db = Database::open(dir.path(), opts.clone()).expect("open");
+    let db = builder(dir.path(), Some(Arc::clone(&store)))
+        .options(opts)
+        .open()
+        .expect("open");
     load(&db);
     let before = observe(&db);
     let gets = faulty.calls(Op::Get);
@@ -598,10 +621,15 @@ fn orphan_grace_runs_from_when_an_object_lost_its_reference() {
         .as_millis() as u64;
     // Long after the objects were uploaded, as far as the store's timestamps go.
     let clock = Arc::new(ManualClock::new(real_now + 10 * 3600 * 1000));
-    let mut opts = options(Some(Arc::clone(&store)));
-    opts.tiering.clock = clock.clone();
+    let mut opts = options();
     opts.tiering.orphan_grace = Duration::from_secs(3600);
-    let db = Database::open(dir.path(), opts.clone()).expect("open");
+    let open_db = || {
+        builder(dir.path(), Some(Arc::clone(&store)))
+            .options(opts.clone())
+            .clock(clock.clone())
+            .open()
+    };
+    let db = open_db().expect("open");
     load(&db);
     for id in segment_ids(&db) {
         db.tiering().offload_segment("c", id).expect("offload");
@@ -621,7 +649,7 @@ fn orphan_grace_runs_from_when_an_object_lost_its_reference() {
     );
     // The first-seen times survive a restart (each CLI command is a new process).
     db.close().expect("close");
-    let db = Database::open(dir.path(), opts).expect("reopen");
+    let db = open_db().expect("reopen");
     clock.advance(Duration::from_secs(1800));
     assert_eq!(
         db.tiering().collect_orphans().expect("gc"),
@@ -638,9 +666,14 @@ fn orphan_grace_runs_from_when_an_object_lost_its_reference() {
 fn moves_compactions_and_queries_run_concurrently() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let mut opts = options(Some(Arc::clone(&store)));
+    let mut opts = options();
     opts.memtable_max_bytes = 64 * 1024;
-    let db = Arc::new(Database::open(dir.path(), opts.clone()).expect("open"));
+    let open_db = || {
+        builder(dir.path(), Some(Arc::clone(&store)))
+            .options(opts.clone())
+            .open()
+    };
+    let db = Arc::new(open_db().expect("open"));
     db.create_collection(CollectionConfig::new("c", DIM as u32, Metric::L2).expect("cfg"))
         .expect("create");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -766,7 +799,7 @@ fn moves_compactions_and_queries_run_concurrently() {
         .expect("sole owner")
         .close()
         .expect("close");
-    let db = Database::open(dir.path(), opts).expect("reopen");
+    let db = open_db().expect("reopen");
     check(&db);
     assert_consistent(&db, dir.path(), &store);
 }

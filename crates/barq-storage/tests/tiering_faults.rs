@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use barq_core::{CollectionConfig, Document, ErrorKind, Metric};
 use barq_storage::tiering::{Clock, ColdStoreError, SystemClock, TieringOverrides, TieringPolicy};
-use barq_storage::{Database, FP_TIER_AFTER_COMMIT, SearchRequest, SegmentEntry, StorageTier};
+use barq_storage::{
+    Database, DatabaseBuilder, FP_TIER_AFTER_COMMIT, FailPoints, SearchRequest, SegmentEntry,
+    StorageTier,
+};
 use barq_testkit::{FaultyStore, ManualClock, Op};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -53,7 +56,7 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 fn corrupted_cold_reads_are_errors_and_nothing_bad_is_cached() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (faulty, store) = faulty_store();
-    let db = Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("open");
+    let db = open(dir.path(), Some(Arc::clone(&store))).expect("open");
     load(&db);
     let before = observe(&db);
     let cold_id = segment_ids(&db)[0];
@@ -61,7 +64,7 @@ fn corrupted_cold_reads_are_errors_and_nothing_bad_is_cached() {
     db.close().expect("close");
 
     // Reopened: the cache is empty and the cold segment has not even been opened.
-    let db = Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("reopen");
+    let db = open(dir.path(), Some(Arc::clone(&store))).expect("reopen");
     faulty.corrupt_gets(true);
     let gets = faulty.calls(Op::Get);
     // Ids whose newest version is in the cold segment only.
@@ -140,7 +143,7 @@ fn corrupted_cold_reads_are_errors_and_nothing_bad_is_cached() {
 fn a_slow_store_does_not_slow_hot_reads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (faulty, store) = faulty_store();
-    let db = Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("open");
+    let db = open(dir.path(), Some(Arc::clone(&store))).expect("open");
     load(&db);
     // Stays in the memtable (replayed from the WAL at reopen).
     db.upsert("c", &[Document::new("mem", vector(4242))])
@@ -153,8 +156,7 @@ fn a_slow_store_does_not_slow_hot_reads() {
         .expect("offload the older segment");
     db.close().expect("close");
     // Reopened: empty cache, the cold segment not opened yet.
-    let db =
-        Arc::new(Database::open(dir.path(), options(Some(Arc::clone(&store)))).expect("reopen"));
+    let db = Arc::new(open(dir.path(), Some(Arc::clone(&store))).expect("reopen"));
     assert_eq!(tiers(&db), [StorageTier::Cold, StorageTier::Hot]);
     faulty.delay(Op::Get, Duration::from_millis(200));
     let gets_before = faulty.calls(Op::Get);
@@ -223,9 +225,12 @@ fn a_slow_store_does_not_slow_hot_reads() {
 fn head_and_delete_failures() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (faulty, store) = faulty_store();
-    let mut opts = options(Some(Arc::clone(&store)));
+    let mut opts = options();
     opts.tiering.orphan_grace = Duration::ZERO;
-    let db = Database::open(dir.path(), opts).expect("open");
+    let db = builder(dir.path(), Some(Arc::clone(&store)))
+        .options(opts)
+        .open()
+        .expect("open");
     load(&db);
     let before = observe(&db);
     let ids = segment_ids(&db);
@@ -371,14 +376,15 @@ fn open_big(
 ) -> (
     Arc<FaultyStore>,
     Arc<dyn ObjectStore>,
-    barq_storage::Options,
+    DatabaseBuilder,
     Database,
     SegmentEntry,
 ) {
     let (faulty, store) = faulty_store();
-    let mut opts = options(Some(Arc::clone(&store)));
+    let mut opts = options();
     opts.tiering.multipart_part_bytes = PART;
-    let db = Database::open(dir, opts.clone()).expect("open");
+    let reopen = builder(dir, Some(Arc::clone(&store))).options(opts);
+    let db = reopen.clone().open().expect("open");
     db.create_collection(
         CollectionConfig::new("big", BIG_DIM as u32, Metric::Cosine).expect("cfg"),
     )
@@ -392,7 +398,7 @@ fn open_big(
     }
     db.flush("big").expect("flush");
     let seg = segments(&db, "big")[0].clone();
-    (faulty, store, opts, db, seg)
+    (faulty, store, reopen, db, seg)
 }
 
 /// 4b. Connections that drop in the middle of a body: the part is read again from its start, for
@@ -402,7 +408,7 @@ fn open_big(
 #[test]
 fn bodies_cut_off_midway_are_read_again_for_cold_searches_and_hydration() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (faulty, _, opts, db, seg) = open_big(dir.path());
+    let (faulty, _, reopen, db, seg) = open_big(dir.path());
     assert!(
         seg.rows * BIG_DIM as u64 * 4 > 16 << 20,
         "the vector block is read in parallel parts"
@@ -435,7 +441,7 @@ fn bodies_cut_off_midway_are_read_again_for_cold_searches_and_hydration() {
 
     // A cold search from an empty cache, while the two full 8 MiB parts of the vector block
     // break half way (the id block and the footer are smaller and arrive whole).
-    let db = Database::open(dir.path(), opts.clone()).expect("reopen");
+    let db = reopen.clone().open().expect("reopen");
     let failures = |db: &Database| {
         db.tiering()
             .status()
@@ -474,7 +480,7 @@ fn bodies_cut_off_midway_are_read_again_for_cold_searches_and_hydration() {
         assert_eq!(doc.vector, big_vector(n));
     }
     db.close().expect("close");
-    let db = Database::open(dir.path(), opts).expect("reopen after hydration");
+    let db = reopen.open().expect("reopen after hydration");
     assert_eq!(segments(&db, "big")[0].tier, StorageTier::Hot);
     assert_eq!(search(&db), hot);
 }
@@ -602,7 +608,7 @@ fn a_multipart_upload_that_fails_half_way_leaves_nothing_behind() {
     );
     db.close().expect("close");
 
-    let db = Database::open(dir.path(), options(Some(store))).expect("reopen");
+    let db = open(dir.path(), Some(store)).expect("reopen");
     assert_eq!(segments(&db, "big")[0].tier, StorageTier::Cold);
     for n in [0, 1, 12_345, 25_000, DOCS - 1] {
         assert_eq!(
@@ -627,13 +633,16 @@ fn maintenance_retries_a_failed_move_on_the_next_pass() {
     let (faulty, store) = faulty_store();
     // Starts at the real time: segments are sealed by the system clock.
     let clock = Arc::new(ManualClock::new(real_now_ms()));
-    let mut opts = options(Some(Arc::clone(&store)));
-    opts.tiering.clock = clock.clone();
+    let mut opts = options();
     opts.tiering.policy = TieringPolicy {
         move_to_cold_after: Some(Duration::from_secs(1)),
         ..TieringPolicy::default()
     };
-    let db = Database::open(dir.path(), opts).expect("open");
+    let db = builder(dir.path(), Some(Arc::clone(&store)))
+        .options(opts)
+        .clock(clock.clone())
+        .open()
+        .expect("open");
     load(&db);
     let before = observe(&db);
     let ids = segment_ids(&db);
@@ -715,14 +724,17 @@ fn the_maintenance_loop_moves_idle_segments_and_stops_at_close() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (faulty, store) = faulty_store();
     let clock = Arc::new(ManualClock::new(real_now_ms()));
-    let mut opts = options(Some(Arc::clone(&store)));
-    opts.tiering.clock = clock.clone();
+    let mut opts = options();
     opts.tiering.maintenance_interval = Some(Duration::from_millis(30));
     opts.tiering.policy = TieringPolicy {
         move_to_cold_after: Some(Duration::from_secs(1)),
         ..TieringPolicy::default()
     };
-    let db = Database::open(dir.path(), opts).expect("open");
+    let db = builder(dir.path(), Some(Arc::clone(&store)))
+        .options(opts)
+        .clock(clock.clone())
+        .open()
+        .expect("open");
     load(&db);
     let before = observe(&db);
     // The loop runs, but the clock says nothing is idle yet.
@@ -761,7 +773,7 @@ fn the_maintenance_loop_moves_idle_segments_and_stops_at_close() {
         "no maintenance pass after close"
     );
 
-    let db = Database::open(dir.path(), options(Some(store))).expect("reopen");
+    let db = open(dir.path(), Some(store)).expect("reopen");
     assert_eq!(tiers(&db), [StorageTier::Cold, StorageTier::Cold]);
     assert_eq!(observe(&db), before);
 }
@@ -774,12 +786,12 @@ fn warm_tier_transitions_and_a_crash_during_a_local_move() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let data = dir.path().join("data");
     let warm = dir.path().join("warm");
-    let opts = || {
-        let mut o = options(Some(Arc::clone(&store)));
+    let warm_builder = || {
+        let mut o = options();
         o.tiering.warm_dir = Some(warm.clone());
-        o
+        builder(&data, Some(Arc::clone(&store))).options(o)
     };
-    let db = Database::open(&data, opts()).expect("open");
+    let db = warm_builder().open().expect("open");
     load(&db);
     let before = observe(&db);
     let ids = segment_ids(&db);
@@ -843,7 +855,7 @@ fn warm_tier_transitions_and_a_crash_during_a_local_move() {
         "downloaded into warm: Local+Remote"
     );
     db.close().expect("close");
-    let db = Database::open(&data, opts()).expect("reopen");
+    let db = warm_builder().open().expect("reopen");
     placed(&db, StorageTier::Warm, false, true, true);
     // Local+Remote in Warm: offloading it again copies nothing.
     step(&db, StorageTier::Cold, 0);
@@ -853,30 +865,36 @@ fn warm_tier_transitions_and_a_crash_during_a_local_move() {
     step(&db, StorageTier::Hot, size);
     placed(&db, StorageTier::Hot, true, false, true);
     db.close().expect("close");
-    let db = Database::open(&data, opts()).expect("reopen");
+    let db = warm_builder().open().expect("reopen");
     placed(&db, StorageTier::Hot, true, false, true);
 
     // A crash after the commit of Hot → Warm, before the hot copy is deleted.
-    let crashing = opts();
+    let crashing = FailPoints::default();
     drop(db);
-    let db = Database::open(&data, crashing.clone()).expect("reopen");
-    crashing.failpoints.enable(FP_TIER_AFTER_COMMIT);
+    let db = warm_builder()
+        .failpoints(crashing.clone())
+        .open()
+        .expect("reopen");
+    crashing.enable(FP_TIER_AFTER_COMMIT);
     db.tiering()
         .move_segment("c", id, StorageTier::Warm)
         .expect_err("crash after commit");
     assert!(segment_files(&data).contains(&file) && segment_files(&warm).contains(&file));
     drop(db);
-    let db = Database::open(&data, opts()).expect("reopen after the crash");
+    let db = warm_builder().open().expect("reopen after the crash");
     placed(&db, StorageTier::Warm, false, true, true);
 
     // And the other way: Warm → Hot.
     drop(db);
-    let db = Database::open(&data, crashing.clone()).expect("reopen");
+    let db = warm_builder()
+        .failpoints(crashing.clone())
+        .open()
+        .expect("reopen");
     db.tiering()
         .move_segment("c", id, StorageTier::Hot)
         .expect_err("crash after commit");
     drop(db);
-    let db = Database::open(&data, opts()).expect("reopen after the crash");
+    let db = warm_builder().open().expect("reopen after the crash");
     placed(&db, StorageTier::Hot, true, false, true);
     db.close().expect("close");
 }
@@ -892,13 +910,17 @@ fn an_unusable_store_at_open_degrades_and_recovers_without_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
     faulty.set_offline(true);
-    let mut opts = options(Some(faulty.clone() as Arc<dyn ObjectStore>));
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let mut opts = options();
     opts.tiering.probe_on_open = true;
     opts.tiering.store_recheck_interval = Duration::from_millis(20);
 
     let mut strict = opts.clone();
     strict.tiering.cold_store_required = true;
-    let err = Database::open(dir.path(), strict).expect_err("required store offline");
+    let err = builder(dir.path(), Some(Arc::clone(&store)))
+        .options(strict)
+        .open()
+        .expect_err("required store offline");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(
         matches!(
@@ -912,7 +934,10 @@ fn an_unusable_store_at_open_degrades_and_recovers_without_a_restart() {
     );
     assert!(err.message().contains("BARQ_COLD_STORE_REQUIRED"), "{err}");
 
-    let db = Database::open(dir.path(), opts.clone()).expect("open while the store is down");
+    let db = builder(dir.path(), Some(Arc::clone(&store)))
+        .options(opts.clone())
+        .open()
+        .expect("open while the store is down");
     let health = db.tiering().cold_store_health();
     assert_eq!(health.state, ColdStoreState::Degraded, "{health:?}");
     let reason = health.reason.clone().unwrap_or_default();
@@ -1022,7 +1047,10 @@ fn an_unusable_store_at_open_degrades_and_recovers_without_a_restart() {
         db.tiering().cold_store_health().state == ColdStoreState::Ok
     });
     drop(db);
-    let db = Database::open(dir.path(), opts).expect("reopen");
+    let db = builder(dir.path(), Some(store))
+        .options(opts)
+        .open()
+        .expect("reopen");
     assert_eq!(db.count("c").expect("count"), 51);
     assert!(db.get("c", "late").expect("get").is_some());
     drop(db);
@@ -1035,10 +1063,13 @@ fn move_concurrency_bounds_all_callers_together() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (faulty, store) = faulty_store();
     let clock = Arc::new(ManualClock::new(real_now_ms()));
-    let mut opts = options(Some(Arc::clone(&store)));
-    opts.tiering.clock = clock.clone();
+    let mut opts = options();
     opts.tiering.move_concurrency = 2;
-    let db = Database::open(dir.path(), opts).expect("open");
+    let db = builder(dir.path(), Some(store))
+        .options(opts)
+        .clock(clock.clone())
+        .open()
+        .expect("open");
     // Collection "e" is moved by engine calls; the policy moves only "m" (an override).
     for (name, segments) in [("e", 3), ("m", 2)] {
         db.create_collection(CollectionConfig::new(name, DIM as u32, Metric::L2).expect("cfg"))
@@ -1101,8 +1132,7 @@ fn move_concurrency_bounds_all_callers_together() {
 fn a_cold_search_waiting_on_the_store_holds_no_cpu_thread() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (faulty, store) = faulty_store();
-    let opts = options(Some(Arc::clone(&store)));
-    let db = Database::open(dir.path(), opts.clone()).expect("open");
+    let db = open(dir.path(), Some(Arc::clone(&store))).expect("open");
     db.create_collection(CollectionConfig::new("cold", DIM as u32, Metric::L2).expect("cfg"))
         .expect("create");
     for s in 0..3 {
@@ -1133,7 +1163,7 @@ fn a_cold_search_waiting_on_the_store_holds_no_cpu_thread() {
     };
     // A fresh open: the range cache is empty, the cold segments are not open.
     drop(db);
-    let db = Arc::new(Database::open(dir.path(), opts).expect("reopen"));
+    let db = Arc::new(open(dir.path(), Some(Arc::clone(&store))).expect("reopen"));
     faulty.hold(Op::Get, true);
     let cold = {
         let (db, q) = (Arc::clone(&db), q.clone());
@@ -1172,7 +1202,7 @@ fn a_cold_search_waiting_on_the_store_holds_no_cpu_thread() {
 
     // From inside a tokio runtime, of either flavour: cold reads work, nothing panics.
     drop(db);
-    let db = Database::open(dir.path(), options(Some(store))).expect("reopen");
+    let db = open(dir.path(), Some(store)).expect("reopen");
     for rt in [
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -1201,7 +1231,7 @@ fn a_cold_search_waiting_on_the_store_holds_no_cpu_thread() {
 fn a_batch_of_moves_goes_on_after_a_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (faulty, store) = faulty_store();
-    let db = Database::open(dir.path(), options(Some(store))).expect("open");
+    let db = open(dir.path(), Some(store)).expect("open");
     load(&db);
     let ids = segment_ids(&db);
     let err = db

@@ -111,10 +111,10 @@ fn open_with(cli: &Cli, create: bool, maintain: bool) -> Result<Database> {
     }
     let settings = barq_config::load(cli.config.as_deref())?;
     let defaults = settings.tiering_options();
+    let cold_store = barq_config::build_cold_store(&settings.storage, dir)?;
     let options = Options {
         durability: cli.durability.to_durability(),
         tiering: TieringOptions {
-            cold_store: barq_config::build_cold_store(&settings.storage, dir)?,
             warm_dir: cli.warm_dir.clone().or(defaults.warm_dir.clone()),
             // A one-shot command must not move segments behind the user's back; maintenance
             // runs only when asked (`barq tier maintenance`). A server runs it periodically.
@@ -128,7 +128,11 @@ fn open_with(cli: &Cli, create: bool, maintain: bool) -> Result<Database> {
         ..Options::default()
     };
     tracing::debug!(dir = %dir.display(), "opening database");
-    Database::open(dir, options)
+    let mut builder = Database::builder(dir).options(options);
+    if let Some(spec) = cold_store {
+        builder = builder.cold_store(spec);
+    }
+    builder.open()
 }
 
 /// A bar over `len` bytes (a spinner when the length is unknown, e.g. stdin), drawn on stderr

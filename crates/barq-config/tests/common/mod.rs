@@ -264,18 +264,25 @@ pub fn read_object(store: &Arc<dyn ObjectStore>, key: &str) -> Vec<u8> {
     })
 }
 
-/// Database options with this cold store, no background work.
-pub fn options(spec: &ColdStoreSpec) -> Options {
+/// Database options with no background work.
+pub fn options() -> Options {
     Options {
         durability: Durability::Sync,
         background_compaction: false,
         tiering: TieringOptions {
-            cold_store: Some(spec.clone()),
             maintenance_interval: None,
             ..TieringOptions::default()
         },
         ..Options::default()
     }
+}
+
+/// Open the database in `data` on this cold store with [`options`].
+pub fn open(data: &Path, spec: &ColdStoreSpec) -> barq_core::Result<Database> {
+    Database::builder(data)
+        .options(options())
+        .cold_store(spec.clone())
+        .open()
 }
 
 pub const COLLECTION: &str = "docs";
@@ -382,7 +389,7 @@ pub fn offload_read_reopen_hydrate(
     data: &Path,
 ) {
     let prefix = spec.prefix.clone();
-    let db = Database::open(data, options(spec)).expect("open (the startup probe passes)");
+    let db = open(data, spec).expect("open (the startup probe passes)");
     load(&db);
     let before = observe(&db);
     assert_eq!(before.2, 1999);
@@ -432,7 +439,7 @@ pub fn offload_read_reopen_hydrate(
     );
     db.close().expect("close");
 
-    let db = Database::open(data, options(spec)).expect("reopen");
+    let db = open(data, spec).expect("reopen");
     assert_eq!(observe(&db), before, "after reopening");
     for s in db.tiering().segments(COLLECTION).expect("segments") {
         assert_eq!(s.tier, StorageTier::Cold);
@@ -481,7 +488,7 @@ pub fn offload_to_gcs_from_another_node(
 ) {
     let staging = tempfile::tempdir().expect("tempdir");
     let local = local_spec(staging.path(), prefix);
-    let db = Database::open(data, options(&local)).expect("open the writing node");
+    let db = open(data, &local).expect("open the writing node");
     fill(&db);
     offload_all(&db);
     db.close().expect("close");
@@ -494,10 +501,18 @@ pub fn offload_to_gcs_from_another_node(
 
 /// Options for a database on fake-gcs-server. The startup probe writes an object, and the
 /// emulator refuses object_store's writes, so it is off (see `docs/configuration.md` §7).
-pub fn gcs_options(spec: &ColdStoreSpec) -> Options {
-    let mut o = options(spec);
+pub fn gcs_options() -> Options {
+    let mut o = options();
     o.tiering.probe_on_open = false;
     o
+}
+
+/// Open the database in `data` on fake-gcs-server with [`gcs_options`].
+pub fn gcs_open(data: &Path, spec: &ColdStoreSpec) -> barq_core::Result<Database> {
+    Database::builder(data)
+        .options(gcs_options())
+        .cold_store(spec.clone())
+        .open()
 }
 
 /// Offload every segment of every collection.

@@ -211,7 +211,7 @@ impl Collection {
             .as_ref()
             .map(|e| open_segment(&self.env, &self.dir, &self.config.name, e, Arc::default()))
             .transpose()?;
-        self.options.failpoints.check(FP_COMPACTION_BEFORE_COMMIT)?;
+        self.env.failpoints.check(FP_COMPACTION_BEFORE_COMMIT)?;
         let input_ids: Vec<u64> = inputs.iter().map(|h| h.entry.id).collect();
 
         {
@@ -259,7 +259,7 @@ impl Collection {
             st.segments.splice(pos..pos + input_ids.len(), handle);
             st.shadows = None;
         }
-        self.options.failpoints.check(FP_COMPACTION_AFTER_COMMIT)?;
+        self.env.failpoints.check(FP_COMPACTION_AFTER_COMMIT)?;
         self.delete_segment_copies(&inputs);
         tracing::info!(collection = %self.config.name, inputs = ?input_ids, dropped_rows, "segments compacted");
         Ok(CompactionOutcome {

@@ -109,9 +109,7 @@ impl Collection {
         let max_seq = mem.max_seq();
         drop(mem);
         let info = writer.finish(self.env.clock.now_ms())?;
-        self.options
-            .failpoints
-            .check(FP_FLUSH_AFTER_SEGMENT_WRITE)?;
+        self.env.failpoints.check(FP_FLUSH_AFTER_SEGMENT_WRITE)?;
         let entry = hot_entry(id, &info);
         let handle = open_segment(
             &self.env,
@@ -151,9 +149,7 @@ impl Collection {
             c.next_segment_id = c.next_segment_id.max(next_id);
             Ok(())
         })?;
-        self.options
-            .failpoints
-            .check(FP_FLUSH_AFTER_MANIFEST_COMMIT)?;
+        self.env.failpoints.check(FP_FLUSH_AFTER_MANIFEST_COMMIT)?;
         let mut st = self.state.write();
         st.immutable.retain(|m| !Arc::ptr_eq(m, frozen));
         let unchanged = st.segments.len() == snap.segments.len();

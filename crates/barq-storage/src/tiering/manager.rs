@@ -21,7 +21,6 @@ use super::{PlanInput, SegmentState, TieringOverrides, plan};
 use crate::collection::Collection;
 use crate::manifest::ManifestStore;
 use crate::manifest::StorageTier;
-use crate::options::FailPoints;
 use crate::poison::Poison;
 use crate::segment::Segment;
 use crate::tier::TierStats;
@@ -195,7 +194,6 @@ pub struct TieringManager {
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
-    failpoints: FailPoints,
     manifest: Arc<ManifestStore>,
     collections: Arc<Collections>,
     env: Arc<TierEnv>,
@@ -206,7 +204,6 @@ struct Inner {
 impl TieringManager {
     pub(crate) fn new(
         dir: PathBuf,
-        failpoints: FailPoints,
         manifest: Arc<ManifestStore>,
         collections: Arc<Collections>,
         env: Arc<TierEnv>,
@@ -216,7 +213,6 @@ impl TieringManager {
         TieringManager {
             inner: Arc::new(Inner {
                 dir,
-                failpoints,
                 manifest,
                 collections,
                 env,
@@ -435,7 +431,7 @@ impl Inner {
         let key = (c.name().to_owned(), id);
         let _permit = self.env.move_permits.acquire();
         let _no_gc = self.tier_state.gc.read();
-        match Mover::new(c, &self.env, &self.failpoints).move_segment(id, to, progress) {
+        match Mover::new(c, &self.env).move_segment(id, to, progress) {
             Ok(o) => {
                 self.tier_state.errors.lock().remove(&key);
                 Ok(o)

@@ -49,6 +49,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::options::FailPoints;
 pub use barq_core::{Clock, SystemClock};
 pub use cache::ColdCache;
 pub use health::{ColdStoreHealth, ColdStoreState};
@@ -101,8 +102,6 @@ pub enum UploadVerification {
 /// Tiering settings of a database.
 #[derive(Debug, Clone)]
 pub struct TieringOptions {
-    /// The cold tier. `None`: a local directory, `DATA_DIR/cold`, so tiering works out of the box.
-    pub cold_store: Option<ColdStoreSpec>,
     /// The warm tier: a second local directory. `None`: no warm tier.
     pub warm_dir: Option<PathBuf>,
     /// When segments move.
@@ -122,8 +121,6 @@ pub struct TieringOptions {
     pub multipart_part_bytes: usize,
     /// How uploads are verified before the commit. Default [`UploadVerification::ReadBack`].
     pub verify_uploads: UploadVerification,
-    /// The clock the policy reads.
-    pub clock: Arc<dyn Clock>,
     /// At open, write, read back and delete a small probe object under the prefix, so that a
     /// misconfigured or unreachable store is reported at once (an error log naming the store
     /// and the step that failed, and a `degraded` status) rather than at the first move.
@@ -139,7 +136,6 @@ pub struct TieringOptions {
 impl Default for TieringOptions {
     fn default() -> Self {
         TieringOptions {
-            cold_store: None,
             warm_dir: None,
             policy: TieringPolicy::default(),
             maintenance_interval: Some(Duration::from_secs(60)),
@@ -149,7 +145,6 @@ impl Default for TieringOptions {
             orphan_grace: Duration::from_secs(3600),
             multipart_part_bytes: 8 << 20,
             verify_uploads: UploadVerification::ReadBack,
-            clock: Arc::new(SystemClock),
             probe_on_open: true,
             cold_store_required: false,
             store_recheck_interval: Duration::from_secs(10),
@@ -198,6 +193,8 @@ pub(crate) struct TierEnv {
     pub warm_dir: Option<PathBuf>,
     pub clock: Arc<dyn Clock>,
     pub options: TieringOptions,
+    /// Fault injection (empty in production).
+    pub failpoints: FailPoints,
     pub limiter: Arc<Limiter>,
     pub counters: MoveCounters,
     /// The bound on moves running at once (`move_concurrency`).
@@ -210,9 +207,15 @@ impl TierEnv {
     pub(crate) fn new(
         data_dir: &std::path::Path,
         options: &TieringOptions,
+        components: crate::db::Components,
     ) -> barq_core::Result<TierEnv> {
-        let spec = match &options.cold_store {
-            Some(spec) => spec.clone(),
+        let crate::db::Components {
+            cold_store,
+            clock,
+            failpoints,
+        } = components;
+        let spec = match cold_store {
+            Some(spec) => spec,
             None => {
                 let dir = data_dir.join("cold");
                 std::fs::create_dir_all(&dir).map_err(|e| {
@@ -244,7 +247,8 @@ impl TierEnv {
                 options.cold_cache_bytes,
             )?),
             warm_dir: options.warm_dir.clone(),
-            clock: Arc::clone(&options.clock),
+            clock,
+            failpoints,
             limiter: Arc::new(Limiter::new(options.move_bandwidth_bytes_per_sec)),
             counters: MoveCounters::default(),
             move_permits: permits::MovePermits::new(options.move_concurrency),

@@ -9,28 +9,43 @@ use std::sync::Arc;
 
 use barq_core::{CollectionConfig, Document, Metric, Payload, SearchHit};
 use barq_storage::tiering::{ColdStoreSpec, TieringOptions};
-use barq_storage::{Database, Durability, Options, SearchRequest};
+use barq_storage::{Database, DatabaseBuilder, Durability, Options, SearchRequest};
 use barq_testkit::FaultyStore;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 
 pub const DIM: usize = 8;
 
-pub fn options(store: Option<Arc<dyn ObjectStore>>) -> Options {
+/// The test settings: no fsync, no background compaction, maintenance only on demand.
+pub fn options() -> Options {
     Options {
         durability: Durability::None,
         background_compaction: false,
         tiering: TieringOptions {
-            cold_store: store.map(|store| ColdStoreSpec {
-                store,
-                prefix: "barq-test".into(),
-                description: "test store".into(),
-            }),
             maintenance_interval: None,
             ..TieringOptions::default()
         },
         ..Options::default()
     }
+}
+
+/// A builder for a database in `dir` with [`options`] and, when given, `store` as its cold tier
+/// (prefix `barq-test`); `None`: the default local cold tier.
+pub fn builder(dir: &Path, store: Option<Arc<dyn ObjectStore>>) -> DatabaseBuilder {
+    let b = Database::builder(dir).options(options());
+    match store {
+        Some(store) => b.cold_store(ColdStoreSpec {
+            store,
+            prefix: "barq-test".into(),
+            description: "test store".into(),
+        }),
+        None => b,
+    }
+}
+
+/// Open the database in `dir` with [`options`] and `store` (see [`builder`]).
+pub fn open(dir: &Path, store: Option<Arc<dyn ObjectStore>>) -> barq_core::Result<Database> {
+    builder(dir, store).open()
 }
 
 /// A fault-injecting store over an in-memory one, and the same store as the engine sees it.

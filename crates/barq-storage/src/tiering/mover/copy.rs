@@ -69,7 +69,7 @@ impl Mover<'_> {
             entry.remote_key.clone(),
             self.env.clock.now_ms(),
         )?;
-        self.failpoints.check(FP_TIER_AFTER_COMMIT)?;
+        self.env.failpoints.check(FP_TIER_AFTER_COMMIT)?;
         let source: Arc<dyn RangeSource> = Arc::new(MmapSource::open(&dest)?);
         let footer = h.segment().ok().map(|s| s.footer().clone());
         self.slots

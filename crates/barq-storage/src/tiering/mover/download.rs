@@ -38,7 +38,7 @@ impl Mover<'_> {
         let tmp = fsutil::tmp_path(&dest);
         let result = self.download_to(&key, entry, &tmp, progress);
         let len = place_tmp(&tmp, &dest, result)?;
-        self.failpoints.check(FP_TIER_AFTER_DOWNLOAD)?;
+        self.env.failpoints.check(FP_TIER_AFTER_DOWNLOAD)?;
         let committed =
             self.slots
                 .commit_location(entry.id, to, Some(key), self.env.clock.now_ms())?;

@@ -24,7 +24,6 @@ use super::TierEnv;
 use crate::collection::{SegmentHandle, SegmentSlots};
 use crate::fsutil;
 use crate::manifest::{SegmentEntry, StorageTier};
-use crate::options::FailPoints;
 
 /// What a move did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,20 +47,11 @@ pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 pub(crate) struct Mover<'a> {
     slots: &'a dyn SegmentSlots,
     env: &'a TierEnv,
-    failpoints: &'a FailPoints,
 }
 
 impl<'a> Mover<'a> {
-    pub(crate) fn new(
-        slots: &'a dyn SegmentSlots,
-        env: &'a TierEnv,
-        failpoints: &'a FailPoints,
-    ) -> Mover<'a> {
-        Mover {
-            slots,
-            env,
-            failpoints,
-        }
+    pub(crate) fn new(slots: &'a dyn SegmentSlots, env: &'a TierEnv) -> Mover<'a> {
+        Mover { slots, env }
     }
 
     /// Move segment `id` to `to` (see the module docs). A failure leaves it where it was.

@@ -43,17 +43,17 @@ impl Mover<'_> {
         let mut moved = 0;
         if !have_remote {
             moved = cold.block_on(self.upload(&src, &key, entry.size_bytes, progress))?;
-            self.failpoints.check(FP_TIER_AFTER_UPLOAD)?;
+            self.env.failpoints.check(FP_TIER_AFTER_UPLOAD)?;
             cold.block_on(self.verify_remote(&key, entry))?;
         }
-        self.failpoints.check(FP_TIER_AFTER_VERIFY)?;
+        self.env.failpoints.check(FP_TIER_AFTER_VERIFY)?;
         let committed = self.slots.commit_location(
             entry.id,
             StorageTier::Cold,
             Some(key.clone()),
             self.env.clock.now_ms(),
         )?;
-        self.failpoints.check(FP_TIER_AFTER_COMMIT)?;
+        self.env.failpoints.check(FP_TIER_AFTER_COMMIT)?;
         let footer = h.segment().ok().map(|s| s.footer().clone());
         let source = Arc::new(RemoteSource::new(
             cold.clone(),
