@@ -292,6 +292,8 @@ impl Segment {
             return self.load_id_pages();
         }
         let block = self.footer.block(BlockKind::IdPages)?;
+        // Runs of adjacent pages become one range each; the ranges are fetched together.
+        let mut runs: Vec<(std::ops::Range<u64>, u32, usize, usize)> = Vec::new();
         let mut rest = pages;
         while let Some((&first, tail)) = rest.split_first() {
             rest = tail;
@@ -317,10 +319,16 @@ impl Segment {
             if end > block.len {
                 return Err(self.corrupt("id page lies past its block"));
             }
-            self.source
-                .read_verified(block.offset + start..block.offset + end, crc)
-                .map_err(|e| self.context(e, format_args!("id pages {first}..={last}")))?;
+            runs.push((block.offset + start..block.offset + end, crc, first, last));
         }
+        let ranges: Vec<_> = runs
+            .iter()
+            .map(|(r, crc, _, _)| (r.clone(), *crc))
+            .collect();
+        self.source.read_verified_many(&ranges).map_err(|e| {
+            let (first, last) = (runs[0].2, runs[runs.len() - 1].3);
+            self.context(e, format_args!("id pages {first}..={last}"))
+        })?;
         Ok(())
     }
 

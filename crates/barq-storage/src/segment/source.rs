@@ -42,6 +42,16 @@ pub trait RangeSource: Send + Sync + Debug {
         Ok(bytes)
     }
 
+    /// Several ranges, each checked against its CRC32C as by
+    /// [`read_verified`](Self::read_verified), in order. A remote source fetches the ranges it
+    /// has not cached in parallel, so a batch costs about one round trip, not one per range.
+    fn read_verified_many(&self, ranges: &[(Range<u64>, u32)]) -> Result<Vec<Bytes>> {
+        ranges
+            .iter()
+            .map(|(r, crc)| self.read_verified(r.clone(), *crc))
+            .collect()
+    }
+
     /// `true` when repeated reads return the very same bytes (a local file or mapping), so a
     /// range that was verified once need not be verified again.
     fn is_stable(&self) -> bool;

@@ -4,7 +4,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use barq_core::{Error, Result};
+use barq_core::Result;
 use bytes::Bytes;
 
 use super::cache::ColdCache;
@@ -15,6 +15,11 @@ use crate::segment::RangeSource;
 const PARALLEL_READ_BYTES: u64 = 16 << 20;
 /// Size of each of those reads.
 const PART_BYTES: u64 = 8 << 20;
+
+/// Ranges of one [`read_verified_many`](RangeSource::read_verified_many) batch in flight at
+/// once: a batch is usually small ranges (id pages, cluster extents) whose cost is the round
+/// trip, so they all go together.
+const RANGES_IN_FLIGHT: usize = 16;
 
 /// See the module docs.
 #[derive(Debug)]
@@ -47,7 +52,9 @@ impl RemoteSource {
     /// Fetch `range` and the CRC32C of its bytes (computed as they arrive). A range larger than
     /// [`PARALLEL_READ_BYTES`] (a whole block) is read as parallel parts, the way object stores
     /// are fastest.
-    fn fetch(&self, range: Range<u64>) -> Result<(Bytes, u32)> {
+    /// Fetch `range` from the store: the bytes and their CRC32C. A range too large for one
+    /// request is read as parallel parts.
+    async fn fetch(&self, range: Range<u64>) -> Result<(Bytes, u32)> {
         if range.start > range.end || range.end > self.len {
             return Err(ColdStoreError::OutOfBounds {
                 key: self.key.clone(),
@@ -57,27 +64,46 @@ impl RemoteSource {
             }
             .into());
         }
-        let missing = |e: Error| {
-            if e.kind() == barq_core::ErrorKind::NotFound {
-                ColdStoreError::Missing {
-                    key: self.key.clone(),
-                    reason: e.to_string(),
-                }
-                .into()
-            } else {
-                e
-            }
-        };
         let len = range.end - range.start;
         let part = if len <= PARALLEL_READ_BYTES {
             len
         } else {
             PART_BYTES
         };
-        let store = &self.store;
-        store
-            .block_on(store.read_to_buffer(&self.key, range, part, PARTS_IN_FLIGHT))
-            .map_err(missing)
+        self.store
+            .read_to_buffer(&self.key, range, part, PARTS_IN_FLIGHT)
+            .await
+            .map_err(|e| {
+                if e.kind() == barq_core::ErrorKind::NotFound {
+                    ColdStoreError::Missing {
+                        key: self.key.clone(),
+                        reason: e.to_string(),
+                    }
+                    .into()
+                } else {
+                    e
+                }
+            })
+    }
+
+    /// A verified range from the cache, or fetched, checked against `crc` and cached.
+    async fn verified(&self, range: Range<u64>, crc: u32) -> Result<Bytes> {
+        if let Some(b) = self.cache.get(&self.namespace, &range) {
+            return Ok(b);
+        }
+        let started = std::time::Instant::now();
+        let (bytes, got) = self.fetch(range.clone()).await?;
+        tracing::debug!(key = %self.key, ?range, took = ?started.elapsed(), "cold range fetched and checked");
+        if got != crc {
+            return Err(ColdStoreError::Checksum {
+                store: self.store.description().to_owned(),
+                key: self.key.clone(),
+                start: range.start,
+                end: range.end,
+            }
+            .into());
+        }
+        self.cache.insert(&self.namespace, range, bytes)
     }
 }
 
@@ -92,26 +118,23 @@ impl RangeSource for RemoteSource {
         if let Some(b) = self.cache.get(&self.namespace, &range) {
             return Ok(b);
         }
-        Ok(self.fetch(range)?.0)
+        Ok(self.store.block_on(self.fetch(range))?.0)
     }
 
     fn read_verified(&self, range: Range<u64>, crc: u32) -> Result<Bytes> {
         if let Some(b) = self.cache.get(&self.namespace, &range) {
             return Ok(b);
         }
-        let started = std::time::Instant::now();
-        let (bytes, got) = self.fetch(range.clone())?;
-        tracing::debug!(key = %self.key, ?range, took = ?started.elapsed(), "cold range fetched and checked");
-        if got != crc {
-            return Err(ColdStoreError::Checksum {
-                store: self.store.description().to_owned(),
-                key: self.key.clone(),
-                start: range.start,
-                end: range.end,
-            }
-            .into());
-        }
-        self.cache.insert(&self.namespace, range, bytes)
+        self.store.block_on(self.verified(range, crc))
+    }
+
+    fn read_verified_many(&self, ranges: &[(Range<u64>, u32)]) -> Result<Vec<Bytes>> {
+        use futures::{StreamExt, TryStreamExt};
+        self.store.block_on(
+            futures::stream::iter(ranges.iter().map(|(r, crc)| self.verified(r.clone(), *crc)))
+                .buffered(RANGES_IN_FLIGHT)
+                .try_collect(),
+        )
     }
 
     fn is_stable(&self) -> bool {
