@@ -9,6 +9,7 @@
 //! cargo run --release -p barq-bench -- all
 //! ```
 
+mod ann;
 mod serve;
 mod tiering;
 
@@ -63,7 +64,8 @@ enum Cmd {
         #[arg(long)]
         no_compaction: bool,
     },
-    /// Exact search latency and QPS over ROWS random vectors (flushed into segments).
+    /// Exact search latency and QPS over ROWS random vectors (flushed into segments; `exact`, so
+    /// indexes are not used).
     Search {
         #[arg(long, default_value_t = 100_000)]
         rows: usize,
@@ -76,6 +78,26 @@ enum Cmd {
         /// Merge all segments into one before measuring.
         #[arg(long)]
         compact: bool,
+    },
+    /// Approximate search through the IVF indexes against exact search: recall@K and latency
+    /// as the probe count varies, build time and index size, on gaussian clusters.
+    Ann {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        #[arg(long, default_value = "l2")]
+        metric: Metric,
+        /// Gaussian centres of the data.
+        #[arg(long, default_value_t = 1000)]
+        centres: usize,
+        /// Standard deviation of a row around its centre (centres are N(0, 1)).
+        #[arg(long, default_value_t = 0.5)]
+        spread: f32,
     },
     /// Reopen time after a crash (abort) with a full memtable of MIB MiB in the WAL.
     Reopen {
@@ -300,13 +322,16 @@ fn search(dir: &Path, rows: usize, dim: usize, k: usize, queries: usize, compact
     let db = Database::open(dir, opts).expect("reopen");
     let faults = minor_faults();
     let t = Instant::now();
-    db.search("bench", &SearchRequest::new(qs[0].clone(), k))
+    db.search("bench", &SearchRequest::new(qs[0].clone(), k).exact(true))
         .expect("search");
     let first_ms = t.elapsed().as_secs_f64() * 1000.0;
     let first_faults = minor_faults() - faults;
     let t = Instant::now();
-    db.search("bench", &SearchRequest::new(qs[1 % queries].clone(), k))
-        .expect("search");
+    db.search(
+        "bench",
+        &SearchRequest::new(qs[1 % queries].clone(), k).exact(true),
+    )
+    .expect("search");
     let second_ms = t.elapsed().as_secs_f64() * 1000.0;
     // What the checksum part costs: CRC32C of as many bytes as the vectors, on one core.
     let vector_bytes = rows * dim * 4;
@@ -324,7 +349,7 @@ fn search(dir: &Path, rows: usize, dim: usize, k: usize, queries: usize, compact
     );
     // warm-up: the rest of the first touch
     for q in qs.iter().take(3) {
-        db.search("bench", &SearchRequest::new(q.clone(), k))
+        db.search("bench", &SearchRequest::new(q.clone(), k).exact(true))
             .expect("search");
     }
     let mut lat = Vec::with_capacity(queries);
@@ -332,7 +357,7 @@ fn search(dir: &Path, rows: usize, dim: usize, k: usize, queries: usize, compact
     for q in &qs {
         let t = Instant::now();
         let hits = db
-            .search("bench", &SearchRequest::new(q.clone(), k))
+            .search("bench", &SearchRequest::new(q.clone(), k).exact(true))
             .expect("search");
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(hits.len(), k.min(rows));
@@ -506,6 +531,15 @@ fn main() {
             queries,
             compact,
         } => search(&dir, rows, dim, k, queries, compact),
+        Cmd::Ann {
+            rows,
+            dim,
+            k,
+            queries,
+            metric,
+            centres,
+            spread,
+        } => ann::run(&dir, rows, dim, k, queries, metric, centres, spread),
         Cmd::Reopen { mib, dim } => reopen(&dir, mib, dim),
         Cmd::Memory { gib, dim } => memory(&dir, gib, dim),
         Cmd::Tiering {

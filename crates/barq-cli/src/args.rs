@@ -374,6 +374,16 @@ pub struct SearchArgs {
     /// Also print each hit's payload.
     #[arg(long)]
     pub with_payload: bool,
+    /// Brute force over every row, ignoring the segments' indexes (for checking recall).
+    #[arg(long, conflicts_with_all = ["nprobe", "recall"])]
+    pub exact: bool,
+    /// Clusters probed per indexed segment (more: slower, higher recall).
+    #[arg(long, value_name = "N")]
+    pub nprobe: Option<usize>,
+    /// Recall@10 to aim for, in (0, 1]: the probe count each index calibrated for it
+    /// [default: 0.95].
+    #[arg(long, value_name = "R", conflicts_with = "nprobe")]
+    pub recall: Option<f32>,
 }
 
 #[derive(Debug, Args)]

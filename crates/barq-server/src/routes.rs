@@ -304,6 +304,15 @@ struct Search {
     k: usize,
     #[serde(default)]
     with_payload: bool,
+    /// Brute force over every row, ignoring the indexes.
+    #[serde(default)]
+    exact: bool,
+    /// Clusters probed per indexed segment.
+    #[serde(default)]
+    nprobe: Option<usize>,
+    /// Recall@10 to aim for (the calibrated probe count).
+    #[serde(default)]
+    recall: Option<f32>,
 }
 
 async fn search(
@@ -317,6 +326,9 @@ async fn search(
         vector: req.vector,
         k: req.k,
         with_payload: req.with_payload,
+        exact: req.exact,
+        nprobe: req.nprobe,
+        recall: req.recall,
     };
     let results = blocking(move || db.search(&n, &request)).await?;
     json(&json!({"results": results}))

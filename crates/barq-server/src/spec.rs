@@ -67,7 +67,7 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/v1/collections/{name}/documents/{id}", Data, None, "Get a document"),
     r("DELETE", "/v1/collections/{name}/documents/{id}", Data, None, "Delete a document"),
     r("POST", "/v1/collections/{name}/delete-documents", Data, REQ, "Delete documents: {ids: [...]}"),
-    r("POST", "/v1/collections/{name}/search", Data, REQ, "The k nearest neighbours of a vector: {vector, k, with_payload}"),
+    r("POST", "/v1/collections/{name}/search", Data, REQ, "The k nearest neighbours of a vector: {vector, k, with_payload, exact, nprobe, recall}"),
     r("POST", "/v1/collections/{name}/flush", Data, None, "Write the collection's in-memory documents to a segment"),
     r("POST", "/v1/collections/{name}/compact", Admin, OPT, "Merge the collection's segments into one ({async})"),
     r("GET", "/v1/collections/{name}/segments", Data, None, "The collection's sealed segments: tier, size, pins"),

@@ -58,7 +58,12 @@ impl Shared {
             if c.is_dropped() {
                 continue;
             }
-            if let Err(e) = c.compact_size_tiered() {
+            // A merge when one is due, else the indexing of one large unindexed segment.
+            let done = c.compact_size_tiered().and_then(|merged| match merged {
+                Some(o) => Ok(Some(o)),
+                None => c.index_one(),
+            });
+            if let Err(e) = done {
                 tracing::error!(collection = %c.name(), error = %e, "background compaction failed");
             }
         }
@@ -503,6 +508,18 @@ impl Database {
     /// Run one size-tiered compaction if one is due (what the background thread does).
     pub fn compact_size_tiered(&self, collection: &str) -> Result<Option<CompactionOutcome>> {
         self.collection(collection)?.compact_size_tiered()
+    }
+
+    /// Build the missing indexes of a collection now: every sealed Hot segment of at least
+    /// `index_min_rows` rows without an index is rewritten with one (what background
+    /// compaction does one segment per pass). Returns one outcome per segment indexed.
+    pub fn build_indexes(&self, collection: &str) -> Result<Vec<CompactionOutcome>> {
+        let c = self.collection(collection)?;
+        let mut done = Vec::new();
+        while let Some(o) = c.index_one()? {
+            done.push(o);
+        }
+        Ok(done)
     }
 
     /// fsync every collection's WAL.

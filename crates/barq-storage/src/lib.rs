@@ -41,6 +41,7 @@ mod tier;
 pub mod tiering;
 mod wal;
 
+pub use barq_index::IndexParams;
 pub use collection::compaction::{CompactionOutcome, SizeTieredPolicy, plan_size_tiered};
 pub use collection::flush::FlushOutcome;
 pub use collection::search::SearchRequest;
@@ -51,8 +52,8 @@ pub use manifest::{
 pub use options::{
     Durability, FP_COMPACTION_AFTER_COMMIT, FP_COMPACTION_BEFORE_COMMIT,
     FP_FLUSH_AFTER_MANIFEST_COMMIT, FP_FLUSH_AFTER_SEGMENT_WRITE, FP_FLUSHER_PANIC,
-    FP_TIER_AFTER_COMMIT, FP_TIER_AFTER_DOWNLOAD, FP_TIER_AFTER_UPLOAD, FP_TIER_AFTER_VERIFY,
-    FailPoints, Options,
+    FP_INDEX_BEFORE_BUILD, FP_TIER_AFTER_COMMIT, FP_TIER_AFTER_DOWNLOAD, FP_TIER_AFTER_UPLOAD,
+    FP_TIER_AFTER_VERIFY, FailPoints, Options,
 };
 pub use segment::SegmentError;
 pub use tier::TierStats;

@@ -53,6 +53,14 @@ pub struct Options {
     pub compaction_size_ratio: f64,
     /// Where sealed segments may live besides the data directory, and when they move.
     pub tiering: crate::tiering::TieringOptions,
+    /// A compaction output with at least this many rows is written with an IVF index (format
+    /// version 2), and the background compaction pass indexes any sealed Hot segment this
+    /// large that has none. Default 20,000: below that an exact scan of a segment costs about
+    /// half a millisecond at 128 dimensions, less than probing an index, and k-means has too
+    /// few rows per cluster to be worth it. `u64::MAX` turns indexing off.
+    pub index_min_rows: u64,
+    /// How indexes are built (cluster size, code width, seed, calibration).
+    pub index: barq_index::IndexParams,
 }
 
 /// Named points between the steps of a durable operation where a test can make the operation
@@ -120,6 +128,8 @@ pub const FP_TIER_AFTER_VERIFY: &str = "tiering:after-verify";
 pub const FP_TIER_AFTER_COMMIT: &str = "tiering:after-commit";
 /// Failpoint: a download was renamed into place, before the manifest commit.
 pub const FP_TIER_AFTER_DOWNLOAD: &str = "tiering:after-download";
+/// Failpoint: a compaction wrote its output without an index, before indexing it.
+pub const FP_INDEX_BEFORE_BUILD: &str = "index:before-build";
 /// Failpoint: a compaction wrote its output, before the manifest commit.
 pub const FP_COMPACTION_BEFORE_COMMIT: &str = "compaction:before-commit";
 
@@ -135,6 +145,8 @@ impl Default for Options {
             compaction_max_segments: 10,
             compaction_size_ratio: 4.0,
             tiering: crate::tiering::TieringOptions::default(),
+            index_min_rows: 20_000,
+            index: barq_index::IndexParams::default(),
         }
     }
 }

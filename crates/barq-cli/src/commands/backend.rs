@@ -209,11 +209,18 @@ impl Backend<'_> {
         match self {
             Backend::Local(db) => db.search(name, request),
             Backend::Remote(c) => {
-                let body = json!({
+                let mut body = json!({
                     "vector": request.vector,
                     "k": request.k,
                     "with_payload": request.with_payload,
+                    "exact": request.exact,
                 });
+                if let Some(n) = request.nprobe {
+                    body["nprobe"] = n.into();
+                }
+                if let Some(r) = request.recall {
+                    body["recall"] = r.into();
+                }
                 let answer: Results<Vec<SearchHit>> = c.call(
                     "POST",
                     "/v1/collections/{name}/search",

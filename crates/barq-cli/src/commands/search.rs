@@ -1,4 +1,4 @@
-//! `barq search`: exact k-nearest-neighbour search.
+//! `barq search`: k-nearest-neighbour search (through the segments' indexes, or `--exact`).
 
 use barq_core::{Error, Metric, Result, SearchHit};
 use barq_storage::SearchRequest;
@@ -17,8 +17,11 @@ struct SearchResult<'a> {
 
 pub fn search(ctx: &Context<'_>, args: &SearchArgs) -> Result<()> {
     let config = ctx.db.collection_config(&args.name)?;
-    let request =
-        SearchRequest::new(parse_vector(&args.vector)?, args.k).with_payload(args.with_payload);
+    let mut request = SearchRequest::new(parse_vector(&args.vector)?, args.k)
+        .with_payload(args.with_payload)
+        .exact(args.exact);
+    request.nprobe = args.nprobe;
+    request.recall = args.recall;
     let hits = ctx.db.search(&args.name, &request)?;
     let result = SearchResult {
         collection: &args.name,

@@ -17,8 +17,10 @@ use barq_core::{Error, Result};
 
 use super::{Collection, SegmentHandle, hot_entry, open_segment};
 use crate::manifest::{SegmentEntry, StorageTier};
-use crate::options::{FP_COMPACTION_AFTER_COMMIT, FP_COMPACTION_BEFORE_COMMIT};
-use crate::segment::{OwnedEntry, RowInput, SegmentWriter};
+use crate::options::{
+    FP_COMPACTION_AFTER_COMMIT, FP_COMPACTION_BEFORE_COMMIT, FP_INDEX_BEFORE_BUILD,
+};
+use crate::segment::{MmapSource, OwnedEntry, RowInput, Segment, SegmentWriter, write_indexed};
 use crate::shadows::bit;
 
 /// Knobs of the size-tiered policy.
@@ -108,6 +110,31 @@ impl Collection {
         }
     }
 
+    /// Index one sealed Hot segment of at least `index_min_rows` rows that has no index yet
+    /// (the oldest first), by rewriting it alone; `None` when there is none.
+    pub(crate) fn index_one(&self) -> Result<Option<CompactionOutcome>> {
+        self.check_open()?;
+        let _c = self.compaction_lock.lock();
+        let snap = self.snapshot();
+        let mut pick = None;
+        for (i, h) in snap.segments.iter().enumerate() {
+            if h.entry.tier == StorageTier::Hot
+                && h.entry.rows >= self.options.index_min_rows
+                && !self.busy.contains(h.entry.id)
+                && !h.segment()?.is_indexed()
+                && h.segment()?.rows() - h.segment()?.footer().tombstones
+                    >= self.options.index_min_rows
+            {
+                pick = Some(i);
+                break;
+            }
+        }
+        match pick {
+            Some(i) => self.compact_run(i..i + 1).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Merge every segment into one (drops all shadowed rows and tombstones).
     pub(crate) fn compact_all(&self) -> Result<CompactionOutcome> {
         self.check_open()?;
@@ -148,12 +175,14 @@ impl Collection {
 
         // The surviving rows of every input, sorted by id (ids are unique among them).
         let mut keep: Vec<(Box<[u8]>, usize, u64)> = Vec::new();
+        let mut kept_tombstones = 0u64;
         let mut total_rows = 0u64;
         for (i, h) in inputs.iter().enumerate() {
             let dead = &shadows.dead[run.start + i];
             total_rows += h.segment()?.rows();
             h.segment()?.for_each_entry(|row, e| {
                 if !(bit(dead, row) || drop_tombstones && e.is_tombstone()) {
+                    kept_tombstones += u64::from(e.is_tombstone());
                     keep.push((e.id.into(), i, row));
                 }
                 Ok(())
@@ -167,8 +196,17 @@ impl Collection {
         } else {
             let id = self.alloc_segment_id();
             let path = self.segment_path(id);
+            // An output large enough for an index is first written plain to a staging file
+            // (a `*.tmp` name, swept at open after a crash), then rewritten indexed.
+            let index = keep.len() as u64 - kept_tombstones >= self.options.index_min_rows;
+            let staging = if index {
+                crate::fsutil::tmp_path(&path.with_extension("plain"))
+            } else {
+                path.clone()
+            };
+            let _staging = StagingFile(index.then_some(&staging));
             let mut writer =
-                SegmentWriter::create(&path, self.config.dimension, self.config.metric)?;
+                SegmentWriter::create(&staging, self.config.dimension, self.config.metric)?;
             let seqs: Vec<Vec<u64>> = inputs
                 .iter()
                 .map(|h| h.segment()?.seqs())
@@ -199,7 +237,12 @@ impl Collection {
                     norm: Some(norms[*i][r]),
                 })?;
             }
-            let info = writer.finish(self.env.clock.now_ms())?;
+            let mut info = writer.finish(self.env.clock.now_ms())?;
+            if index {
+                self.env.failpoints.check(FP_INDEX_BEFORE_BUILD)?;
+                let plain = Segment::open(Arc::new(MmapSource::open(&staging)?))?;
+                info = write_indexed(&plain, &path, &self.options.index, self.env.clock.now_ms())?;
+            }
             Some(SegmentEntry {
                 // The output stands for the whole run, so it takes the run's sequence range.
                 min_seq: inputs.first().map_or(info.min_seq, |h| h.entry.min_seq),
@@ -267,6 +310,17 @@ impl Collection {
             output,
             dropped_rows,
         })
+    }
+}
+
+/// Removes a staging file when the compaction that wrote it ends, whatever happened.
+struct StagingFile<'a>(Option<&'a std::path::Path>);
+
+impl Drop for StagingFile<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.0 {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 

@@ -1,4 +1,12 @@
-//! Exact k-nearest-neighbour search over memtables and segments.
+//! k-nearest-neighbour search over memtables and segments: exact, or through the IVF index of
+//! each indexed segment.
+//!
+//! An indexed segment (format version 2) is searched through its index unless the request asks
+//! for `exact`: the query is routed to its nearest clusters (the probe count calibrated for the
+//! requested recall, or given), their code extents are scanned with tombstones and dead rows
+//! skipped, and the best `k × rerank_factor` estimates are re-ranked with their f32 vectors; the
+//! re-ranked rows then compete with every other candidate exactly as below. For a Cold segment
+//! the extents and the re-rank rows are fetched in two parallel batches on I/O threads.
 //!
 //! The work is split into tasks — one per memtable, and chunks of rows of each segment — that
 //! run in parallel on the rayon pool, each keeping its own top-k heap. A row is a candidate when
@@ -35,7 +43,16 @@ pub struct SearchRequest {
     pub k: usize,
     /// Return each hit's payload.
     pub with_payload: bool,
+    /// Scan every row of every segment (brute force), ignoring the indexes.
+    pub exact: bool,
+    /// Clusters probed per indexed segment; `None`: the count calibrated for `recall`.
+    pub nprobe: Option<usize>,
+    /// Recall@10 to aim for when `nprobe` is not given (0 < recall ≤ 1); `None`: 0.95.
+    pub recall: Option<f32>,
 }
+
+/// The recall target of a search that names none.
+pub const DEFAULT_RECALL: f32 = 0.95;
 
 impl SearchRequest {
     /// A request for the `k` nearest neighbours of `vector`, without payloads.
@@ -44,7 +61,28 @@ impl SearchRequest {
             vector,
             k,
             with_payload: false,
+            exact: false,
+            nprobe: None,
+            recall: None,
         }
+    }
+
+    /// Search exactly (brute force), ignoring indexes.
+    pub fn exact(mut self, yes: bool) -> Self {
+        self.exact = yes;
+        self
+    }
+
+    /// Probe this many clusters per indexed segment.
+    pub fn nprobe(mut self, n: usize) -> Self {
+        self.nprobe = Some(n);
+        self
+    }
+
+    /// Aim for this recall@10 (the probe count calibrated for it).
+    pub fn recall(mut self, r: f32) -> Self {
+        self.recall = Some(r);
+        self
     }
 
     /// Also return payloads.
@@ -170,7 +208,8 @@ struct Ctx<'a> {
 }
 
 struct SegBlocks {
-    vectors: Block<f32>,
+    /// `None` for a Cold segment searched through its index: only the re-rank rows are read.
+    vectors: Option<Block<f32>>,
     norms: Option<Block<f32>>,
     tombstones: Block<u64>,
 }
@@ -203,7 +242,10 @@ impl Ctx<'_> {
             Task::Seg(si, range) => {
                 let seg = self.segments[*si].segment()?;
                 let b = &self.blocks[*si];
-                let vecs = &b.vectors;
+                let vecs = b
+                    .vectors
+                    .as_ref()
+                    .ok_or_else(|| barq_core::Error::internal("exact scan without vectors"))?;
                 let norms: &[f32] = b.norms.as_deref().unwrap_or(&[]);
                 let tombs = &b.tombstones;
                 let dead = &self.shadows.dead[*si];
@@ -230,6 +272,70 @@ impl Ctx<'_> {
                         });
                     }
                 }
+            }
+        }
+        Ok(top.into_vec())
+    }
+}
+
+impl Ctx<'_> {
+    /// The candidates of indexed segment `si` for `req`: routed, scanned by code, re-ranked.
+    fn ann(&self, si: usize, req: &SearchRequest) -> Result<Vec<Cand>> {
+        let seg = self.segments[si].segment()?;
+        let index = seg
+            .index()?
+            .ok_or_else(|| barq_core::Error::internal("index search of a segment without one"))?;
+        let head = &index.head;
+        let quantizer = head.quantizer();
+        let pq = barq_index::PreparedQuery::new(head, &quantizer, &req.vector);
+        let nprobe = req
+            .nprobe
+            .unwrap_or_else(|| head.nprobe_for(req.recall.unwrap_or(DEFAULT_RECALL)))
+            .clamp(1, head.clusters().max(1));
+        let clusters: Vec<u32> = head
+            .route(&pq.vector, nprobe)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        let extents = seg.cluster_extents(&clusters)?;
+        let b = &self.blocks[si];
+        let (tombs, dead) = (&b.tombstones, &self.shadows.dead[si]);
+        let want = self.k * head.rerank_factor;
+        let mut est: Vec<(f32, u64, u32)> = Vec::new();
+        for (&c, bytes) in clusters.iter().zip(&extents) {
+            let codes = index.split_extent(c, bytes)?;
+            let rows = index.cluster_rows(c);
+            pq.scan(head.centroid(c), codes.codes, &codes.factors, |i, key| {
+                let row = rows.start + i as u64;
+                if !(bit(tombs, row) || bit(dead, row)) {
+                    est.push((key, row, codes.crcs[i]));
+                }
+            });
+        }
+        if est.len() > want {
+            est.select_nth_unstable_by(want, |a, b| b.0.total_cmp(&a.0));
+            est.truncate(want);
+        }
+        let picks: Vec<(u64, u32)> = est.iter().map(|&(_, r, crc)| (r, crc)).collect();
+        let vectors = seg.vectors_of_rows(&picks)?;
+        let norms = b.norms.as_deref();
+        let mut top = TopK::new(self.k);
+        for ((row, _), v) in picks.iter().zip(&vectors) {
+            let norm = norms
+                .and_then(|n| n.get(*row as usize).copied())
+                .unwrap_or_else(|| barq_core::norm(v));
+            let rank = self.kernel.rank(v, norm);
+            if top.accepts(rank) {
+                if self.any_memtable_rows
+                    && Collection::in_memtables(&self.memtables, &seg.id_of(*row)?)
+                {
+                    continue;
+                }
+                top.push(Cand {
+                    rank,
+                    src: Source::Seg(si),
+                    row: *row,
+                });
             }
         }
         Ok(top.into_vec())
@@ -331,6 +437,16 @@ impl Collection {
         self.check_open()?;
         validate_query_vector(&self.config, &req.vector)?;
         validate_k(req.k)?;
+        if let Some(r) = req.recall
+            && !(r > 0.0 && r <= 1.0)
+        {
+            return Err(barq_core::Error::invalid(format!(
+                "recall must be in (0, 1], got {r}"
+            )));
+        }
+        if req.nprobe == Some(0) {
+            return Err(barq_core::Error::invalid("nprobe must be at least 1"));
+        }
         let snap = self.snapshot();
         let memtables = snap.memtables_newest_first();
         let mem_rows: usize = memtables.iter().map(|m| m.read().row_count()).sum();
@@ -363,6 +479,15 @@ impl Collection {
         let load = |h: &Arc<crate::collection::SegmentHandle>| -> Result<SegBlocks> {
             let seg = h.segment()?;
             let metric = self.config.metric;
+            // A Cold segment searched through its index reads only its tombstones here; the
+            // extents and re-rank rows come later.
+            if !req.exact && seg.is_indexed() && !seg.source().is_stable() {
+                return Ok(SegBlocks {
+                    vectors: None,
+                    norms: None,
+                    tombstones: seg.tombstones()?,
+                });
+            }
             let vectors = std::sync::OnceLock::new();
             let rest = std::sync::OnceLock::new();
             // For a cold segment each block is a fetch: the small ones go while the vectors
@@ -393,7 +518,7 @@ impl Collection {
             )?;
             let (norms, tombstones) = rest.into_inner().expect("set when both succeeded");
             Ok(SegBlocks {
-                vectors: vectors.into_inner().expect("set when both succeeded"),
+                vectors: Some(vectors.into_inner().expect("set when both succeeded")),
                 norms,
                 tombstones,
             })
@@ -439,9 +564,14 @@ impl Collection {
         };
         let mut tasks: Vec<Task> = (0..ctx.memtables.len()).map(Task::Mem).collect();
         let mut total_rows = mem_rows as u64;
+        let mut indexed = Vec::new();
         for (si, h) in snap.segments.iter().enumerate() {
             let rows = h.rows();
             h.access.touch(self.env.clock.now_ms());
+            if !req.exact && h.segment()?.is_indexed() {
+                indexed.push(si);
+                continue;
+            }
             total_rows += rows;
             let mut start = 0;
             while start < rows {
@@ -458,7 +588,26 @@ impl Collection {
                 .map(|t| ctx.run(t))
                 .collect::<Result<_>>()?
         };
-        let mut all: Vec<Cand> = parts.into_iter().flatten().collect();
+        // Indexed segments: a Cold one waits on the network, so those run on I/O threads.
+        let (cold, hot): (Vec<usize>, Vec<usize>) = indexed
+            .into_iter()
+            .partition(|&si| snap.segments[si].entry.tier == crate::manifest::StorageTier::Cold);
+        let hot_parts: Vec<Vec<Cand>> = if hot.len() > 1 {
+            hot.par_iter()
+                .map(|&si| ctx.ann(si, req))
+                .collect::<Result<_>>()?
+        } else {
+            hot.iter()
+                .map(|&si| ctx.ann(si, req))
+                .collect::<Result<_>>()?
+        };
+        let cold_parts = on_io_threads(&cold, |&si| ctx.ann(si, req))?;
+        let mut all: Vec<Cand> = parts
+            .into_iter()
+            .chain(hot_parts)
+            .chain(cold_parts)
+            .flatten()
+            .collect();
         all.sort_unstable_by(|a, b| b.rank.total_cmp(&a.rank));
         // Keep everything tied with the k-th rank so that ties are broken by id, not by layout.
         let cut = match all.get(req.k.saturating_sub(1)) {

@@ -1,4 +1,5 @@
-//! The segment file format, version 1 (also drawn in `docs/format.md`; keep both true).
+//! The segment file format, versions 1 and 2 (also described in `docs/format.md`; keep both
+//! true).
 //!
 //! ```text
 //! offset 0
@@ -26,6 +27,24 @@
 //! └──────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
+//! Format version 2 (an indexed segment, `segment::indexed`; docs/format.md §1.7) has the same
+//! header, blocks, footer and trailer, with rows in cluster order, a `row u32` before each id
+//! page entry's id length, and three more blocks after TOMBSTONES:
+//!
+//! ```text
+//! │ ... VECTORS, NORMS, ID_PAGES, PAYLOADS, SEQS, TOMBSTONES as above, by row   │
+//! │ ROW_ENTRIES rows × u32: the id-order entry of each row                      │
+//! │ CLUSTERS   per cluster c (cluster order): codes n_c × code_len bytes,       │
+//! │            factors n_c × 3 f32 (α, κ, ‖o‖²), vector crc32c n_c × u32         │
+//! │ INDEX_HEAD clusters u32, bits u8, pad 3, seed u64, rerank_factor u32,       │
+//! │            indexed_rows u64, calibrated u32 (5), 5 × {recall f32, nprobe u32}│
+//! │            centroids clusters × dim f32,                                    │
+//! │            directory clusters × {first_row u32, rows u32, extent offset u64,│
+//! │            extent len u64, extent crc32c u32}                               │
+//! ├──────────────────────────────────────────────────────────────────────────────┤
+//! │ footer, trailer as above (version 2)                                        │
+//! ```
+//!
 //! Reading: one read of the file's tail gives trailer and footer (the footer holds the page
 //! fences, so a point lookup then needs one page, one vector and one payload range, each
 //! verified by its own checksum). Whole-block reads are verified by the block's checksum.
@@ -37,8 +56,13 @@ use super::SegmentError;
 
 /// First and last 8 bytes of every segment file.
 pub const MAGIC: [u8; 8] = *b"BARQSEG\0";
-/// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this build reads: version 1 (rows in id order, no index) and
+/// version 2 (rows in cluster order with an IVF index; see `segment::indexed`).
+pub const FORMAT_VERSION: u32 = 2;
+/// The version of a segment without an index (flush outputs, small compaction outputs).
+pub const PLAIN_VERSION: u32 = 1;
+/// The version of a segment with an IVF index.
+pub const INDEXED_VERSION: u32 = 2;
 /// Bytes of the header.
 pub const HEADER_LEN: u64 = 16;
 /// Bytes of the trailer.
@@ -47,8 +71,11 @@ pub const TRAILER_LEN: u64 = 16;
 pub const BLOCK_ALIGN: u64 = 64;
 /// An id page is sealed once it holds at least this many bytes.
 pub const PAGE_TARGET_BYTES: usize = 32 * 1024;
-/// Bytes of an id-page entry before the id.
+/// Bytes of an id-page entry before the id (version 1).
 pub const ENTRY_FIXED_LEN: usize = 1 + 8 + 4 + 4 + 4 + 2;
+/// Bytes of an id-page entry before the id in version 2, which adds the entry's row (u32)
+/// before the id length.
+pub const ENTRY_FIXED_LEN_V2: usize = ENTRY_FIXED_LEN + 4;
 
 /// Entry flag: the row is a tombstone.
 pub const FLAG_TOMBSTONE: u8 = 1;
@@ -71,10 +98,19 @@ pub enum BlockKind {
     Seqs = 5,
     /// Tombstone bitmap.
     Tombstones = 6,
+    /// Version 2: one u32 per row, the row's entry (its rank in id order).
+    RowEntries = 7,
+    /// Version 2: the clusters' extents (each: its rows' codes, then their factors).
+    Clusters = 8,
+    /// Version 2: the index head (parameters, centroids, cluster directory); the last block
+    /// before the footer, so that the tail read that opens a segment usually brings it too.
+    IndexHead = 9,
+    // Kinds 10 to 19 are reserved for payload indexes (per-field blocks and per-cluster
+    // summaries).
 }
 
 impl BlockKind {
-    /// All kinds, in file order.
+    /// The kinds of a version 1 segment, in file order.
     pub const ALL: [BlockKind; 6] = [
         BlockKind::Vectors,
         BlockKind::Norms,
@@ -83,9 +119,18 @@ impl BlockKind {
         BlockKind::Seqs,
         BlockKind::Tombstones,
     ];
+    /// The kinds a version 2 segment adds, in file order (after [`BlockKind::ALL`]).
+    pub const INDEX: [BlockKind; 3] = [
+        BlockKind::RowEntries,
+        BlockKind::Clusters,
+        BlockKind::IndexHead,
+    ];
 
     fn from_u32(v: u32) -> Option<BlockKind> {
-        BlockKind::ALL.into_iter().find(|k| *k as u32 == v)
+        BlockKind::ALL
+            .into_iter()
+            .chain(BlockKind::INDEX)
+            .find(|k| *k as u32 == v)
     }
 
     /// Lowercase name for messages.
@@ -97,6 +142,9 @@ impl BlockKind {
             BlockKind::Payloads => "payloads",
             BlockKind::Seqs => "seqs",
             BlockKind::Tombstones => "tombstones",
+            BlockKind::RowEntries => "row entries",
+            BlockKind::Clusters => "clusters",
+            BlockKind::IndexHead => "index head",
         }
     }
 }
@@ -117,7 +165,8 @@ pub struct BlockRef {
 /// One id page in the footer's page directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRef {
-    /// Row number of the page's first entry.
+    /// Index of the page's first entry in id order (in version 1, where rows are in id order,
+    /// also its row).
     pub first_row: u64,
     /// Offset inside the ID_PAGES block.
     pub offset: u64,
@@ -258,6 +307,24 @@ impl Footer {
         if r.pos != body.len() {
             return Err(SegmentError::decode("segment footer has trailing bytes").into());
         }
+        let required: &[BlockKind] = if version >= INDEXED_VERSION {
+            &[
+                BlockKind::RowEntries,
+                BlockKind::Clusters,
+                BlockKind::IndexHead,
+            ]
+        } else {
+            &[]
+        };
+        for kind in BlockKind::ALL.iter().chain(required) {
+            if !blocks.iter().any(|b| b.kind == *kind) {
+                return Err(SegmentError::decode(format!(
+                    "segment of format {version} has no {} block",
+                    kind.name()
+                ))
+                .into());
+            }
+        }
         Ok(Footer {
             version,
             metric,
@@ -306,6 +373,8 @@ pub struct Entry<'a> {
     pub vector_crc: u32,
     /// CRC32C of the payload bytes.
     pub payload_crc: u32,
+    /// The entry's row (version 2; in version 1 the row is the entry's rank).
+    pub row: Option<u32>,
     /// The id.
     pub id: &'a [u8],
 }
@@ -327,6 +396,9 @@ impl Entry<'_> {
         out.extend_from_slice(&self.payload_len.to_le_bytes());
         out.extend_from_slice(&self.vector_crc.to_le_bytes());
         out.extend_from_slice(&self.payload_crc.to_le_bytes());
+        if let Some(row) = self.row {
+            out.extend_from_slice(&row.to_le_bytes());
+        }
         out.extend_from_slice(&(self.id.len() as u16).to_le_bytes());
         out.extend_from_slice(self.id);
     }
@@ -337,11 +409,12 @@ impl Entry<'_> {
 pub struct Page<'a> {
     buf: &'a [u8],
     n: usize,
+    with_rows: bool,
 }
 
 impl<'a> Page<'a> {
-    /// Parse the page header; entries are decoded on access.
-    pub fn parse(buf: &'a [u8]) -> Result<Page<'a>> {
+    /// Parse the page header of a segment of format `version`; entries are decoded on access.
+    pub fn parse(buf: &'a [u8], version: u32) -> Result<Page<'a>> {
         if buf.len() < 4 {
             return Err(SegmentError::decode("id page is shorter than its header").into());
         }
@@ -349,7 +422,11 @@ impl<'a> Page<'a> {
         if 4 + n * 4 > buf.len() {
             return Err(SegmentError::decode("id page entry table lies past the page").into());
         }
-        Ok(Page { buf, n })
+        Ok(Page {
+            buf,
+            n,
+            with_rows: version >= INDEXED_VERSION,
+        })
     }
 
     /// Entries in the page.
@@ -374,14 +451,19 @@ impl<'a> Page<'a> {
             table + le_u32(&self.buf[4 + (i - 1) * 4..]) as usize
         };
         let end = table + le_u32(&self.buf[4 + i * 4..]) as usize;
+        let fixed = if self.with_rows {
+            ENTRY_FIXED_LEN_V2
+        } else {
+            ENTRY_FIXED_LEN
+        };
         let e = self
             .buf
             .get(start..end)
-            .filter(|e| e.len() >= ENTRY_FIXED_LEN)
+            .filter(|e| e.len() >= fixed)
             .ok_or_else(|| SegmentError::decode("id page entry lies past the page"))?;
-        let id_len = u16::from_le_bytes([e[21], e[22]]) as usize;
+        let id_len = u16::from_le_bytes([e[fixed - 2], e[fixed - 1]]) as usize;
         let id = e
-            .get(ENTRY_FIXED_LEN..ENTRY_FIXED_LEN + id_len)
+            .get(fixed..fixed + id_len)
             .ok_or_else(|| SegmentError::decode("id page entry id lies past the entry"))?;
         Ok(Entry {
             flags: e[0],
@@ -389,6 +471,7 @@ impl<'a> Page<'a> {
             payload_len: le_u32(&e[9..13]),
             vector_crc: le_u32(&e[13..17]),
             payload_crc: le_u32(&e[17..21]),
+            row: self.with_rows.then(|| le_u32(&e[21..25])),
             id,
         })
     }
@@ -423,13 +506,21 @@ pub(crate) fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(a)
 }
 
-struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+    pub(crate) fn new(buf: &'a [u8]) -> Cursor<'a> {
+        Cursor { buf, pos: 0 }
+    }
+
+    pub(crate) fn is_at_end(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let out = self
             .buf
             .get(self.pos..self.pos + n)
@@ -437,14 +528,14 @@ impl<'a> Cursor<'a> {
         self.pos += n;
         Ok(out)
     }
-    fn u16(&mut self) -> Result<u16> {
+    pub(crate) fn u16(&mut self) -> Result<u16> {
         let b = self.take(2)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
-    fn u32(&mut self) -> Result<u32> {
+    pub(crate) fn u32(&mut self) -> Result<u32> {
         Ok(le_u32(self.take(4)?))
     }
-    fn u64(&mut self) -> Result<u64> {
+    pub(crate) fn u64(&mut self) -> Result<u64> {
         Ok(le_u64(self.take(8)?))
     }
 }

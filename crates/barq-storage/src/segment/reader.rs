@@ -88,6 +88,8 @@ pub struct Segment {
     vectors: OnceLock<Block<f32>>,
     norms: OnceLock<Block<f32>>,
     tombstones: OnceLock<Block<u64>>,
+    row_entries: OnceLock<Block<u32>>,
+    index: OnceLock<Arc<super::SegmentIndex>>,
     id_pages: OnceLock<Bytes>,
     payloads: OnceLock<Bytes>,
     page_verified: Box<[AtomicBool]>,
@@ -158,6 +160,8 @@ impl Segment {
             vectors: OnceLock::new(),
             norms: OnceLock::new(),
             tombstones: OnceLock::new(),
+            row_entries: OnceLock::new(),
+            index: OnceLock::new(),
             id_pages: OnceLock::new(),
             payloads: OnceLock::new(),
             page_verified,
@@ -392,23 +396,141 @@ impl Segment {
             .checked_sub(1)
     }
 
-    /// The page holding `row`.
+    /// Parse an id page of this segment.
+    pub(crate) fn parse_page<'b>(&self, bytes: &'b [u8]) -> Result<Page<'b>> {
+        Page::parse(bytes, self.footer.version)
+    }
+
+    /// `true` when the segment carries an IVF index (format version 2, rows in cluster order).
+    pub fn is_indexed(&self) -> bool {
+        self.footer.version >= format::INDEXED_VERSION
+    }
+
+    /// The index head of a version 2 segment (read and verified once, then kept: it is what
+    /// every query of the segment needs first); `None` for a version 1 segment.
+    pub fn index(&self) -> Result<Option<Arc<super::SegmentIndex>>> {
+        if !self.is_indexed() {
+            return Ok(None);
+        }
+        if let Some(i) = self.index.get() {
+            return Ok(Some(Arc::clone(i)));
+        }
+        let bytes = self.read_block(BlockKind::IndexHead)?;
+        let index = super::SegmentIndex::decode(&bytes, &self.footer)
+            .map_err(|e| self.context_corrupt(e, "index head"))?;
+        Ok(Some(Arc::clone(self.index.get_or_init(|| Arc::new(index)))))
+    }
+
+    /// The extents of `clusters`, each verified against its own checksum; a remote source
+    /// fetches them in one parallel batch.
+    pub fn cluster_extents(&self, clusters: &[u32]) -> Result<Vec<Bytes>> {
+        let index = self
+            .index()?
+            .ok_or_else(|| Error::invalid("the segment has no index"))?;
+        let ranges = clusters
+            .iter()
+            .map(|&c| {
+                let e = index
+                    .extents
+                    .get(c as usize)
+                    .ok_or_else(|| self.corrupt(format_args!("no cluster {c}")))?;
+                Ok((e.offset..e.offset + e.len, e.crc))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.source
+            .read_verified_many(&ranges)
+            .map_err(|e| self.context(e, format_args!("cluster extents")))
+    }
+
+    /// The f32 vectors of `rows`, each checked against its CRC32C (from the cluster extents of
+    /// an indexed segment); a remote source fetches them in one parallel batch. From the kept
+    /// VECTORS block when it is loaded.
+    pub fn vectors_of_rows(&self, rows: &[(u64, u32)]) -> Result<Vec<Vec<f32>>> {
+        let dim = u64::from(self.footer.dim);
+        if let Some(all) = self.vectors.get() {
+            return rows
+                .iter()
+                .map(|(r, _)| {
+                    all.get((r * dim) as usize..((r + 1) * dim) as usize)
+                        .map(<[f32]>::to_vec)
+                        .ok_or_else(|| self.corrupt("row past the vectors block"))
+                })
+                .collect();
+        }
+        let block = self.footer.block(BlockKind::Vectors)?;
+        let ranges = rows
+            .iter()
+            .map(|&(r, crc)| {
+                let (a, b) = (r * dim * 4, (r + 1) * dim * 4);
+                if b > block.len {
+                    return Err(self.corrupt("row past the vectors block"));
+                }
+                Ok((block.offset + a..block.offset + b, crc))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = self
+            .source
+            .read_verified_many(&ranges)
+            .map_err(|e| self.context(e, format_args!("re-rank vectors")))?;
+        Ok(bytes
+            .into_iter()
+            .map(|b| Values::<f32>::new(b).as_slice().to_vec())
+            .collect())
+    }
+
+    /// A decode error of part of the segment as a corruption error naming the segment.
+    fn context_corrupt(&self, e: Error, what: &str) -> Error {
+        SegmentError::Corrupt {
+            segment: self.source.describe(),
+            detail: format!("{what}: {}", e.message()),
+            cause: None,
+        }
+        .into()
+    }
+
+    /// The entry (rank in id order) of `row`: the row itself in version 1, where rows are in id
+    /// order; read from the ROW_ENTRIES block in version 2.
+    pub(crate) fn entry_of_row(&self, row: u64) -> Result<u64> {
+        if !self.is_indexed() {
+            return Ok(row);
+        }
+        let map = self.block(&self.row_entries, BlockKind::RowEntries)?;
+        if map.len() as u64 != self.footer.rows {
+            return Err(self.corrupt("row entries block has the wrong length"));
+        }
+        map.get(row as usize)
+            .map(|e| u64::from(*e))
+            .ok_or_else(|| self.corrupt(format_args!("no entry for row {row}")))
+    }
+
+    /// The row of entry `i` of a page whose first entry is `first`.
+    fn row_of(&self, first: u64, i: usize, e: &Entry<'_>) -> u64 {
+        e.row.map_or(first + i as u64, u64::from)
+    }
+
     /// The index of the id page that holds `row`.
     pub(crate) fn page_for_row(&self, row: u64) -> Result<usize> {
+        let entry = self.entry_of_row(row)?;
         self.footer
             .pages
-            .partition_point(|p| p.first_row <= row)
+            .partition_point(|p| p.first_row <= entry)
             .checked_sub(1)
             .ok_or_else(|| self.corrupt(format_args!("no id page holds row {row}")))
     }
 
     /// Call `f(row, entry)` for the entry of `row`.
     pub fn with_entry<T>(&self, row: u64, f: impl FnOnce(&Entry<'_>) -> T) -> Result<T> {
+        let entry = self.entry_of_row(row)?;
         let pi = self.page_for_row(row)?;
         let bytes = self.page_bytes(pi)?;
-        let page = Page::parse(&bytes)?;
-        let entry = page.entry((row - self.footer.pages[pi].first_row) as usize)?;
-        Ok(f(&entry))
+        let page = self.parse_page(&bytes)?;
+        let e = page.entry((entry - self.footer.pages[pi].first_row) as usize)?;
+        if self.row_of(entry, 0, &e) != row {
+            return Err(self.corrupt(format_args!(
+                "row {row} maps to entry {entry}, which names another row"
+            )));
+        }
+        Ok(f(&e))
     }
 
     /// The id of `row`.
@@ -423,15 +545,16 @@ impl Segment {
             return Ok(None);
         };
         let bytes = self.page_bytes(pi)?;
-        let page = Page::parse(&bytes)?;
+        let page = self.parse_page(&bytes)?;
         match page.find(id)? {
             None => Ok(None),
             Some(i) => {
                 let e = page.entry(i)?;
-                Ok(Some((
-                    self.footer.pages[pi].first_row + i as u64,
-                    OwnedEntry::from(&e),
-                )))
+                let row = self.row_of(self.footer.pages[pi].first_row, i, &e);
+                if row >= self.footer.rows {
+                    return Err(self.corrupt(format_args!("entry names row {row}, past the end")));
+                }
+                Ok(Some((row, OwnedEntry::from(&e))))
             }
         }
     }
@@ -498,14 +621,15 @@ impl Segment {
         Ok(Lookup::Found { vector, payload })
     }
 
-    /// Call `f(row, entry)` for every row in id order (loads the id pages).
+    /// Call `f(row, entry)` for every entry in id order (loads the id pages).
     pub fn for_each_entry(&self, mut f: impl FnMut(u64, &Entry<'_>) -> Result<()>) -> Result<()> {
         self.load_id_pages()?;
         for (pi, p) in self.footer.pages.iter().enumerate() {
             let bytes = self.page_bytes(pi)?;
-            let page = Page::parse(&bytes)?;
+            let page = self.parse_page(&bytes)?;
             for i in 0..page.len() {
-                f(p.first_row + i as u64, &page.entry(i)?)?;
+                let e = page.entry(i)?;
+                f(self.row_of(p.first_row, i, &e), &e)?;
             }
         }
         Ok(())

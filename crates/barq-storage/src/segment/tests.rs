@@ -164,6 +164,9 @@ fn a_flipped_byte_in_any_block_is_corruption() {
             BlockKind::Payloads => seg.load_payloads(),
             BlockKind::Seqs => seg.seqs().map(|_| ()),
             BlockKind::Tombstones => seg.tombstones().map(|_| ()),
+            BlockKind::RowEntries => seg.entry_of_row(0).map(|_| ()),
+            BlockKind::Clusters => seg.cluster_extents(&[0]).map(|_| ()),
+            BlockKind::IndexHead => seg.index().map(|_| ()),
         };
         assert_eq!(
             targeted.expect_err("block read").kind(),
@@ -245,4 +248,176 @@ fn a_newer_format_version_is_refused() {
         ),
         "{err}"
     );
+}
+
+/// Clustered vectors, so that an index has something to find.
+fn clustered(i: usize, dim: usize) -> Vec<f32> {
+    let c = (i * 7) % 13;
+    (0..dim)
+        .map(|d| (c * 10 + d) as f32 + ((i * 31 + d * 17) % 97) as f32 / 97.0)
+        .collect()
+}
+
+fn write_clustered(path: &Path, rows: usize, dim: usize) -> SegmentInfo {
+    let mut w = SegmentWriter::create(path, dim as u32, Metric::L2).expect("create");
+    for i in 0..rows {
+        let v = clustered(i, dim);
+        let payload = format!("{{\"n\":{i}}}");
+        let tomb = i % 10 == 3;
+        w.push(RowInput {
+            id: id(i).as_bytes(),
+            seq: 100 + i as u64,
+            vector: (!tomb).then_some(&v[..]),
+            payload: (i % 2 == 0).then_some(payload.as_bytes()),
+            norm: None,
+        })
+        .expect("push");
+    }
+    w.finish(42).expect("finish")
+}
+
+fn small_index() -> barq_index::IndexParams {
+    barq_index::IndexParams {
+        target_cluster_rows: 100,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_indexed_rewrite_keeps_every_row_lookup_and_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (plain, indexed) = (dir.path().join("1.seg"), dir.path().join("2.seg"));
+    let (rows, dim) = (3000, 16);
+    write_clustered(&plain, rows, dim);
+    let v1 = open(&plain).expect("open v1");
+    let info = write_indexed(&v1, &indexed, &small_index(), 43).expect("index");
+    assert_eq!((info.rows, info.tombstones), (3000, 300));
+    assert_eq!((info.min_seq, info.max_seq), (100, 3099));
+    let bytes = std::fs::read(&indexed).expect("read");
+    assert_eq!(info.crc, crc32c::crc32c(&bytes));
+    assert!(!dir.path().join("2.seg.tmp").exists());
+
+    let v2 = open(&indexed).expect("open v2");
+    assert!(v2.is_indexed() && !v1.is_indexed());
+    v2.verify_all().expect("verify");
+    let index = v2.index().expect("head").expect("indexed");
+    assert_eq!(
+        index.head.rows(),
+        2700,
+        "every live row, no tombstone, is indexed"
+    );
+    assert!(
+        index.head.clusters() >= 10,
+        "{} clusters",
+        index.head.clusters()
+    );
+    let all: Vec<u32> = (0..index.head.clusters() as u32).collect();
+    let extents = v2.cluster_extents(&all).expect("extents");
+    assert_eq!(extents.len(), all.len());
+
+    // Every id answers the same; rows moved but each row still names its id.
+    for i in 0..rows {
+        assert_eq!(
+            v2.lookup(&id(i)).expect("v2"),
+            v1.lookup(&id(i)).expect("v1"),
+            "id {i}"
+        );
+        let (row, _) = v2.find(id(i).as_bytes()).expect("find").expect("present");
+        assert_eq!(v2.id_of(row).expect("id of row"), id(i));
+    }
+    // Entries still come in id order, each with its row.
+    let mut seen = Vec::new();
+    v2.for_each_entry(|row, e| {
+        let i = seen.len();
+        assert_eq!(e.id, id(i).as_bytes());
+        assert_eq!(e.is_tombstone(), i % 10 == 3);
+        if !e.is_tombstone() {
+            let v = &v2.vectors().expect("vectors")[row as usize * dim..(row as usize + 1) * dim];
+            assert_eq!(v, &clustered(i, dim)[..]);
+        }
+        seen.push(row);
+        Ok(())
+    })
+    .expect("entries");
+    seen.sort_unstable();
+    assert_eq!(seen, (0..rows as u64).collect::<Vec<_>>(), "each row once");
+    // Tombstones sit after every cluster.
+    let t = v2.tombstones().expect("tombstones");
+    for r in 0..rows as u64 {
+        assert_eq!(crate::shadows::bit(&t, r), r >= 2700, "row {r}");
+    }
+    let seqs = v2.seqs().expect("seqs");
+    let (row, _) = v2.find(id(5).as_bytes()).expect("find").expect("present");
+    assert_eq!(seqs[row as usize], 105);
+    // Rewriting an indexed segment again is refused.
+    let e = write_indexed(&v2, &dir.path().join("3.seg"), &small_index(), 1).expect_err("twice");
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn a_corrupt_cluster_extent_is_a_corruption_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (plain, indexed) = (dir.path().join("1.seg"), dir.path().join("2.seg"));
+    write_clustered(&plain, 2000, 8);
+    write_indexed(&open(&plain).expect("open"), &indexed, &small_index(), 1).expect("index");
+    let extent = open(&indexed)
+        .expect("open")
+        .index()
+        .expect("head")
+        .expect("indexed")
+        .extents[3];
+    let mut bytes = std::fs::read(&indexed).expect("read");
+    bytes[extent.offset as usize + 5] ^= 0x40;
+    std::fs::write(&indexed, &bytes).expect("write");
+    let seg = open(&indexed).expect("the footer and head are intact");
+    let e = seg.cluster_extents(&[3]).expect_err("corrupt extent");
+    assert_eq!(e.kind(), ErrorKind::DataCorruption);
+    assert!(e.to_string().contains("cluster extents"), "{e}");
+    seg.cluster_extents(&[2, 4])
+        .expect("the other extents are fine");
+    assert!(matches!(
+        seg.lookup(&id(0)).expect("lookup"),
+        Lookup::Found { .. }
+    ));
+}
+
+#[test]
+fn a_corrupt_index_head_is_a_corruption_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (plain, indexed) = (dir.path().join("1.seg"), dir.path().join("2.seg"));
+    write_clustered(&plain, 1500, 8);
+    write_indexed(&open(&plain).expect("open"), &indexed, &small_index(), 1).expect("index");
+    let head = open(&indexed)
+        .expect("open")
+        .footer()
+        .block(BlockKind::IndexHead)
+        .expect("head");
+    let mut bytes = std::fs::read(&indexed).expect("read");
+    bytes[head.offset as usize + 40] ^= 0x01;
+    std::fs::write(&indexed, &bytes).expect("write");
+    let e = open(&indexed)
+        .expect("open")
+        .index()
+        .expect_err("corrupt head");
+    assert_eq!(e.kind(), ErrorKind::DataCorruption);
+}
+
+#[test]
+fn every_block_of_an_indexed_segment_is_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (plain, indexed) = (dir.path().join("1.seg"), dir.path().join("2.seg"));
+    write_clustered(&plain, 1200, 8);
+    write_indexed(&open(&plain).expect("open"), &indexed, &small_index(), 1).expect("index");
+    let footer = open(&indexed).expect("open").footer().clone();
+    let original = std::fs::read(&indexed).expect("read");
+    for kind in BlockKind::ALL.into_iter().chain(BlockKind::INDEX) {
+        let b = footer.block(kind).expect("block");
+        let path = dir.path().join(format!("{}.seg", kind as u32 + 100));
+        let mut bytes = original.clone();
+        bytes[(b.offset + b.len / 2) as usize] ^= 0x40;
+        std::fs::write(&path, &bytes).expect("write");
+        let seg = open(&path).expect("footer intact");
+        let err = seg.verify_all().expect_err("verify must fail");
+        assert_eq!(err.kind(), ErrorKind::DataCorruption, "{kind:?}: {err}");
+    }
 }

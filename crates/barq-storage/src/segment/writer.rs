@@ -13,8 +13,8 @@ use barq_core::{Error, Metric, Result};
 
 use super::SegmentError;
 use super::format::{
-    self, BlockKind, BlockRef, Entry, FLAG_PAYLOAD, FLAG_TOMBSTONE, FORMAT_VERSION, Footer,
-    HEADER_LEN, MAGIC, PAGE_TARGET_BYTES, PageRef,
+    self, BlockKind, BlockRef, Entry, FLAG_PAYLOAD, FLAG_TOMBSTONE, Footer, HEADER_LEN, MAGIC,
+    PAGE_TARGET_BYTES, PLAIN_VERSION, PageRef,
 };
 use crate::fsutil;
 
@@ -55,24 +55,135 @@ pub struct SegmentInfo {
     pub crc: u32,
 }
 
-struct CrcWriter {
-    out: BufWriter<File>,
-    pos: u64,
-    crc: u32,
+/// A buffered file writer that tracks its position and the CRC32C of everything written.
+pub(super) struct CrcWriter {
+    pub(super) out: BufWriter<File>,
+    pub(super) pos: u64,
+    pub(super) crc: u32,
 }
 
 impl CrcWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    /// Create `path` (truncating it) and write the header of format `version`, padded.
+    pub(super) fn create(path: &Path, version: u32) -> Result<CrcWriter> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| Error::from(SegmentError::io("create", path)(e)))?;
+        let mut w = CrcWriter {
+            out: BufWriter::with_capacity(1 << 20, file),
+            pos: 0,
+            crc: 0,
+        };
+        let mut header = [0u8; HEADER_LEN as usize];
+        header[0..8].copy_from_slice(&MAGIC);
+        header[8..12].copy_from_slice(&version.to_le_bytes());
+        w.write(&header).and_then(|()| w.pad()).map_err(io(path))?;
+        Ok(w)
+    }
+
+    /// Write a whole block at the next aligned offset.
+    pub(super) fn block(&mut self, kind: BlockKind, bytes: &[u8], path: &Path) -> Result<BlockRef> {
+        self.pad().map_err(io(path))?;
+        let offset = self.pos;
+        self.write(bytes).map_err(io(path))?;
+        Ok(BlockRef {
+            kind,
+            crc: crc32c::crc32c(bytes),
+            offset,
+            len: bytes.len() as u64,
+        })
+    }
+
+    /// Write the footer and trailer, fsync, rename `tmp` to `final_path` and fsync its
+    /// directory.
+    pub(super) fn seal(
+        &mut self,
+        footer: &Footer,
+        tmp: &Path,
+        final_path: &Path,
+    ) -> Result<(u64, u32)> {
+        let body = footer.encode();
+        self.write(&body).map_err(io(tmp))?;
+        self.write(&format::encode_trailer(&body))
+            .map_err(io(tmp))?;
+        self.out.flush().map_err(io(tmp))?;
+        self.out.get_ref().sync_all().map_err(io(tmp))?;
+        fs::rename(tmp, final_path).map_err(io(final_path))?;
+        fsutil::fsync_dir(final_path.parent().unwrap_or(Path::new(".")))?;
+        Ok((self.pos, self.crc))
+    }
+
+    pub(super) fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.out.write_all(bytes)?;
         self.crc = crc32c::crc32c_append(self.crc, bytes);
         self.pos += bytes.len() as u64;
         Ok(())
     }
 
-    fn pad(&mut self) -> std::io::Result<()> {
+    pub(super) fn pad(&mut self) -> std::io::Result<()> {
         let zeros = [0u8; format::BLOCK_ALIGN as usize];
         let n = (format::align_up(self.pos) - self.pos) as usize;
         self.write(&zeros[..n])
+    }
+}
+
+/// Builds the ID_PAGES block from entries given in id order.
+#[derive(Debug, Default)]
+pub(super) struct PageBuilder {
+    pages: Vec<u8>,
+    refs: Vec<PageRef>,
+    entries: Vec<u8>,
+    ends: Vec<u32>,
+    first: u64,
+    fence: Vec<u8>,
+    count: u64,
+}
+
+impl PageBuilder {
+    /// Append the next entry (ids strictly increasing).
+    pub(super) fn add(&mut self, e: &Entry<'_>) {
+        if self.ends.is_empty() {
+            self.first = self.count;
+            self.fence = e.id.to_vec();
+        }
+        e.encode(&mut self.entries);
+        self.ends.push(self.entries.len() as u32);
+        self.count += 1;
+        if self.entries.len() >= PAGE_TARGET_BYTES {
+            self.seal();
+        }
+    }
+
+    fn seal(&mut self) {
+        if self.ends.is_empty() {
+            return;
+        }
+        let start = self.pages.len();
+        self.pages
+            .extend_from_slice(&(self.ends.len() as u32).to_le_bytes());
+        for end in &self.ends {
+            self.pages.extend_from_slice(&end.to_le_bytes());
+        }
+        self.pages.extend_from_slice(&self.entries);
+        let page = &self.pages[start..];
+        self.refs.push(PageRef {
+            first_row: self.first,
+            offset: start as u64,
+            len: page.len() as u32,
+            crc: crc32c::crc32c(page),
+            fence: std::mem::take(&mut self.fence),
+        });
+        self.entries.clear();
+        self.ends.clear();
+    }
+
+    /// The block's bytes and the page directory.
+    pub(super) fn finish(mut self) -> (Vec<u8>, Vec<PageRef>) {
+        self.seal();
+        (self.pages, self.refs)
     }
 }
 
@@ -93,12 +204,7 @@ pub struct SegmentWriter {
     seqs: Vec<u64>,
     tombstones: Vec<u64>,
     tombstone_count: u64,
-    pages: Vec<u8>,
-    page_refs: Vec<PageRef>,
-    page_entries: Vec<u8>,
-    page_ends: Vec<u32>,
-    page_first_row: u64,
-    page_fence: Vec<u8>,
+    pages: PageBuilder,
     last_id: Option<Vec<u8>>,
     rows: u64,
     min_seq: u64,
@@ -114,6 +220,10 @@ impl std::fmt::Debug for SegmentWriter {
             .field("rows", &self.rows)
             .finish()
     }
+}
+
+pub(super) fn io_error(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    io(path)
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -143,19 +253,8 @@ impl SegmentWriter {
                 .open(p)
                 .map_err(|e| Error::from(SegmentError::io("create", p)(e)))
         };
-        let file = open(&tmp_path)?;
         let spool = open(&spool_path)?;
-        let mut w = CrcWriter {
-            out: BufWriter::with_capacity(1 << 20, file),
-            pos: 0,
-            crc: 0,
-        };
-        let mut header = [0u8; HEADER_LEN as usize];
-        header[0..8].copy_from_slice(&MAGIC);
-        header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        w.write(&header)
-            .and_then(|()| w.pad())
-            .map_err(io(&tmp_path))?;
+        let w = CrcWriter::create(&tmp_path, PLAIN_VERSION)?;
         let vectors_start = w.pos;
         Ok(SegmentWriter {
             final_path: final_path.to_owned(),
@@ -173,12 +272,7 @@ impl SegmentWriter {
             seqs: Vec::new(),
             tombstones: Vec::new(),
             tombstone_count: 0,
-            pages: Vec::new(),
-            page_refs: Vec::new(),
-            page_entries: Vec::new(),
-            page_ends: Vec::new(),
-            page_first_row: 0,
-            page_fence: Vec::new(),
+            pages: PageBuilder::default(),
             last_id: None,
             rows: 0,
             min_seq: u64::MAX,
@@ -246,23 +340,15 @@ impl SegmentWriter {
             }
             _ => (0, 0, 0),
         };
-        if self.page_ends.is_empty() {
-            self.page_first_row = row_idx;
-            self.page_fence = row.id.to_vec();
-        }
-        Entry {
+        self.pages.add(&Entry {
             flags,
             payload_offset,
             payload_len,
             vector_crc,
             payload_crc,
+            row: None,
             id: row.id,
-        }
-        .encode(&mut self.page_entries);
-        self.page_ends.push(self.page_entries.len() as u32);
-        if self.page_entries.len() >= PAGE_TARGET_BYTES {
-            self.seal_page();
-        }
+        });
         self.seqs.push(row.seq);
         self.min_seq = self.min_seq.min(row.seq);
         self.max_seq = self.max_seq.max(row.seq);
@@ -271,45 +357,14 @@ impl SegmentWriter {
         Ok(())
     }
 
-    fn seal_page(&mut self) {
-        if self.page_ends.is_empty() {
-            return;
-        }
-        let start = self.pages.len();
-        self.pages
-            .extend_from_slice(&(self.page_ends.len() as u32).to_le_bytes());
-        for end in &self.page_ends {
-            self.pages.extend_from_slice(&end.to_le_bytes());
-        }
-        self.pages.extend_from_slice(&self.page_entries);
-        let page = &self.pages[start..];
-        self.page_refs.push(PageRef {
-            first_row: self.page_first_row,
-            offset: start as u64,
-            len: page.len() as u32,
-            crc: crc32c::crc32c(page),
-            fence: std::mem::take(&mut self.page_fence),
-        });
-        self.page_entries.clear();
-        self.page_ends.clear();
-    }
-
     fn write_block(&mut self, kind: BlockKind, bytes: &[u8]) -> Result<BlockRef> {
-        self.w.pad().map_err(io(&self.tmp_path))?;
-        let offset = self.w.pos;
-        self.w.write(bytes).map_err(io(&self.tmp_path))?;
-        Ok(BlockRef {
-            kind,
-            crc: crc32c::crc32c(bytes),
-            offset,
-            len: bytes.len() as u64,
-        })
+        self.w.block(kind, bytes, &self.tmp_path)
     }
 
     /// Write the remaining blocks and the footer, make the file durable and rename it into
     /// place. Returns what the segment holds.
     pub fn finish(mut self, created_at_ms: u64) -> Result<SegmentInfo> {
-        self.seal_page();
+        let (pages, page_refs) = std::mem::take(&mut self.pages).finish();
         let mut blocks = vec![BlockRef {
             kind: BlockKind::Vectors,
             crc: self.vectors_crc,
@@ -318,7 +373,6 @@ impl SegmentWriter {
         }];
         let norms = std::mem::take(&mut self.norms);
         blocks.push(self.write_block(BlockKind::Norms, bytemuck::cast_slice(&norms))?);
-        let pages = std::mem::take(&mut self.pages);
         blocks.push(self.write_block(BlockKind::IdPages, &pages)?);
         drop(pages);
 
@@ -356,7 +410,7 @@ impl SegmentWriter {
         blocks.push(self.write_block(BlockKind::Tombstones, bytemuck::cast_slice(&tombs))?);
 
         let footer = Footer {
-            version: FORMAT_VERSION,
+            version: PLAIN_VERSION,
             metric: self.metric,
             dim: self.dim as u32,
             rows: self.rows,
@@ -365,32 +419,19 @@ impl SegmentWriter {
             max_seq: self.max_seq,
             created_at_ms,
             blocks,
-            pages: std::mem::take(&mut self.page_refs),
+            pages: page_refs,
         };
-        let body = footer.encode();
-        self.w.write(&body).map_err(io(&self.tmp_path))?;
-        self.w
-            .write(&format::encode_trailer(&body))
-            .map_err(io(&self.tmp_path))?;
-        self.w.out.flush().map_err(io(&self.tmp_path))?;
-        self.w
-            .out
-            .get_ref()
-            .sync_all()
-            .map_err(io(&self.tmp_path))?;
-        fs::rename(&self.tmp_path, &self.final_path).map_err(io(&self.final_path))?;
-        let dir = self.final_path.parent().unwrap_or(Path::new("."));
-        fsutil::fsync_dir(dir)?;
+        let (size_bytes, crc) = self.w.seal(&footer, &self.tmp_path, &self.final_path)?;
         self.finished = true;
         let _ = fs::remove_file(&self.spool_path);
         Ok(SegmentInfo {
-            size_bytes: self.w.pos,
+            size_bytes,
             rows: footer.rows,
             tombstones: footer.tombstones,
             min_seq: footer.min_seq,
             max_seq: footer.max_seq,
             created_at_ms,
-            crc: self.w.crc,
+            crc,
         })
     }
 }

@@ -27,7 +27,6 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::segment::Segment;
-use crate::segment::format::Page;
 
 /// A bitmap over rows: bit `r % 64` of word `r / 64`.
 pub(crate) type Bitmap = Vec<u64>;
@@ -105,7 +104,7 @@ impl<'a> IdCursor<'a> {
         self.len = 0;
         if let Some(&page) = self.pages.get(at) {
             self.bytes = self.seg.page_bytes(page)?;
-            self.len = Page::parse(&self.bytes)?.len();
+            self.len = self.seg.parse_page(&self.bytes)?.len();
             self.row = self.seg.footer().pages[page].first_row;
         }
         Ok(())
@@ -132,9 +131,11 @@ impl<'a> IdCursor<'a> {
                 self.seg.rows()
             )));
         }
-        let page = Page::parse(&self.bytes)?;
-        let id = page.entry(self.index)?.id;
-        Ok(Some((self.bytes.slice_ref(id), self.row)))
+        let page = self.seg.parse_page(&self.bytes)?;
+        let e = page.entry(self.index)?;
+        // Version 2 stores each entry's row; in version 1 rows follow the entries.
+        let row = e.row.map_or(self.row, u64::from);
+        Ok(Some((self.bytes.slice_ref(e.id), row)))
     }
 
     fn advance(&mut self) -> Result<()> {
@@ -258,7 +259,7 @@ fn last_id(seg: &Segment) -> Result<Option<Bytes>> {
         return Ok(None);
     };
     let bytes = seg.page_bytes(p)?;
-    let page = Page::parse(&bytes)?;
+    let page = seg.parse_page(&bytes)?;
     let Some(i) = page.len().checked_sub(1) else {
         return Ok(None);
     };

@@ -1,0 +1,398 @@
+//! Version 2 segments: rows in cluster order with an IVF index (see `format.rs` for the
+//! layout), written by rewriting a version 1 segment.
+//!
+//! Indexing is a rewrite of one sealed segment into a new file: the live rows' vectors are
+//! partitioned and encoded ([`barq_index::build`]), the rows are written in cluster order (so
+//! each cluster's vectors, norms, seqs and codes are contiguous), tombstone rows after every
+//! cluster, and the id pages keep their id order with each entry naming its new row. The
+//! payload block is copied unchanged (entries keep their offsets).
+
+use std::path::Path;
+
+use barq_core::{Error, Result};
+use barq_index::{IndexHead, IndexParams};
+
+use super::format::{self, BlockKind, Entry, Footer, INDEXED_VERSION};
+use super::reader::{OwnedEntry, Segment};
+use super::writer::{CrcWriter, PageBuilder, io_error};
+use super::{SegmentError, SegmentInfo};
+use crate::fsutil;
+
+/// Where one cluster's extent lies and its checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtentRef {
+    /// Absolute file offset.
+    pub offset: u64,
+    /// Bytes: `rows × code_len` codes, then `rows × 3` f32 factors, then `rows` u32 CRC32Cs of
+    /// the rows' f32 vectors (so that a re-rank can fetch and check single rows).
+    pub len: u64,
+    /// CRC32C of the extent.
+    pub crc: u32,
+}
+
+/// A segment's index head, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentIndex {
+    /// Parameters, centroids, cluster rows and calibrated probe counts.
+    pub head: IndexHead,
+    /// One extent per cluster.
+    pub extents: Vec<ExtentRef>,
+}
+
+impl SegmentIndex {
+    /// Bytes of one row's code.
+    pub fn code_len(&self) -> usize {
+        barq_index::rabitq::padded_dim(self.head.dim) * usize::from(self.head.bits) / 8
+    }
+
+    /// Bytes per row of an extent: code, factors, vector CRC.
+    fn extent_row_len(&self) -> usize {
+        self.code_len() + barq_index::rabitq::FACTORS * 4 + 4
+    }
+
+    /// Rows `first..first + n` of the segment are cluster `c`.
+    pub fn cluster_rows(&self, c: u32) -> std::ops::Range<u64> {
+        let o = &self.head.offsets;
+        u64::from(o[c as usize])..u64::from(o[c as usize + 1])
+    }
+
+    /// Split a verified extent of cluster `c` into its codes, factors and vector CRCs.
+    pub fn split_extent<'a>(&self, c: u32, extent: &'a [u8]) -> Result<ClusterCodes<'a>> {
+        let rows = (self.cluster_rows(c).end - self.cluster_rows(c).start) as usize;
+        if extent.len() != rows * self.extent_row_len() {
+            return Err(
+                SegmentError::decode(format!("cluster {c} extent has the wrong length")).into(),
+            );
+        }
+        let (codes, rest) = extent.split_at(rows * self.code_len());
+        let (factors, crcs) = rest.split_at(rows * barq_index::rabitq::FACTORS * 4);
+        let floats = |b: &[u8]| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                .collect()
+        };
+        Ok(ClusterCodes {
+            codes,
+            factors: floats(factors),
+            crcs: crcs
+                .chunks_exact(4)
+                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                .collect(),
+        })
+    }
+
+    /// Encode the INDEX_HEAD block; extent offsets are stored relative to `clusters_offset`
+    /// (the CLUSTERS block's start).
+    pub(crate) fn encode(&self, clusters_offset: u64) -> Vec<u8> {
+        let h = &self.head;
+        let mut out = Vec::with_capacity(64 + h.centroids.len() * 4 + self.extents.len() * 24);
+        out.extend_from_slice(&(h.clusters() as u32).to_le_bytes());
+        out.push(h.bits);
+        out.extend_from_slice(&[0; 3]);
+        out.extend_from_slice(&h.seed.to_le_bytes());
+        out.extend_from_slice(&(h.rerank_factor as u32).to_le_bytes());
+        out.extend_from_slice(&(h.rows() as u64).to_le_bytes());
+        out.extend_from_slice(&(h.nprobe.len() as u32).to_le_bytes());
+        for (r, n) in barq_index::CALIBRATED_RECALLS.iter().zip(&h.nprobe) {
+            out.extend_from_slice(&r.to_le_bytes());
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        for c in &h.centroids {
+            out.extend_from_slice(&c.to_le_bytes());
+        }
+        for (c, e) in self.extents.iter().enumerate() {
+            out.extend_from_slice(&h.offsets[c].to_le_bytes());
+            out.extend_from_slice(&(h.offsets[c + 1] - h.offsets[c]).to_le_bytes());
+            out.extend_from_slice(&(e.offset - clusters_offset).to_le_bytes());
+            out.extend_from_slice(&e.len.to_le_bytes());
+            out.extend_from_slice(&e.crc.to_le_bytes());
+        }
+        out
+    }
+
+    /// Decode an INDEX_HEAD block of a segment whose footer is `footer`, checking every bound.
+    pub(crate) fn decode(bytes: &[u8], footer: &Footer) -> Result<SegmentIndex> {
+        let bad =
+            |what: &str| -> Error { SegmentError::decode(format!("index head: {what}")).into() };
+        let clusters_block = footer.block(BlockKind::Clusters)?;
+        let mut r = format::Cursor::new(bytes);
+        let clusters = r.u32()? as usize;
+        let bits = r.take(4)?[0];
+        if !barq_index::rabitq::ALLOWED_BITS.contains(&bits) {
+            return Err(bad(&format!("{bits} bits per coordinate")));
+        }
+        let seed = r.u64()?;
+        let rerank_factor = r.u32()? as usize;
+        let indexed_rows = r.u64()?;
+        let calibrated = r.u32()? as usize;
+        if calibrated != barq_index::CALIBRATED_RECALLS.len() {
+            return Err(bad(&format!("{calibrated} calibrated recall targets")));
+        }
+        let mut nprobe = [0u32; barq_index::CALIBRATED_RECALLS.len()];
+        for n in &mut nprobe {
+            let _recall = r.u32()?;
+            *n = r.u32()?;
+        }
+        let dim = footer.dim as usize;
+        if clusters == 0 || clusters as u64 > indexed_rows.max(1) || indexed_rows > footer.rows {
+            return Err(bad(&format!(
+                "{clusters} clusters for {indexed_rows} indexed rows of {}",
+                footer.rows
+            )));
+        }
+        let mut centroids = Vec::with_capacity(clusters * dim);
+        for _ in 0..clusters * dim {
+            centroids.push(f32::from_bits(r.u32()?));
+        }
+        let mut offsets = Vec::with_capacity(clusters + 1);
+        let mut extents = Vec::with_capacity(clusters);
+        let mut next_row = 0u32;
+        for _ in 0..clusters {
+            let (first, rows) = (r.u32()?, r.u32()?);
+            let (offset, len, crc) = (r.u64()?, r.u64()?, r.u32()?);
+            if first != next_row {
+                return Err(bad("clusters do not tile the rows"));
+            }
+            if offset
+                .checked_add(len)
+                .is_none_or(|end| end > clusters_block.len)
+            {
+                return Err(bad("a cluster extent lies past the clusters block"));
+            }
+            offsets.push(first);
+            next_row = first
+                .checked_add(rows)
+                .ok_or_else(|| bad("cluster rows overflow"))?;
+            extents.push(ExtentRef {
+                offset: clusters_block.offset + offset,
+                len,
+                crc,
+            });
+        }
+        if u64::from(next_row) != indexed_rows {
+            return Err(bad("clusters do not cover the indexed rows"));
+        }
+        offsets.push(next_row);
+        if !r.is_at_end() {
+            return Err(bad("trailing bytes"));
+        }
+        let index = SegmentIndex {
+            head: IndexHead {
+                metric: footer.metric,
+                dim,
+                bits,
+                seed,
+                rerank_factor: rerank_factor.max(1),
+                centroids,
+                offsets,
+                nprobe,
+            },
+            extents,
+        };
+        let per_row = index.extent_row_len() as u64;
+        for (c, e) in index.extents.iter().enumerate() {
+            let rows = u64::from(index.head.offsets[c + 1] - index.head.offsets[c]);
+            if e.len != rows * per_row {
+                return Err(bad(&format!("cluster {c} extent has the wrong length")));
+            }
+        }
+        Ok(index)
+    }
+}
+
+/// One cluster's extent, split.
+#[derive(Debug)]
+pub struct ClusterCodes<'a> {
+    /// `rows × code_len` packed codes.
+    pub codes: &'a [u8],
+    /// `rows × 3` factors.
+    pub factors: Vec<f32>,
+    /// CRC32C of each row's f32 vector bytes.
+    pub crcs: Vec<u32>,
+}
+
+/// Removes a temporary file unless disarmed.
+struct TmpGuard<'a>(&'a Path, bool);
+impl Drop for TmpGuard<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+}
+
+/// Write `src` (a version 1 segment) as a version 2 segment with an IVF index at `final_path`
+/// (through a temporary file, fsynced and renamed into place). The rows, ids, payloads and
+/// sequence numbers are those of `src`; only their order changes.
+pub fn write_indexed(
+    src: &Segment,
+    final_path: &Path,
+    params: &IndexParams,
+    created_at_ms: u64,
+) -> Result<SegmentInfo> {
+    if src.is_indexed() {
+        return Err(Error::invalid("the segment is already indexed"));
+    }
+    let footer = src.footer();
+    let dim = src.dim();
+    let rows = src.rows() as usize;
+    let vectors = src.vectors()?;
+    let norms = src.norms()?;
+    let seqs = src.seqs()?;
+    let tombs = src.tombstones()?;
+    src.load_id_pages()?;
+    let mut entries: Vec<(u64, OwnedEntry, Vec<u8>)> = Vec::with_capacity(rows);
+    src.for_each_entry(|row, e| {
+        entries.push((row, OwnedEntry::from(e), e.id.to_vec()));
+        Ok(())
+    })?;
+    let live: Vec<usize> = (0..rows)
+        .filter(|&r| !crate::shadows::bit(&tombs, r as u64))
+        .collect();
+    if live.is_empty() {
+        return Err(Error::invalid(
+            "a segment of tombstones only has nothing to index",
+        ));
+    }
+    let live_vectors: Vec<f32> = if live.len() == rows {
+        vectors.to_vec()
+    } else {
+        live.iter()
+            .flat_map(|&r| vectors[r * dim..(r + 1) * dim].iter().copied())
+            .collect()
+    };
+    let built = barq_index::build(footer.metric, dim, &live_vectors, params)?;
+    drop(live_vectors);
+    // New row p holds source row order[p]: the clusters in order, then the tombstones.
+    let mut order: Vec<usize> = built.order.iter().map(|&i| live[i as usize]).collect();
+    order.extend((0..rows).filter(|&r| crate::shadows::bit(&tombs, r as u64)));
+    let mut new_row = vec![0u32; rows];
+    for (p, &r) in order.iter().enumerate() {
+        new_row[r] = p as u32;
+    }
+    let mut entry_of_src = vec![0u32; rows];
+    for (i, (r, _, _)) in entries.iter().enumerate() {
+        entry_of_src[*r as usize] = i as u32;
+    }
+
+    let tmp = fsutil::tmp_path(final_path);
+    let mut guard = TmpGuard(&tmp, false);
+    let mut w = CrcWriter::create(&tmp, INDEXED_VERSION)?;
+    let mut blocks = Vec::new();
+    // VECTORS, streamed in the new order.
+    w.pad().map_err(io_error(&tmp))?;
+    let (start, mut crc) = (w.pos, 0u32);
+    for &r in &order {
+        let b: &[u8] = bytemuck::cast_slice(&vectors[r * dim..(r + 1) * dim]);
+        crc = crc32c::crc32c_append(crc, b);
+        w.write(b).map_err(io_error(&tmp))?;
+    }
+    blocks.push(format::BlockRef {
+        kind: BlockKind::Vectors,
+        crc,
+        offset: start,
+        len: w.pos - start,
+    });
+    let gathered: Vec<f32> = order.iter().map(|&r| norms[r]).collect();
+    blocks.push(w.block(BlockKind::Norms, bytemuck::cast_slice(&gathered), &tmp)?);
+    let mut pages = PageBuilder::default();
+    for (r, e, id) in &entries {
+        pages.add(&Entry {
+            flags: (u8::from(e.tombstone) * format::FLAG_TOMBSTONE)
+                | (u8::from(e.has_payload) * format::FLAG_PAYLOAD),
+            payload_offset: e.payload_offset,
+            payload_len: e.payload_len,
+            vector_crc: e.vector_crc,
+            payload_crc: e.payload_crc,
+            row: Some(new_row[*r as usize]),
+            id,
+        });
+    }
+    let (page_bytes, page_refs) = pages.finish();
+    blocks.push(w.block(BlockKind::IdPages, &page_bytes, &tmp)?);
+    drop(page_bytes);
+    let payloads = src.read_block(BlockKind::Payloads)?;
+    blocks.push(w.block(BlockKind::Payloads, &payloads, &tmp)?);
+    drop(payloads);
+    let gathered: Vec<u64> = order.iter().map(|&r| seqs[r]).collect();
+    blocks.push(w.block(BlockKind::Seqs, bytemuck::cast_slice(&gathered), &tmp)?);
+    let mut words = vec![0u64; rows.div_ceil(64)];
+    for (p, &r) in order.iter().enumerate() {
+        if crate::shadows::bit(&tombs, r as u64) {
+            words[p / 64] |= 1 << (p % 64);
+        }
+    }
+    blocks.push(w.block(BlockKind::Tombstones, bytemuck::cast_slice(&words), &tmp)?);
+    let gathered: Vec<u32> = order.iter().map(|&r| entry_of_src[r]).collect();
+    blocks.push(w.block(BlockKind::RowEntries, bytemuck::cast_slice(&gathered), &tmp)?);
+    drop(gathered);
+    // CLUSTERS: each cluster's codes, then its factors.
+    let code_len = built.codes.len() / built.order.len();
+    w.pad().map_err(io_error(&tmp))?;
+    let clusters_start = w.pos;
+    let mut extents = Vec::with_capacity(built.head.clusters());
+    let mut all_crc = 0u32;
+    for c in 0..built.head.clusters() {
+        let (s, e) = (
+            built.head.offsets[c] as usize,
+            built.head.offsets[c + 1] as usize,
+        );
+        let codes = &built.codes[s * code_len..e * code_len];
+        let factors: &[u8] = bytemuck::cast_slice(
+            &built.factors[s * barq_index::rabitq::FACTORS..e * barq_index::rabitq::FACTORS],
+        );
+        let row_crcs: Vec<u32> = order[s..e]
+            .iter()
+            .map(|&r| crc32c::crc32c(bytemuck::cast_slice(&vectors[r * dim..(r + 1) * dim])))
+            .collect();
+        let row_crcs: &[u8] = bytemuck::cast_slice(&row_crcs);
+        let offset = w.pos;
+        let crc = crc32c::crc32c_append(
+            crc32c::crc32c_append(crc32c::crc32c(codes), factors),
+            row_crcs,
+        );
+        for part in [codes, factors, row_crcs] {
+            all_crc = crc32c::crc32c_append(all_crc, part);
+            w.write(part).map_err(io_error(&tmp))?;
+        }
+        extents.push(ExtentRef {
+            offset,
+            len: w.pos - offset,
+            crc,
+        });
+    }
+    blocks.push(format::BlockRef {
+        kind: BlockKind::Clusters,
+        crc: all_crc,
+        offset: clusters_start,
+        len: w.pos - clusters_start,
+    });
+    let index = SegmentIndex {
+        head: built.head,
+        extents,
+    };
+    blocks.push(w.block(BlockKind::IndexHead, &index.encode(clusters_start), &tmp)?);
+    let out = Footer {
+        version: INDEXED_VERSION,
+        metric: footer.metric,
+        dim: footer.dim,
+        rows: footer.rows,
+        tombstones: footer.tombstones,
+        min_seq: footer.min_seq,
+        max_seq: footer.max_seq,
+        created_at_ms,
+        blocks,
+        pages: page_refs,
+    };
+    let (size_bytes, crc) = w.seal(&out, &tmp, final_path)?;
+    guard.1 = true;
+    Ok(SegmentInfo {
+        size_bytes,
+        rows: out.rows,
+        tombstones: out.tombstones,
+        min_seq: out.min_seq,
+        max_seq: out.max_seq,
+        created_at_ms,
+        crc,
+    })
+}

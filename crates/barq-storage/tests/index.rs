@@ -1,0 +1,322 @@
+//! Indexed segments through the engine: compaction writes them, background passes index large
+//! segments, searches go through the index unless `exact`, deletes and updates hold, hot and cold
+//! answer alike, and a crash during an index build loses nothing.
+
+use std::collections::HashSet;
+
+use barq_core::{CollectionConfig, Document, ErrorKind, Metric, SearchHit};
+use barq_storage::{Database, Durability, FailPoints, Options, SearchRequest, StorageTier};
+
+const DIM: usize = 24;
+
+/// A seeded gaussian-ish mixture: 40 centres, rows spread around them.
+struct Data(u64);
+impl Data {
+    fn unit(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
+    }
+    fn gauss(&mut self) -> f32 {
+        (0..4).map(|_| self.unit()).sum::<f32>()
+    }
+}
+
+fn centres() -> Vec<Vec<f32>> {
+    let mut d = Data(99);
+    (0..40)
+        .map(|_| (0..DIM).map(|_| d.gauss() * 3.0).collect())
+        .collect()
+}
+
+fn vector(i: usize, centres: &[Vec<f32>]) -> Vec<f32> {
+    let mut d = Data(i as u64 * 7919 + 1);
+    let c = &centres[i % centres.len()];
+    c.iter().map(|x| x + d.gauss()).collect()
+}
+
+fn options(index_min_rows: u64) -> Options {
+    Options {
+        durability: Durability::None,
+        background_compaction: false,
+        index_min_rows,
+        index: barq_storage::IndexParams {
+            target_cluster_rows: 250,
+            ..Default::default()
+        },
+        ..Options::default()
+    }
+}
+
+fn load(db: &Database, metric: Metric, rows: usize) {
+    let cs = centres();
+    db.create_collection(CollectionConfig::new("c", DIM as u32, metric).expect("cfg"))
+        .expect("create");
+    for chunk in (0..rows).collect::<Vec<_>>().chunks(2000) {
+        let docs: Vec<Document> = chunk
+            .iter()
+            .map(|&i| Document::new(format!("d{i}"), vector(i, &cs)))
+            .collect();
+        db.upsert("c", &docs).expect("upsert");
+        db.flush("c").expect("flush");
+    }
+}
+
+fn queries(n: usize) -> Vec<Vec<f32>> {
+    let cs = centres();
+    (0..n).map(|i| vector(1_000_000 + i * 13, &cs)).collect()
+}
+
+fn ids(hits: &[SearchHit]) -> Vec<String> {
+    hits.iter().map(|h| h.id.clone()).collect()
+}
+
+fn is_indexed(dir: &std::path::Path, db: &Database) -> Vec<bool> {
+    db.tiering()
+        .segments("c")
+        .expect("segments")
+        .iter()
+        .map(|s| {
+            let path = dir.join("collections/c/segments").join(&s.file_name);
+            let bytes = std::fs::read(path).expect("segment file");
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) == 2
+        })
+        .collect()
+}
+
+#[test]
+fn compaction_indexes_and_search_recalls_what_exact_search_finds() {
+    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(dir.path(), options(5000)).expect("open");
+        load(&db, metric, 12_000);
+        assert_eq!(
+            is_indexed(dir.path(), &db),
+            vec![false; 6],
+            "flushes stay plain"
+        );
+        db.compact("c").expect("compact");
+        assert_eq!(is_indexed(dir.path(), &db), vec![true], "{metric}");
+        let (mut hits, mut total) = (0, 0);
+        for q in queries(40) {
+            let exact = db
+                .search("c", &SearchRequest::new(q.clone(), 10).exact(true))
+                .expect("exact");
+            let ann = db.search("c", &SearchRequest::new(q, 10)).expect("ann");
+            assert_eq!(ann.len(), 10);
+            let truth: HashSet<_> = ids(&exact).into_iter().collect();
+            hits += ann.iter().filter(|h| truth.contains(&h.id)).count();
+            total += 10;
+            // Every returned score is the exact one (re-ranked with the f32 vector).
+            for h in &ann {
+                if let Some(e) = exact.iter().find(|e| e.id == h.id) {
+                    assert!((e.score - h.score).abs() <= 1e-4 * (1.0 + e.score.abs()));
+                }
+            }
+        }
+        let recall = hits as f32 / total as f32;
+        assert!(
+            recall >= 0.95,
+            "{metric}: recall@10 {recall} at the default target"
+        );
+        // A full probe is exact.
+        for q in queries(5) {
+            let exact = db
+                .search("c", &SearchRequest::new(q.clone(), 10).exact(true))
+                .expect("exact");
+            let all = db
+                .search("c", &SearchRequest::new(q, 10).nprobe(10_000))
+                .expect("all clusters");
+            assert_eq!(ids(&all), ids(&exact), "{metric}: probing every cluster");
+            for (a, b) in all.iter().zip(&exact) {
+                assert!((a.score - b.score).abs() <= 1e-4 * (1.0 + b.score.abs()));
+            }
+        }
+    }
+}
+
+#[test]
+fn exact_search_over_indexed_segments_equals_search_without_indexes() {
+    let (a, b) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let indexed = Database::open(a.path(), options(3000)).expect("open");
+    let plain = Database::open(b.path(), options(u64::MAX)).expect("open");
+    for db in [&indexed, &plain] {
+        load(db, Metric::L2, 8000);
+        db.delete_many("c", &["d1", "d2", "d3"]).expect("delete");
+        db.upsert("c", &[Document::new("d4", vec![0.5; DIM])])
+            .expect("update");
+        db.compact("c").expect("compact");
+    }
+    assert_eq!(is_indexed(a.path(), &indexed), vec![true]);
+    assert_eq!(is_indexed(b.path(), &plain), vec![false]);
+    for q in queries(20) {
+        let x = indexed
+            .search("c", &SearchRequest::new(q.clone(), 15).exact(true))
+            .expect("exact");
+        let y = plain
+            .search("c", &SearchRequest::new(q, 15))
+            .expect("plain");
+        assert_eq!(x, y);
+    }
+    for i in 0..8000 {
+        let id = format!("d{i}");
+        assert_eq!(
+            indexed.get("c", &id).expect("get"),
+            plain.get("c", &id).expect("get"),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn deletes_and_updates_over_an_indexed_segment_are_never_returned_stale() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path(), options(3000)).expect("open");
+    load(&db, Metric::L2, 8000);
+    db.compact("c").expect("compact");
+    let q = queries(1).remove(0);
+    let first = db
+        .search("c", &SearchRequest::new(q.clone(), 20))
+        .expect("search");
+    // Delete half of the hits, move the other half far away.
+    let (gone, moved): (Vec<_>, Vec<_>) = first.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let gone: Vec<&str> = gone.iter().map(|(_, h)| h.id.as_str()).collect();
+    db.delete_many("c", &gone).expect("delete");
+    let far: Vec<Document> = moved
+        .iter()
+        .map(|(_, h)| Document::new(h.id.clone(), vec![1000.0; DIM]))
+        .collect();
+    db.upsert("c", &far).expect("update");
+    let check = |db: &Database, when: &str| {
+        let hits = db
+            .search("c", &SearchRequest::new(q.clone(), 20))
+            .expect("search");
+        for h in &hits {
+            assert!(
+                !gone.contains(&h.id.as_str()),
+                "{when}: deleted {} returned",
+                h.id
+            );
+            assert!(
+                !far.iter().any(|d| d.id == h.id),
+                "{when}: {} returned with its old vector",
+                h.id
+            );
+        }
+        assert_eq!(hits.len(), 20, "{when}");
+    };
+    check(&db, "in the memtable");
+    db.flush("c").expect("flush");
+    check(&db, "in a newer segment");
+    db.compact("c").expect("compact");
+    check(&db, "compacted");
+}
+
+#[test]
+fn background_passes_index_large_flushed_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path(), options(1500)).expect("open");
+    load(&db, Metric::L2, 4000);
+    assert_eq!(is_indexed(dir.path(), &db), vec![false, false]);
+    let done = db.build_indexes("c").expect("index");
+    assert_eq!(done.len(), 2);
+    assert_eq!(is_indexed(dir.path(), &db), vec![true, true]);
+    assert!(db.build_indexes("c").expect("again").is_empty());
+    for i in (0..4000).step_by(37) {
+        assert!(db.get("c", &format!("d{i}")).expect("get").is_some());
+    }
+}
+
+#[test]
+fn cold_indexed_search_answers_as_hot_and_reads_a_fraction_of_the_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path(), options(5000)).expect("open");
+    load(&db, Metric::L2, 20_000);
+    db.compact("c").expect("compact");
+    let qs = queries(10);
+    let hot: Vec<_> = qs
+        .iter()
+        .map(|q| {
+            db.search("c", &SearchRequest::new(q.clone(), 10))
+                .expect("hot")
+        })
+        .collect();
+    let seg = db.tiering().segments("c").expect("segments")[0].clone();
+    db.tiering().offload_segment("c", seg.id).expect("offload");
+    assert_eq!(
+        db.tiering().segments("c").expect("s")[0].tier,
+        StorageTier::Cold
+    );
+    drop(db);
+    let _ = std::fs::remove_dir_all(dir.path().join("cache"));
+    let db = Database::open(dir.path(), options(5000)).expect("reopen");
+    let before = db.tiering().status().expect("status").counters;
+    let first = db
+        .search("c", &SearchRequest::new(qs[0].clone(), 10))
+        .expect("cold");
+    let after = db.tiering().status().expect("status").counters;
+    assert_eq!(first, hot[0], "cold answers as hot");
+    let fetched = after.remote_bytes_fetched - before.remote_bytes_fetched;
+    assert!(
+        fetched * 5 < seg.size_bytes,
+        "a cold indexed search fetched {fetched} of {} bytes",
+        seg.size_bytes
+    );
+    for (q, want) in qs.iter().zip(&hot) {
+        let got = db
+            .search("c", &SearchRequest::new(q.clone(), 10))
+            .expect("cold");
+        assert_eq!(&got, want);
+    }
+}
+
+#[test]
+fn a_failed_index_build_loses_nothing_and_leaves_no_staging_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fp = FailPoints::default();
+    {
+        let db = Database::builder(dir.path())
+            .options(options(2000))
+            .failpoints(fp.clone())
+            .open()
+            .expect("open");
+        load(&db, Metric::L2, 4000);
+        fp.enable(barq_storage::FP_INDEX_BEFORE_BUILD);
+        db.compact("c").expect_err("the build fails");
+        assert_eq!(
+            is_indexed(dir.path(), &db),
+            vec![false, false],
+            "inputs untouched"
+        );
+    }
+    let seg_dir = dir.path().join("collections/c/segments");
+    let db = Database::open(dir.path(), options(2000)).expect("reopen");
+    let leftovers: Vec<_> = std::fs::read_dir(&seg_dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    for i in 0..4000 {
+        assert!(
+            db.get("c", &format!("d{i}")).expect("get").is_some(),
+            "d{i}"
+        );
+    }
+    db.compact("c").expect("compact");
+    assert_eq!(is_indexed(dir.path(), &db), vec![true]);
+    let e = db
+        .search("c", &SearchRequest::new(vec![0.0; DIM], 5).recall(1.5))
+        .expect_err("bad recall");
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.to_string().contains("recall must be in (0, 1]"), "{e}");
+    let e = db
+        .search("c", &SearchRequest::new(vec![0.0; DIM], 5).nprobe(0))
+        .expect_err("bad nprobe");
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+}
