@@ -261,6 +261,10 @@ pub fn build(
     }
     let quantizer = Quantizer::new(dim, bits, params.seed);
     let code_len = quantizer.code_len();
+    let rotated: Vec<Vec<f32>> = centroids
+        .par_chunks_exact(dim)
+        .map(|c| quantizer.rotate(c))
+        .collect();
     let mut codes = vec![0u8; rows * code_len];
     let mut factors = vec![0.0f32; rows * FACTORS];
     codes
@@ -271,7 +275,7 @@ pub fn build(
         .for_each(|((code, f), (&r, &c))| {
             let o = &space[r as usize * dim..(r as usize + 1) * dim];
             let cent = &centroids[c as usize * dim..(c as usize + 1) * dim];
-            f.copy_from_slice(&quantizer.encode(o, cent, code));
+            f.copy_from_slice(&quantizer.encode(o, cent, &rotated[c as usize], code));
         });
     let mut head = IndexHead {
         metric,

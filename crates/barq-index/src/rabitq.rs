@@ -28,7 +28,7 @@ pub const ALLOWED_BITS: [u8; 4] = [1, 2, 4, 8];
 /// Per-row `f32` factors: `α`, `κ`, `‖o‖²`.
 pub const FACTORS: usize = 3;
 /// Scale candidates tried per row when searching the best grid point.
-const SCALE_STEPS: usize = 20;
+const SCALE_STEPS: usize = 12;
 
 /// Encodes residuals and prepares queries for one `(dim, bits, seed)`.
 #[derive(Debug, Clone)]
@@ -76,9 +76,17 @@ impl Quantizer {
         &self.rotation
     }
 
-    /// Encode row `o` of the cluster with centroid `c` into `code` (`code_len` bytes); returns
-    /// the row's factors `[α, κ, ‖o‖²]`.
-    pub fn encode(&self, o: &[f32], c: &[f32], code: &mut [u8]) -> [f32; FACTORS] {
+    /// `P · x`, padded.
+    pub fn rotate(&self, x: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.rotation.padded()];
+        self.rotation.apply(x, &mut out);
+        out
+    }
+
+    /// Encode row `o` of the cluster with centroid `c` (and rotated centroid `pc =`
+    /// [`rotate`](Self::rotate)`(c)`, the same for every row of the cluster) into `code`
+    /// (`code_len` bytes); returns the row's factors `[α, κ, ‖o‖²]`.
+    pub fn encode(&self, o: &[f32], c: &[f32], pc: &[f32], code: &mut [u8]) -> [f32; FACTORS] {
         let dim = self.dim();
         let padded = self.rotation.padded();
         let norm_sq = barq_core::dot(o, o);
@@ -96,13 +104,7 @@ impl Quantizer {
         let h = half_range(self.bits);
         let y_dot_v: f32 = u.iter().zip(&v).map(|(u, v)| (f32::from(*u) - h) * v).sum();
         let alpha = r_norm / y_dot_v;
-        let mut pc = vec![0.0f32; padded];
-        self.rotation.apply(c, &mut pc);
-        let y_dot_pc: f32 = u
-            .iter()
-            .zip(&pc)
-            .map(|(u, p)| (f32::from(*u) - h) * p)
-            .sum();
+        let y_dot_pc: f32 = u.iter().zip(pc).map(|(u, p)| (f32::from(*u) - h) * p).sum();
         let kappa = barq_core::dot(&r, c) - alpha * y_dot_pc;
         pack(&u, self.bits, code);
         debug_assert_eq!(r.len(), dim);
@@ -142,7 +144,8 @@ fn best_grid_point(v: &[f32], bits: u8) -> Vec<u8> {
         out.clear();
         out.extend(
             v.iter()
-                .map(|x| ((t * x + shift).floor().max(0.0) as u32).min(top) as u8),
+                // Truncation of a non-negative value is its floor, and vectorizes.
+                .map(|x| ((t * x + shift).max(0.0) as u32).min(top) as u8),
         );
     };
     let cosine = |u: &[u8]| {
@@ -290,7 +293,7 @@ mod tests {
                     .zip(gaussianish(&mut rng, dim))
                     .map(|(a, b)| a + b)
                     .collect();
-                let f = qz.encode(&o, &c, &mut code);
+                let f = qz.encode(&o, &c, &qz.rotate(&c), &mut code);
                 let qc = qz.prepare(&q);
                 let est = qc.estimate_dot(&code, &f, barq_core::dot(&c, &q));
                 let exact = barq_core::dot(&o, &q);
@@ -321,7 +324,7 @@ mod tests {
         let qz = Quantizer::new(10, 4, 1);
         let c = vec![0.5f32; 10];
         let mut code = vec![0u8; qz.code_len()];
-        let f = qz.encode(&c, &c, &mut code);
+        let f = qz.encode(&c, &c, &qz.rotate(&c), &mut code);
         let q: Vec<f32> = (0..10).map(|i| i as f32).collect();
         let qc = qz.prepare(&q);
         let est = qc.estimate_dot(&code, &f, barq_core::dot(&c, &q));

@@ -191,8 +191,30 @@ impl Collection {
         keep.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let dropped_rows = total_rows - keep.len() as u64;
 
+        // Indexing one local plain segment that loses no row: rewrite it directly, without a
+        // staging copy.
+        let direct = inputs.len() == 1
+            && keep.len() as u64 == total_rows
+            && total_rows - kept_tombstones >= self.options.index_min_rows
+            && inputs[0].segment()?.source().is_stable()
+            && !inputs[0].segment()?.is_indexed();
         let output = if keep.is_empty() {
             None
+        } else if direct {
+            let id = self.alloc_segment_id();
+            let path = self.segment_path(id);
+            self.env.failpoints.check(FP_INDEX_BEFORE_BUILD)?;
+            let info = write_indexed(
+                inputs[0].segment()?,
+                &path,
+                &self.options.index,
+                self.env.clock.now_ms(),
+            )?;
+            Some(SegmentEntry {
+                min_seq: inputs[0].entry.min_seq,
+                max_seq: inputs[0].entry.max_seq,
+                ..hot_entry(id, &info)
+            })
         } else {
             let id = self.alloc_segment_id();
             let path = self.segment_path(id);

@@ -261,7 +261,9 @@ pub fn write_indexed(
             .flat_map(|&r| vectors[r * dim..(r + 1) * dim].iter().copied())
             .collect()
     };
+    let started = std::time::Instant::now();
     let built = barq_index::build(footer.metric, dim, &live_vectors, params)?;
+    let built_in = started.elapsed();
     drop(live_vectors);
     // New row p holds source row order[p]: the clusters in order, then the tombstones.
     let mut order: Vec<usize> = built.order.iter().map(|&i| live[i as usize]).collect();
@@ -385,6 +387,7 @@ pub fn write_indexed(
         pages: page_refs,
     };
     let (size_bytes, crc) = w.seal(&out, &tmp, final_path)?;
+    tracing::debug!(rows, clusters = index.head.clusters(), build = ?built_in, total = ?started.elapsed(), "segment indexed");
     guard.1 = true;
     Ok(SegmentInfo {
         size_bytes,
