@@ -510,18 +510,22 @@ impl Segment {
 
     /// The index of the id page that holds `row`.
     pub(crate) fn page_for_row(&self, row: u64) -> Result<usize> {
-        let entry = self.entry_of_row(row)?;
+        self.page_for_entry(self.entry_of_row(row)?)
+    }
+
+    /// The index of the id page that holds entry `entry`.
+    fn page_for_entry(&self, entry: u64) -> Result<usize> {
         self.footer
             .pages
             .partition_point(|p| p.first_row <= entry)
             .checked_sub(1)
-            .ok_or_else(|| self.corrupt(format_args!("no id page holds row {row}")))
+            .ok_or_else(|| self.corrupt(format_args!("no id page holds entry {entry}")))
     }
 
     /// Call `f(row, entry)` for the entry of `row`.
     pub fn with_entry<T>(&self, row: u64, f: impl FnOnce(&Entry<'_>) -> T) -> Result<T> {
         let entry = self.entry_of_row(row)?;
-        let pi = self.page_for_row(row)?;
+        let pi = self.page_for_entry(entry)?;
         let bytes = self.page_bytes(pi)?;
         let page = self.parse_page(&bytes)?;
         let e = page.entry((entry - self.footer.pages[pi].first_row) as usize)?;

@@ -16,9 +16,20 @@ fn vector(i: usize, dim: usize) -> Vec<f32> {
 }
 
 fn write(path: &Path, rows: usize, dim: usize) -> SegmentInfo {
+    write_with(path, rows, dim, vector)
+}
+
+/// Rows `0..rows` with vectors from `vector_of`: every tenth (`i % 10 == 3`) a tombstone, every
+/// other one with a payload.
+fn write_with(
+    path: &Path,
+    rows: usize,
+    dim: usize,
+    vector_of: fn(usize, usize) -> Vec<f32>,
+) -> SegmentInfo {
     let mut w = SegmentWriter::create(path, dim as u32, Metric::L2).expect("create");
     for i in 0..rows {
-        let v = vector(i, dim);
+        let v = vector_of(i, dim);
         let payload = format!("{{\"n\":{i}}}");
         let tomb = i % 10 == 3;
         w.push(RowInput {
@@ -259,21 +270,7 @@ fn clustered(i: usize, dim: usize) -> Vec<f32> {
 }
 
 fn write_clustered(path: &Path, rows: usize, dim: usize) -> SegmentInfo {
-    let mut w = SegmentWriter::create(path, dim as u32, Metric::L2).expect("create");
-    for i in 0..rows {
-        let v = clustered(i, dim);
-        let payload = format!("{{\"n\":{i}}}");
-        let tomb = i % 10 == 3;
-        w.push(RowInput {
-            id: id(i).as_bytes(),
-            seq: 100 + i as u64,
-            vector: (!tomb).then_some(&v[..]),
-            payload: (i % 2 == 0).then_some(payload.as_bytes()),
-            norm: None,
-        })
-        .expect("push");
-    }
-    w.finish(42).expect("finish")
+    write_with(path, rows, dim, clustered)
 }
 
 fn small_index() -> barq_index::IndexParams {
