@@ -24,7 +24,7 @@ Examples:
 Client mode: with --url URL (or BARQ_URL) every command but `serve` works on a running
 `barq serve` through its HTTP API instead of a data directory, with the same output and exit
 status. Requests carry `Authorization: Bearer KEY` from --api-key / BARQ_API_KEY; routes that
-need the admin key (drop, compact, tier offload/hydrate/pin/unpin/maintenance) send
+need the admin key (drop, compact, index, tier offload/hydrate/pin/unpin/maintenance) send
 BARQ_ADMIN_API_KEY when it is set. Offload and hydrate run as asynchronous operations of the
 server, polled for their progress.
 
@@ -82,7 +82,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "BARQ_WARM_DIR", value_name = "DIR")]
     pub warm_dir: Option<PathBuf>,
 
-    /// Configuration file (TOML: `[storage]` and `[tiering]`; see docs/configuration.md).
+    /// Configuration file (TOML: `[storage]`, `[tiering]` and `[index]`; see
+    /// docs/configuration.md).
     /// BARQ_* variables override it.
     #[arg(long, global = true, env = "BARQ_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -181,7 +182,7 @@ Examples:
     #[command(after_help = "Examples:\n  barq delete docs a\n  barq delete docs a b c")]
     Delete(DeleteArgs),
 
-    /// Find the k nearest neighbours of a vector (exact search).
+    /// Find the k nearest neighbours of a vector (through the segments' indexes, or exactly).
     #[command(after_help = "\
 Scores are similarities for cosine and dot (higher is closer) and distances for l2 (lower is
 closer); results are always best first.
@@ -199,6 +200,16 @@ Examples:
     /// Merge all of the collection's segments into one now.
     #[command(after_help = "Example:\n  barq compact docs")]
     Compact(NameArg),
+
+    /// Build the missing IVF indexes of the collection's large hot segments now.
+    #[command(after_help = "\
+Segments of at least index_min_rows rows (20,000 by default) get an index; background
+compaction does the same one segment at a time. `barq stats NAME` shows which segments are
+indexed.
+
+Example:
+  barq index docs")]
+    Index(NameArg),
 
     /// Show statistics of every collection, or of one.
     #[command(after_help = "Examples:\n  barq stats\n  barq stats docs\n  barq --json stats")]
@@ -384,6 +395,10 @@ pub struct SearchArgs {
     /// [default: 0.95].
     #[arg(long, value_name = "R", conflicts_with = "nprobe")]
     pub recall: Option<f32>,
+    /// Also print what the search did: each segment's plan (index or exact), clusters probed,
+    /// rows scanned and re-ranked, requests and bytes fetched from the cold store.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 #[derive(Debug, Args)]

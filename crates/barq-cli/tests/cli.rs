@@ -433,6 +433,7 @@ fn every_subcommand_has_help_with_examples() {
         &["search"],
         &["flush"],
         &["compact"],
+        &["index"],
         &["stats"],
         &[],
     ] {
@@ -471,4 +472,67 @@ fn a_bare_relative_data_directory_works() {
         assert!(list.lines().any(|l| l.starts_with("t ")), "{dir}: {list}");
         assert!(tmp.path().join(dir).join("MANIFEST").exists(), "{dir}");
     }
+}
+
+/// `barq index` builds the indexes the `[index]` settings ask for, `barq stats` shows them per
+/// segment, and `barq search --explain` says how each segment was searched.
+#[test]
+fn index_builds_missing_indexes_and_search_explains_itself() {
+    let env = Env::new();
+    let config = env.file("barq.toml", "[index]\nmin_rows = 1000\n");
+    let with = |args: &[&str]| -> Vec<String> {
+        let mut v = vec!["--config".to_owned(), config.clone()];
+        v.extend(args.iter().map(|s| (*s).to_owned()));
+        v
+    };
+    let run_json = |args: &[&str]| {
+        let v = with(args);
+        env.json(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let run_ok = |args: &[&str]| {
+        let v = with(args);
+        env.ok(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    run_ok(&["collection", "create", "v", "--dim", "4", "--metric", "l2"]);
+    let mut x = 11u64;
+    let rows: Vec<Vec<f32>> = (0..3000)
+        .map(|_| {
+            (0..4)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (x >> 40) as f32 / (1u64 << 24) as f32
+                })
+                .collect()
+        })
+        .collect();
+    let file = write_fvecs(&env, "rows.fvecs", &rows);
+    run_ok(&["import", "v", &file, "-q"]);
+    let stats = run_json(&["stats", "v"]);
+    assert_eq!(stats["indexed_segments"], 0, "{stats}");
+    let built = run_json(&["index", "v"]);
+    assert_eq!(
+        built["indexed"].as_array().map(Vec::len),
+        Some(1),
+        "{built}"
+    );
+    let stats = run_json(&["stats", "v"]);
+    assert_eq!(stats["indexed_segments"], 1, "{stats}");
+    assert_eq!(stats["segment_list"][0]["indexed"], true, "{stats}");
+    let text = run_ok(&["stats", "v"]);
+    assert!(text.contains("INDEXED") && text.contains("yes"), "{text}");
+    let again = run_ok(&["index", "v"]);
+    assert!(again.contains("indexed already"), "{again}");
+
+    let q = format!("{:?}", rows[42]);
+    let hits = run_json(&["search", "v", "--vector", &q, "-k", "3", "--explain"]);
+    assert_eq!(hits["hits"][0]["id"], "42", "{hits}");
+    assert_eq!(hits["explain"]["segments"][0]["plan"], "index", "{hits}");
+    let exact = run_json(&["search", "v", "--vector", &q, "--exact", "--explain"]);
+    assert_eq!(exact["explain"]["segments"][0]["plan"], "exact", "{exact}");
+    assert_eq!(exact["explain"]["rows_scanned"], 3000, "{exact}");
+    let plain = run_json(&["search", "v", "--vector", &q]);
+    assert!(plain.get("explain").is_none(), "{plain}");
+    let text = run_ok(&["search", "v", "--vector", &q, "--explain"]);
+    assert!(text.contains("PLAN") && text.contains("index"), "{text}");
+    assert!(text.contains("clusters probed"), "{text}");
 }

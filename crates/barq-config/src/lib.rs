@@ -13,6 +13,8 @@ mod store;
 pub mod units;
 
 pub use load::{ENV_CONFIG, load, load_from};
-pub use settings::{Provider, Settings, StorageSettings, TieringSettings, VerifyUploads};
+pub use settings::{
+    IndexSettings, Provider, Settings, StorageSettings, TieringSettings, VerifyUploads,
+};
 pub use store::{build_cold_store, describe};
 pub use units::{HumanDuration, Size};

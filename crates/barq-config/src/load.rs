@@ -182,6 +182,24 @@ fn apply_env(settings: &mut Settings, env: &HashMap<String, String>) -> Result<(
             .map_err(|e| Error::invalid(format!("BARQ_COLD_STORE_RECHECK_INTERVAL={v:?}: {e}")))?;
     }
     for (k, v) in env {
+        let Some(knob) = k.strip_prefix("BARQ_INDEX_") else {
+            continue;
+        };
+        let i = &mut settings.index;
+        match knob {
+            "MIN_ROWS" => i.min_rows = parse(k, v)?,
+            "TARGET_CLUSTER_ROWS" => i.target_cluster_rows = parse(k, v)?,
+            "BITS" => i.bits = Some(parse(k, v)?),
+            "RERANK_FACTOR" => i.rerank_factor = parse(k, v)?,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "unknown setting {k}: the index variables are BARQ_INDEX_MIN_ROWS, \
+                     TARGET_CLUSTER_ROWS, BITS, RERANK_FACTOR"
+                )));
+            }
+        }
+    }
+    for (k, v) in env {
         let Some(knob) = k.strip_prefix("BARQ_TIER_") else {
             continue;
         };
@@ -556,5 +574,29 @@ cold_cache_bytes = 1048576
         }
         // A dot segment that does not climb is no error.
         assert_eq!(parts("s3://b/a..b/c").expect("dots in a name").2, "a..b/c");
+    }
+
+    #[test]
+    fn index_settings_come_from_the_file_and_the_environment_and_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("barq.toml");
+        std::fs::write(&path, "[index]\nmin_rows = 5000\nbits = 2\n").expect("write");
+        let i = load_from(Some(&path), &env(&[("BARQ_INDEX_RERANK_FACTOR", "8")]))
+            .expect("index keys")
+            .index;
+        assert_eq!((i.min_rows, i.bits, i.rerank_factor), (5000, Some(2), 8));
+        assert_eq!(i.target_cluster_rows, 1000, "the default");
+        let p = i.params();
+        assert_eq!((p.bits, p.rerank_factor), (Some(2), 8));
+        let err = load_from(None, &env(&[("BARQ_INDEX_BITS", "3")])).expect_err("3 bits");
+        assert!(err.message().contains("index bits is 3"), "{err}");
+        let err = load_from(None, &env(&[("BARQ_INDEX_NPROBE", "3")])).expect_err("unknown");
+        assert!(
+            err.message()
+                .starts_with("unknown setting BARQ_INDEX_NPROBE"),
+            "{err}"
+        );
+        std::fs::write(&path, "[index]\nprobes = 3\n").expect("write");
+        assert!(load_from(Some(&path), &env(&[])).is_err(), "unknown key");
     }
 }

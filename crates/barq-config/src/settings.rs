@@ -165,6 +165,45 @@ impl Default for TieringSettings {
     }
 }
 
+/// The approximate-search indexes of large segments (`[index]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexSettings {
+    /// Segments with at least this many live rows get an IVF index. Default 20,000.
+    pub min_rows: u64,
+    /// Rows per cluster the partition aims at. Default 1,000.
+    pub target_cluster_rows: usize,
+    /// Bits per coordinate of the codes (1, 2, 4 or 8). Default: 4 up to 512 dimensions, 2
+    /// above.
+    pub bits: Option<u8>,
+    /// Candidates re-ranked with their f32 vectors per wanted result. Default 4.
+    pub rerank_factor: usize,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        let p = barq_storage::IndexParams::default();
+        IndexSettings {
+            min_rows: barq_storage::Options::default().index_min_rows,
+            target_cluster_rows: p.target_cluster_rows,
+            bits: p.bits,
+            rerank_factor: p.rerank_factor,
+        }
+    }
+}
+
+impl IndexSettings {
+    /// The engine's index parameters for these settings.
+    pub fn params(&self) -> barq_storage::IndexParams {
+        barq_storage::IndexParams {
+            target_cluster_rows: self.target_cluster_rows,
+            bits: self.bits,
+            rerank_factor: self.rerank_factor,
+            ..Default::default()
+        }
+    }
+}
+
 /// Everything configurable.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -173,6 +212,8 @@ pub struct Settings {
     pub storage: StorageSettings,
     /// The tiering knobs.
     pub tiering: TieringSettings,
+    /// The indexes of large segments.
+    pub index: IndexSettings,
 }
 
 impl Settings {
@@ -236,6 +277,12 @@ impl Settings {
                 )));
             }
         }
+        self.index.params().validate().map_err(|e| {
+            Error::invalid(format!(
+                "{} (the [index] settings, BARQ_INDEX_*)",
+                e.message()
+            ))
+        })?;
         let t = &self.tiering;
         if t.move_concurrency == 0 {
             return Err(Error::invalid(

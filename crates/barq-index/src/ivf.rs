@@ -36,6 +36,35 @@ impl Default for IndexParams {
 }
 
 impl IndexParams {
+    /// Check the parameters; the error names the wrong one.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(b) = self.bits
+            && !crate::rabitq::ALLOWED_BITS.contains(&b)
+        {
+            return Err(Error::invalid(format!(
+                "index bits is {b}: allowed are 1, 2, 4 and 8 bits per coordinate"
+            )));
+        }
+        if !(16..=1_000_000).contains(&self.target_cluster_rows) {
+            return Err(Error::invalid(format!(
+                "index target_cluster_rows is {}: it must be between 16 and 1,000,000",
+                self.target_cluster_rows
+            )));
+        }
+        if !(1..=100).contains(&self.rerank_factor) {
+            return Err(Error::invalid(format!(
+                "index rerank_factor is {}: it must be between 1 and 100",
+                self.rerank_factor
+            )));
+        }
+        if self.calibration_queries == 0 {
+            return Err(Error::invalid(
+                "index calibration_queries must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
     /// The code width for `dim`.
     pub fn bits_for(&self, dim: usize) -> u8 {
         self.bits.unwrap_or(if dim <= 512 { 4 } else { 2 })

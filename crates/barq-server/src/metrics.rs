@@ -42,6 +42,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
+    cold_requests: Histogram,
+    cold_bytes: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -65,11 +67,39 @@ impl Metrics {
             "HTTP request latency by route",
             latency.clone(),
         );
+        // 1 to 32,768 requests; 4 KiB to 32 GiB.
+        let cold_requests = Histogram::new(exponential_buckets(1.0, 2.0, 16));
+        let cold_bytes = Histogram::new(exponential_buckets(4096.0, 4.0, 13));
+        registry.register(
+            "barq_search_cold_requests",
+            "Ranged reads sent to the cold store per search that read a cold segment",
+            cold_requests.clone(),
+        );
+        registry.register(
+            "barq_search_cold_bytes",
+            "Bytes fetched from the cold store per search that read a cold segment",
+            cold_bytes.clone(),
+        );
         registry.register_collector(Box::new(DbCollector { db, ops }));
         Metrics {
             registry,
             requests,
             latency,
+            cold_requests,
+            cold_bytes,
+        }
+    }
+
+    /// Record what a search cost in cold reads (searches that read no cold segment are not
+    /// recorded).
+    pub fn observe_search(&self, stats: &barq_storage::SearchStats) {
+        if stats
+            .segments
+            .iter()
+            .any(|s| s.tier == barq_storage::StorageTier::Cold)
+        {
+            self.cold_requests.observe(stats.cold_requests as f64);
+            self.cold_bytes.observe(stats.cold_bytes as f64);
         }
     }
 
@@ -297,6 +327,18 @@ impl Collector for DbCollector {
             "barq_cold_cache_bytes",
             "Bytes in the cold cache",
             [(NoLabels::default(), i(c.cache_bytes))],
+        )?;
+        gauge(
+            &mut e,
+            "barq_cold_heads_kept",
+            "Cold segments whose footer and index head are kept on local disk across restarts",
+            [(NoLabels::default(), i(c.heads_kept))],
+        )?;
+        gauge(
+            &mut e,
+            "barq_cold_heads_kept_bytes",
+            "Bytes of the cold segments' metadata kept on local disk",
+            [(NoLabels::default(), i(c.heads_kept_bytes))],
         )?;
         gauge(
             &mut e,

@@ -48,6 +48,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/collections/{name}/search", post(search))
         .route("/v1/collections/{name}/flush", post(flush))
         .route("/v1/collections/{name}/compact", post(compact))
+        .route("/v1/collections/{name}/index", post(build_indexes))
         .route("/v1/collections/{name}/segments", get(segments))
         .route("/v1/collections/{name}/offload", post(offload))
         .route("/v1/collections/{name}/hydrate", post(hydrate))
@@ -313,6 +314,9 @@ struct Search {
     /// Recall@10 to aim for (the calibrated probe count).
     #[serde(default)]
     recall: Option<f32>,
+    /// Return what the search did.
+    #[serde(default)]
+    explain: bool,
 }
 
 async fn search(
@@ -330,8 +334,13 @@ async fn search(
         nprobe: req.nprobe,
         recall: req.recall,
     };
-    let results = blocking(move || db.search(&n, &request)).await?;
-    json(&json!({"results": results}))
+    let (results, stats) = blocking(move || db.search_explained(&n, &request)).await?;
+    s.inner.metrics.observe_search(&stats);
+    if req.explain {
+        json(&json!({"results": results, "explain": stats}))
+    } else {
+        json(&json!({"results": results}))
+    }
 }
 
 async fn flush(State(s): State<AppState>, Path(n): Path<String>) -> ApiResult {
@@ -401,6 +410,21 @@ async fn compact(
         0,
         move |_| to_value(&db.compact(&n)?),
     )
+    .await
+}
+
+async fn build_indexes(
+    State(s): State<AppState>,
+    Path(n): Path<String>,
+    OptionalBody(flag): OptionalBody<AsyncFlag>,
+) -> ApiResult<Response> {
+    let n = name(&n)?;
+    let db = db(&s);
+    s.inner.db.collection_config(&n)?;
+    run_op(&s, "index", Some(n.clone()), flag.run_async, 0, move |_| {
+        let built = db.build_indexes(&n)?;
+        to_value(&json!({"collection": n, "indexed": built}))
+    })
     .await
 }
 

@@ -22,8 +22,12 @@ struct Api {
 }
 
 fn api(config: ServerConfig) -> Api {
+    api_with(config, Options::default())
+}
+
+fn api_with(config: ServerConfig, options: Options) -> Api {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = Database::open(dir.path().join("data"), Options::default()).expect("open");
+    let db = Database::open(dir.path().join("data"), options).expect("open");
     let state = AppState::new(Arc::new(db), config);
     Api {
         router: state.router(),
@@ -455,7 +459,7 @@ fn the_openapi_document_lists_exactly_the_routes_that_are_served() {
                     "POST /v1/tiering/maintenance"
                 ]
                 .contains(&format!("{} {}", r.method, r.path).as_str())
-                    || ["compact", "offload", "hydrate", "pin", "unpin"]
+                    || ["compact", "index", "offload", "hydrate", "pin", "unpin"]
                         .iter()
                         .any(|w| r.path.ends_with(w)),
                 "{} {} should not need the admin key",
@@ -788,4 +792,111 @@ fn a_metrics_scrape_sends_nothing_to_the_cold_store() {
     assert!(text.contains("barq_cold_store_degraded{} 0"), "{text}");
     // The exact count is still there for those who ask for it (and it reads the store).
     assert_eq!(a.documents("docs"), 3);
+}
+
+/// `index` builds the missing indexes, the collection shows them per segment, `explain` says
+/// how each segment was searched, and cold searches fill the per-query histograms.
+#[test]
+fn indexes_are_built_on_demand_shown_per_segment_and_searches_explain_themselves() {
+    let a = api_with(
+        ServerConfig::default(),
+        Options {
+            background_compaction: false,
+            index_min_rows: 1000,
+            ..Options::default()
+        },
+    );
+    let (s, v) = a.post(
+        "/v1/collections",
+        r#"{"name":"docs","dimension":8,"metric":"l2"}"#,
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let mut x = 7u64;
+    let docs: Vec<Value> = (0..3000)
+        .map(|i| {
+            let v: Vec<f32> = (0..8)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (x >> 40) as f32 / (1u64 << 24) as f32
+                })
+                .collect();
+            json!({"id": format!("d{i}"), "vector": v})
+        })
+        .collect();
+    let (s, v) = a.post(
+        "/v1/collections/docs/documents",
+        &json!({ "documents": docs }).to_string(),
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = a.post("/v1/collections/docs/flush", "");
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v) = a.get("/v1/collections/docs");
+    assert_eq!(v["indexed_segments"], 0, "{v}");
+    assert_eq!(v["unindexed_rows"], 3000, "{v}");
+    let (s, v) = a.post("/v1/collections/docs/index", "");
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["indexed"].as_array().map(Vec::len), Some(1), "{v}");
+    let (_, v) = a.get("/v1/collections/docs");
+    assert_eq!(v["indexed_segments"], 1, "{v}");
+    assert_eq!(v["unindexed_rows"], 0, "{v}");
+    let seg = &v["segment_list"][0];
+    assert_eq!(seg["indexed"], true, "{v}");
+    assert!(seg["clusters"].as_u64().is_some_and(|c| c >= 1), "{v}");
+    assert!(seg["index_bytes"].as_u64().is_some_and(|b| b > 0), "{v}");
+    let (s, v) = a.post("/v1/collections/docs/index", "");
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["indexed"], json!([]), "nothing left to index");
+
+    let q = r#""vector":[0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5],"k":5"#;
+    let (s, v) = a.post(
+        "/v1/collections/docs/search",
+        &format!("{{{q},\"explain\":true}}"),
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let ex = &v["explain"];
+    assert_eq!(ex["segments"][0]["plan"], "index", "{v}");
+    assert!(
+        ex["clusters_probed"].as_u64().is_some_and(|c| c >= 1),
+        "{v}"
+    );
+    assert!(ex["rows_reranked"].as_u64().is_some_and(|r| r >= 5), "{v}");
+    let (s, v) = a.post(
+        "/v1/collections/docs/search",
+        &format!("{{{q},\"exact\":true,\"explain\":true}}"),
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["explain"]["segments"][0]["plan"], "exact", "{v}");
+    assert_eq!(v["explain"]["rows_scanned"], 3000, "{v}");
+    let (s, v) = a.post("/v1/collections/docs/search", &format!("{{{q}}}"));
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v.get("explain").is_none(), "only when asked: {v}");
+    let (s, v) = a.post(
+        "/v1/collections/docs/search",
+        &format!("{{{q},\"recall\":1.5}}"),
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
+    let (s, v) = a.post("/v1/collections/docs/offload", "");
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = a.post(
+        "/v1/collections/docs/search",
+        &format!("{{{q},\"explain\":true}}"),
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["explain"]["segments"][0]["tier"], "cold", "{v}");
+    assert!(
+        v["explain"]["cold_requests"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{v}"
+    );
+    let (_, m) = a.get("/metrics");
+    let text = m.as_str().expect("text");
+    for needle in [
+        "barq_search_cold_requests_count 1",
+        "barq_search_cold_bytes_count 1",
+        "barq_cold_heads_kept{} 1",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
 }

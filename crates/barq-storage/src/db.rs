@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::background::Background;
 use crate::collection::compaction::CompactionOutcome;
 use crate::collection::flush::FlushOutcome;
-use crate::collection::search::SearchRequest;
+use crate::collection::search::{SearchRequest, SearchStats};
 use crate::collection::{Collection, no_such_collection};
 use crate::lock::DirLock;
 use crate::manifest::{CollectionEntry, ManifestStore, StorageTier};
@@ -132,6 +132,37 @@ pub struct CollectionStats {
     pub last_seq: u64,
     /// Segments and bytes per tier.
     pub tiers: BTreeMap<StorageTier, TierStats>,
+    /// Segments with an IVF index.
+    #[serde(default)]
+    pub indexed_segments: u64,
+    /// Rows searched exactly by every query: memtables and segments without an index.
+    #[serde(default)]
+    pub unindexed_rows: u64,
+    /// Bytes of the segments' indexes (heads, code extents, row maps).
+    #[serde(default)]
+    pub index_bytes: u64,
+    /// Each sealed segment, oldest first.
+    #[serde(default)]
+    pub segment_list: Vec<SegmentStats>,
+}
+
+/// One sealed segment in [`CollectionStats`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentStats {
+    /// The segment's id.
+    pub id: u64,
+    /// Where it lives.
+    pub tier: StorageTier,
+    /// Rows, tombstones included.
+    pub rows: u64,
+    /// File size.
+    pub bytes: u64,
+    /// Whether it carries an IVF index; `null` for a cold segment whose footer was not read.
+    pub indexed: Option<bool>,
+    /// Clusters of its index, when known.
+    pub clusters: Option<u32>,
+    /// Bytes of its index (head, code extents, row map).
+    pub index_bytes: u64,
 }
 
 /// Statistics of the database.
@@ -248,6 +279,7 @@ impl Database {
         if options.memtable_max_bytes == 0 {
             return Err(Error::invalid("memtable_max_bytes must be greater than 0"));
         }
+        options.index.validate()?;
         refuse_foreign_directory(&dir)?;
         fsutil::create_dir_durable(&dir)?;
         let lock = DirLock::acquire(&dir)?;
@@ -263,6 +295,17 @@ impl Database {
             sweep_unknown_collections(&warm_root, &snapshot.collections)?;
         }
         let env = Arc::new(TierEnv::new(&dir, &options.tiering, components)?);
+        // Metadata kept for segments that no longer exist (a drop, a crash before the cleanup).
+        let known: std::collections::HashSet<String> = snapshot
+            .collections
+            .iter()
+            .flat_map(|(name, c)| {
+                c.segments
+                    .iter()
+                    .map(move |e| crate::collection::SegmentHandle::namespace(name, e))
+            })
+            .collect();
+        env.cache.retain_kept(|ns| known.contains(ns));
         env.check_at_open()?;
         let access = AccessFile::load(&dir);
         let poison = Arc::new(crate::poison::Poison::default());
@@ -421,6 +464,12 @@ impl Database {
             })
         })?;
         map.remove(name);
+        for h in &c.snapshot().segments {
+            self.shared
+                .env
+                .cache
+                .remove_namespace(&crate::collection::SegmentHandle::namespace(name, &h.entry));
+        }
         // Remote objects become orphans, collected by maintenance after the grace period: a drop
         // never waits for the cold store.
         if let Some(w) = &self.shared.env.warm_dir {
@@ -489,6 +538,16 @@ impl Database {
 
     /// Exact k-nearest-neighbour search, best first.
     pub fn search(&self, collection: &str, request: &SearchRequest) -> Result<Vec<SearchHit>> {
+        Ok(self.collection(collection)?.search(request)?.0)
+    }
+
+    /// [`search`](Self::search), with what the search did: the plan of each segment, clusters
+    /// probed, rows scanned and re-ranked, requests and bytes fetched from the cold store.
+    pub fn search_explained(
+        &self,
+        collection: &str,
+        request: &SearchRequest,
+    ) -> Result<(Vec<SearchHit>, SearchStats)> {
         self.collection(collection)?.search(request)
     }
 
@@ -548,14 +607,38 @@ impl Database {
         let snap = c.snapshot();
         let mut tiers = BTreeMap::new();
         let (mut bytes, mut rows) = (0, 0);
+        let mut segment_list = Vec::with_capacity(snap.segments.len());
         for h in &snap.segments {
             let t: &mut TierStats = tiers.entry(h.entry.tier).or_default();
             t.segments += 1;
             t.bytes += h.entry.size_bytes;
             bytes += h.entry.size_bytes;
             rows += h.entry.rows;
+            // A cold segment's footer and head are read when counting may read the store (they
+            // are usually kept locally, see `tiering::kept`).
+            let seg = match h.loaded_segment() {
+                Some(s) => Some(s),
+                None if count_cold => Some(h.segment()?),
+                None => None,
+            };
+            let clusters = match seg {
+                Some(s) if count_cold => s.index()?,
+                Some(s) => s.loaded_index(),
+                None => None,
+            }
+            .map(|i| i.head.clusters() as u32);
+            segment_list.push(SegmentStats {
+                id: h.entry.id,
+                tier: h.entry.tier,
+                rows: h.entry.rows,
+                bytes: h.entry.size_bytes,
+                indexed: seg.map(|s| s.is_indexed()),
+                clusters,
+                index_bytes: seg.map_or(0, |s| s.index_bytes()),
+            });
         }
         let mems = snap.memtables_newest_first();
+        let memtable_rows: u64 = mems.iter().map(|m| m.read().row_count() as u64).sum();
         Ok(CollectionStats {
             name: c.name().to_owned(),
             dimension: c.config().dimension,
@@ -569,11 +652,23 @@ impl Database {
             segments: snap.segments.len() as u64,
             segment_bytes: bytes,
             segment_rows: rows,
-            memtable_rows: mems.iter().map(|m| m.read().row_count() as u64).sum(),
+            memtable_rows,
             memtable_bytes: mems.iter().map(|m| m.read().approx_bytes() as u64).sum(),
             wal_bytes: c.wal_disk_bytes(),
             last_seq: c.last_seq(),
             tiers,
+            indexed_segments: segment_list
+                .iter()
+                .filter(|s| s.indexed == Some(true))
+                .count() as u64,
+            unindexed_rows: memtable_rows
+                + segment_list
+                    .iter()
+                    .filter(|s| s.indexed != Some(true))
+                    .map(|s| s.rows)
+                    .sum::<u64>(),
+            index_bytes: segment_list.iter().map(|s| s.index_bytes).sum(),
+            segment_list,
         })
     }
 

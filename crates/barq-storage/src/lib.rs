@@ -44,8 +44,10 @@ mod wal;
 pub use barq_index::IndexParams;
 pub use collection::compaction::{CompactionOutcome, SizeTieredPolicy, plan_size_tiered};
 pub use collection::flush::FlushOutcome;
-pub use collection::search::SearchRequest;
-pub use db::{CollectionStats, Database, DatabaseBuilder, DatabaseStats, DeleteReport};
+pub use collection::search::{SearchRequest, SearchStats, SegmentSearch};
+pub use db::{
+    CollectionStats, Database, DatabaseBuilder, DatabaseStats, DeleteReport, SegmentStats,
+};
 pub use manifest::{
     CollectionEntry, MANIFEST_FILE, Manifest, ManifestError, SegmentEntry, StorageTier,
 };

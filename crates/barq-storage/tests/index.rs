@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use barq_core::{CollectionConfig, Document, ErrorKind, Metric, SearchHit};
 use barq_storage::{Database, Durability, FailPoints, Options, SearchRequest, StorageTier};
 
-const DIM: usize = 24;
+const DIM: usize = 64;
 
 /// A seeded gaussian-ish mixture: 40 centres, rows spread around them.
 struct Data(u64);
@@ -155,9 +155,13 @@ fn exact_search_over_indexed_segments_equals_search_without_indexes() {
     assert_eq!(is_indexed(a.path(), &indexed), vec![true]);
     assert_eq!(is_indexed(b.path(), &plain), vec![false]);
     for q in queries(20) {
-        let x = indexed
-            .search("c", &SearchRequest::new(q.clone(), 15).exact(true))
+        let (x, stats) = indexed
+            .search_explained("c", &SearchRequest::new(q.clone(), 15).exact(true))
             .expect("exact");
+        let s = &stats.segments[0];
+        assert_eq!(s.plan, "exact");
+        assert_eq!(s.rows_scanned, 8000 - 3, "every live row of the segment");
+        assert_eq!(stats.rows_scanned, s.rows_scanned);
         let y = plain
             .search("c", &SearchRequest::new(q, 15))
             .expect("plain");
@@ -223,9 +227,19 @@ fn background_passes_index_large_flushed_segments() {
     let db = Database::open(dir.path(), options(1500)).expect("open");
     load(&db, Metric::L2, 4000);
     assert_eq!(is_indexed(dir.path(), &db), vec![false, false]);
+    let stats = db.collection_stats("c").expect("stats");
+    assert_eq!((stats.indexed_segments, stats.unindexed_rows), (0, 4000));
     let done = db.build_indexes("c").expect("index");
     assert_eq!(done.len(), 2);
     assert_eq!(is_indexed(dir.path(), &db), vec![true, true]);
+    let stats = db.collection_stats("c").expect("stats");
+    assert_eq!((stats.indexed_segments, stats.unindexed_rows), (2, 0));
+    assert!(stats.index_bytes > 0);
+    for s in &stats.segment_list {
+        assert_eq!(s.indexed, Some(true));
+        assert!(s.clusters.is_some_and(|c| c >= 2), "{s:?}");
+        assert!(s.index_bytes > 0 && s.index_bytes < s.bytes, "{s:?}");
+    }
     assert!(db.build_indexes("c").expect("again").is_empty());
     for i in (0..4000).step_by(37) {
         assert!(db.get("c", &format!("d{i}")).expect("get").is_some());
@@ -233,17 +247,25 @@ fn background_passes_index_large_flushed_segments() {
 }
 
 #[test]
-fn cold_indexed_search_answers_as_hot_and_reads_a_fraction_of_the_segment() {
+fn cold_indexed_search_answers_as_hot_and_fetches_under_2_percent_of_the_segment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Database::open(dir.path(), options(5000)).expect("open");
-    load(&db, Metric::L2, 20_000);
+    // Large enough that the hits' id pages (32 KiB each) are a small part of the segment, as
+    // they are at production sizes.
+    load(&db, Metric::L2, 100_000);
     db.compact("c").expect("compact");
     let qs = queries(10);
     let hot: Vec<_> = qs
         .iter()
         .map(|q| {
-            db.search("c", &SearchRequest::new(q.clone(), 10))
-                .expect("hot")
+            let (hits, stats) = db
+                .search_explained("c", &SearchRequest::new(q.clone(), 10))
+                .expect("hot");
+            assert_eq!(stats.cold_requests, 0, "a hot search reads no store");
+            assert_eq!(stats.segments.len(), 1);
+            assert_eq!(stats.segments[0].plan, "index");
+            assert_eq!(stats.segments[0].tier, StorageTier::Hot);
+            hits
         })
         .collect();
     let seg = db.tiering().segments("c").expect("segments")[0].clone();
@@ -252,20 +274,43 @@ fn cold_indexed_search_answers_as_hot_and_reads_a_fraction_of_the_segment() {
         db.tiering().segments("c").expect("s")[0].tier,
         StorageTier::Cold
     );
+    assert_eq!(
+        db.tiering().status().expect("status").counters.heads_kept,
+        1,
+        "the offload keeps the cold copy's footer and index head locally"
+    );
     drop(db);
-    let _ = std::fs::remove_dir_all(dir.path().join("cache"));
+    // A fresh process: the range cache is emptied at open, the kept metadata stays.
     let db = Database::open(dir.path(), options(5000)).expect("reopen");
     let before = db.tiering().status().expect("status").counters;
-    let first = db
-        .search("c", &SearchRequest::new(qs[0].clone(), 10))
+    let (first, stats) = db
+        .search_explained("c", &SearchRequest::new(qs[0].clone(), 10))
         .expect("cold");
     let after = db.tiering().status().expect("status").counters;
     assert_eq!(first, hot[0], "cold answers as hot");
-    let fetched = after.remote_bytes_fetched - before.remote_bytes_fetched;
+    let s = &stats.segments[0];
+    assert_eq!((s.plan, s.tier), ("index", StorageTier::Cold));
+    assert!(s.clusters_probed >= 1 && s.clusters_probed < s.clusters);
+    assert!(s.rows_reranked >= 10 && s.rows_reranked <= 40, "{s:?}");
+    assert_eq!(
+        (stats.cold_requests, stats.cold_bytes),
+        (
+            after.remote_requests - before.remote_requests,
+            after.remote_bytes_fetched - before.remote_bytes_fetched
+        ),
+        "the search's own tally matches the store's counters"
+    );
     assert!(
-        fetched * 5 < seg.size_bytes,
-        "a cold indexed search fetched {fetched} of {} bytes",
+        stats.cold_bytes * 50 < seg.size_bytes,
+        "a cold indexed search fetched {} of {} bytes",
+        stats.cold_bytes,
         seg.size_bytes
+    );
+    // Extents (one per probed cluster), re-rank rows (coalesced into at most 16 reads), the
+    // hits' id pages (at most one each): no footer, head, tombstone or row-map reads.
+    assert!(
+        stats.cold_requests <= u64::from(s.clusters_probed) + 16 + 10,
+        "{stats:?}"
     );
     for (q, want) in qs.iter().zip(&hot) {
         let got = db
@@ -273,6 +318,39 @@ fn cold_indexed_search_answers_as_hot_and_reads_a_fraction_of_the_segment() {
             .expect("cold");
         assert_eq!(&got, want);
     }
+    // Without the kept metadata (lost, or damaged) the search fetches it, answers the same, and
+    // keeps it again.
+    drop(db);
+    std::fs::remove_dir_all(dir.path().join("kept")).expect("remove kept");
+    let db = Database::open(dir.path(), options(5000)).expect("reopen");
+    assert_eq!(
+        db.tiering().status().expect("status").counters.heads_kept,
+        0
+    );
+    let (again, refetched) = db
+        .search_explained("c", &SearchRequest::new(qs[0].clone(), 10))
+        .expect("cold");
+    assert_eq!(again, hot[0]);
+    assert!(
+        refetched.cold_requests > stats.cold_requests,
+        "{refetched:?}"
+    );
+    assert_eq!(
+        db.tiering().status().expect("status").counters.heads_kept,
+        1
+    );
+    drop(db);
+    let db = Database::open(dir.path(), options(5000)).expect("reopen");
+    let (_, third) = db
+        .search_explained("c", &SearchRequest::new(qs[0].clone(), 10))
+        .expect("cold");
+    assert!(third.cold_requests < refetched.cold_requests, "{third:?}");
+    // Hydrating the segment drops its kept metadata.
+    db.tiering().hydrate_segment("c", seg.id).expect("hydrate");
+    assert_eq!(
+        db.tiering().status().expect("status").counters.heads_kept,
+        0
+    );
 }
 
 #[test]

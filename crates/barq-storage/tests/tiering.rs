@@ -224,16 +224,16 @@ fn a_cold_get_fetches_a_tiny_fraction_of_the_segment() {
         "first cold get: {req1} requests, {bytes1} bytes; second: {req2} requests, {bytes2} bytes; segment {} bytes",
         seg.size_bytes
     );
-    assert!(req1 <= 4, "the first get also reads the footer: {req1}");
+    // The offload kept the footer locally, so even the first get after a restart reads only
+    // what the lookup needs.
+    assert!(req1 <= 3, "the footer is not fetched again: {req1}");
     assert!(req2 <= 3, "a cold get in at most 3 requests: {req2}");
-    assert!(
-        bytes2 * 100 < seg.size_bytes,
-        "a cold get reads < 1% of the segment: {bytes2}"
-    );
-    assert!(
-        (bytes1 - bytes2) * 100 < seg.size_bytes,
-        "the footer is small"
-    );
+    for bytes in [bytes1, bytes2] {
+        assert!(
+            bytes * 100 < seg.size_bytes,
+            "a cold get reads < 1% of the segment: {bytes}"
+        );
+    }
 }
 
 #[test]

@@ -33,10 +33,17 @@ pub struct CollectionList {
     pub collections: Vec<(CollectionConfig, u64)>,
 }
 
-/// What the routes that name a collection answer besides the engine's value.
+/// A search's answer: the hits and, when asked, what the search did.
 #[derive(Debug, Deserialize)]
-struct Results<T> {
-    results: T,
+struct Explained {
+    results: Vec<SearchHit>,
+    #[serde(default)]
+    explain: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Indexed {
+    indexed: Vec<CompactionOutcome>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,15 +212,29 @@ impl Backend<'_> {
         }
     }
 
-    pub fn search(&self, name: &str, request: &SearchRequest) -> Result<Vec<SearchHit>> {
+    /// The hits, and what the search did (as JSON) when `explain`.
+    pub fn search(
+        &self,
+        name: &str,
+        request: &SearchRequest,
+        explain: bool,
+    ) -> Result<(Vec<SearchHit>, Option<Value>)> {
         match self {
-            Backend::Local(db) => db.search(name, request),
+            Backend::Local(db) => {
+                let (hits, stats) = db.search_explained(name, request)?;
+                let stats = explain
+                    .then(|| serde_json::to_value(&stats))
+                    .transpose()
+                    .map_err(|e| Error::internal(format!("search statistics: {e}")))?;
+                Ok((hits, stats))
+            }
             Backend::Remote(c) => {
                 let mut body = json!({
                     "vector": request.vector,
                     "k": request.k,
                     "with_payload": request.with_payload,
                     "exact": request.exact,
+                    "explain": explain,
                 });
                 if let Some(n) = request.nprobe {
                     body["nprobe"] = n.into();
@@ -221,13 +242,13 @@ impl Backend<'_> {
                 if let Some(r) = request.recall {
                     body["recall"] = r.into();
                 }
-                let answer: Results<Vec<SearchHit>> = c.call(
+                let answer: Explained = c.call(
                     "POST",
                     "/v1/collections/{name}/search",
                     &[name],
                     Some(&body),
                 )?;
-                Ok(answer.results)
+                Ok((answer.results, answer.explain))
             }
         }
     }
@@ -236,6 +257,22 @@ impl Backend<'_> {
         match self {
             Backend::Local(db) => db.flush(name),
             Backend::Remote(c) => c.call("POST", "/v1/collections/{name}/flush", &[name], None),
+        }
+    }
+
+    /// Build the missing indexes of `name` now: one outcome per segment indexed.
+    pub fn build_indexes(&self, name: &str) -> Result<Vec<CompactionOutcome>> {
+        match self {
+            Backend::Local(db) => db.build_indexes(name),
+            Backend::Remote(c) => {
+                let built: Indexed = c.operation(
+                    "/v1/collections/{name}/index",
+                    &[name],
+                    json!({}),
+                    &|_, _| {},
+                )?;
+                Ok(built.indexed)
+            }
         }
     }
 

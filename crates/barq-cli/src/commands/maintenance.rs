@@ -1,4 +1,4 @@
-//! `barq flush`, `barq compact` and `barq stats`.
+//! `barq flush`, `barq compact`, `barq index` and `barq stats`.
 
 use barq_core::Result;
 use barq_storage::{CollectionStats, SegmentEntry};
@@ -58,6 +58,33 @@ pub fn compact(ctx: &Context<'_>, name: &str) -> Result<()> {
             plural(result.inputs.len() as u64, "segment"),
             plural(result.dropped_rows, "row"),
         )
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct Indexed<'a> {
+    collection: &'a str,
+    indexed: Vec<barq_storage::CompactionOutcome>,
+}
+
+pub fn index(ctx: &Context<'_>, name: &str) -> Result<()> {
+    let spinner = super::spinner(&format!("building the indexes of \"{name}\""), ctx.quiet);
+    let built = ctx.db.build_indexes(name);
+    spinner.finish_and_clear();
+    let result = Indexed {
+        collection: name,
+        indexed: built?,
+    };
+    ctx.out.emit(&result, || {
+        if result.indexed.is_empty() {
+            return format!("every large segment of \"{name}\" is indexed already");
+        }
+        let parts: Vec<String> = result
+            .indexed
+            .iter()
+            .filter_map(|o| o.output.as_ref().map(describe))
+            .collect();
+        format!("indexed \"{name}\": {}", parts.join(", "))
     })
 }
 
@@ -147,10 +174,52 @@ fn describe_collection(c: &CollectionStats) -> String {
         ),
         ("wal size", HumanBytes(c.wal_bytes).to_string()),
         ("last sequence", c.last_seq.to_string()),
+        (
+            "indexed",
+            format!(
+                "{} of {} segments ({} of index)",
+                c.indexed_segments,
+                c.segments,
+                HumanBytes(c.index_bytes)
+            ),
+        ),
+        ("exact rows", c.unindexed_rows.to_string()),
     ];
     let mut t = Table::new(&[("FIELD", Align::Left), ("VALUE", Align::Left)]);
     for (k, v) in lines {
         t.row(vec![k.to_owned(), v]);
     }
-    t.render()
+    let mut text = t.render();
+    if !c.segment_list.is_empty() {
+        let mut s = Table::new(&[
+            ("SEGMENT", Align::Right),
+            ("TIER", Align::Left),
+            ("ROWS", Align::Right),
+            ("SIZE", Align::Right),
+            ("INDEXED", Align::Left),
+            ("CLUSTERS", Align::Right),
+            ("INDEX SIZE", Align::Right),
+        ]);
+        for seg in &c.segment_list {
+            s.row(vec![
+                seg.id.to_string(),
+                serde_json::to_value(seg.tier)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                seg.rows.to_string(),
+                HumanBytes(seg.bytes).to_string(),
+                match seg.indexed {
+                    Some(true) => "yes".into(),
+                    Some(false) => "no".into(),
+                    None => "?".into(),
+                },
+                seg.clusters.map_or("-".into(), |n| n.to_string()),
+                HumanBytes(seg.index_bytes).to_string(),
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&s.render());
+    }
+    text
 }

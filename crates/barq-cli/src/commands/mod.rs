@@ -82,6 +82,7 @@ fn dispatch(cli: &Cli, ctx: &Context<'_>) -> Result<()> {
         Command::Search(a) => search::search(ctx, a),
         Command::Flush(a) => maintenance::flush(ctx, &a.name),
         Command::Compact(a) => maintenance::compact(ctx, &a.name),
+        Command::Index(a) => maintenance::index(ctx, &a.name),
         Command::Stats(a) => maintenance::stats(ctx, a.name.as_deref()),
         Command::Tier(TierCommand::Status) => tier::status(ctx),
         Command::Tier(TierCommand::Offload(a)) => tier::move_segments(ctx, a, StorageTier::Cold),
@@ -99,7 +100,8 @@ fn open(cli: &Cli, create: bool) -> Result<Database> {
     open_with(cli, create, false)
 }
 
-/// [`open`], with the maintenance loop of the configuration when `maintain` (for a server).
+/// [`open`], with the maintenance loop of the configuration and background compaction when
+/// `maintain` (for a server).
 fn open_with(cli: &Cli, create: bool, maintain: bool) -> Result<Database> {
     let dir = &cli.data_dir;
     if !create && !dir.exists() {
@@ -125,6 +127,11 @@ fn open_with(cli: &Cli, create: bool, maintain: bool) -> Result<Database> {
             },
             ..defaults
         },
+        // Likewise compaction and index builds: a one-shot command that started one as it
+        // finished would wait for it before exiting. `barq compact` and `barq index` run them.
+        background_compaction: maintain,
+        index_min_rows: settings.index.min_rows,
+        index: settings.index.params(),
         ..Options::default()
     };
     tracing::debug!(dir = %dir.display(), "opening database");
@@ -152,6 +159,21 @@ fn progress_bar(len: Option<u64>, quiet: bool) -> ProgressBar {
         .expect("the template is a constant that parses")
         .progress_chars("=> ");
     let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr()).with_style(style);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// A spinner with `msg` and the elapsed time, for work of unknown length; drawn as
+/// [`progress_bar`] is.
+fn spinner(msg: &str, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+        .expect("the template is a constant that parses");
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+        .with_style(style)
+        .with_message(msg.to_owned());
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }

@@ -13,6 +13,8 @@ struct SearchResult<'a> {
     collection: &'a str,
     metric: Metric,
     hits: Vec<SearchHit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain: Option<serde_json::Value>,
 }
 
 pub fn search(ctx: &Context<'_>, args: &SearchArgs) -> Result<()> {
@@ -22,15 +24,24 @@ pub fn search(ctx: &Context<'_>, args: &SearchArgs) -> Result<()> {
         .exact(args.exact);
     request.nprobe = args.nprobe;
     request.recall = args.recall;
-    let hits = ctx.db.search(&args.name, &request)?;
+    let (hits, explain) = ctx.db.search(&args.name, &request, args.explain)?;
     let result = SearchResult {
         collection: &args.name,
         metric: config.metric,
         hits,
+        explain,
     };
     ctx.out.emit(&result, || {
+        let explained = result
+            .explain
+            .as_ref()
+            .map(explain_text)
+            .unwrap_or_default();
         if result.hits.is_empty() {
-            return format!("no results: collection \"{}\" is empty", args.name);
+            return format!(
+                "no results: collection \"{}\" is empty{explained}",
+                args.name
+            );
         }
         let score = if config.metric.higher_is_better() {
             "SIMILARITY"
@@ -58,8 +69,50 @@ pub fn search(ctx: &Context<'_>, args: &SearchArgs) -> Result<()> {
             }
             t.row(row);
         }
-        t.render()
+        t.render() + &explained
     })
+}
+
+/// The statistics of `--explain` as text: a line of totals, then one row per segment.
+fn explain_text(stats: &serde_json::Value) -> String {
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
+    let mut out = format!(
+        "\n\nsearched in {:.2} ms: {} memtable rows, {} clusters probed, {} rows scanned, {} \
+         re-ranked; cold store: {} requests, {} bytes\n",
+        stats["took_ms"].as_f64().unwrap_or(0.0),
+        n(stats, "memtable_rows"),
+        n(stats, "clusters_probed"),
+        n(stats, "rows_scanned"),
+        n(stats, "rows_reranked"),
+        n(stats, "cold_requests"),
+        n(stats, "cold_bytes"),
+    );
+    let segments = stats["segments"].as_array().cloned().unwrap_or_default();
+    if !segments.is_empty() {
+        let mut t = Table::new(&[
+            ("SEGMENT", Align::Right),
+            ("TIER", Align::Left),
+            ("PLAN", Align::Left),
+            ("ROWS", Align::Right),
+            ("PROBED", Align::Right),
+            ("SCANNED", Align::Right),
+            ("RERANKED", Align::Right),
+        ]);
+        for s in &segments {
+            t.row(vec![
+                n(s, "id").to_string(),
+                s["tier"].as_str().unwrap_or("").to_owned(),
+                s["plan"].as_str().unwrap_or("").to_owned(),
+                n(s, "rows").to_string(),
+                format!("{}/{}", n(s, "clusters_probed"), n(s, "clusters")),
+                n(s, "rows_scanned").to_string(),
+                n(s, "rows_reranked").to_string(),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&t.render());
+    }
+    out
 }
 
 /// A query vector given as a JSON array (`[0.1, 0.2]`) or as comma-separated numbers

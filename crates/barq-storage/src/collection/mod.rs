@@ -61,6 +61,11 @@ impl SegmentHandle {
         Ok(self.segment.get_or_init(|| seg))
     }
 
+    /// The segment if it is open already (no I/O).
+    pub(crate) fn loaded_segment(&self) -> Option<&Arc<Segment>> {
+        self.segment.get()
+    }
+
     /// Rows, tombstones included (from the manifest: no I/O).
     pub(crate) fn rows(&self) -> u64 {
         self.entry.rows

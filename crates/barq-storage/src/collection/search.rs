@@ -26,7 +26,8 @@ use barq_core::{Kernel, Metric, Result, SearchHit, validate_k, validate_query_ve
 use rayon::prelude::*;
 
 use super::{Collection, SharedMemtable, decode_payload};
-use crate::segment::{Block, OwnedEntry};
+use crate::StorageTier;
+use crate::segment::{Block, OwnedEntry, Tally};
 use crate::shadows::{Shadows, bit};
 
 /// Rows per segment task.
@@ -90,6 +91,48 @@ impl SearchRequest {
         self.with_payload = yes;
         self
     }
+}
+
+/// What one search did: how each segment was searched and what it cost (`explain`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct SearchStats {
+    /// Memtable rows scanned exactly.
+    pub memtable_rows: u64,
+    /// Each segment searched, oldest first.
+    pub segments: Vec<SegmentSearch>,
+    /// Clusters probed, over all indexed segments.
+    pub clusters_probed: u64,
+    /// Rows whose distance was computed or estimated (exact rows and scanned codes).
+    pub rows_scanned: u64,
+    /// Rows re-ranked with their f32 vectors.
+    pub rows_reranked: u64,
+    /// Ranged reads sent to the cold store (cache misses; retries not counted).
+    pub cold_requests: u64,
+    /// Bytes those reads fetched.
+    pub cold_bytes: u64,
+    /// Wall time of the search in milliseconds.
+    pub took_ms: f64,
+}
+
+/// How one segment was searched.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SegmentSearch {
+    /// The segment's id.
+    pub id: u64,
+    /// Where it lives.
+    pub tier: StorageTier,
+    /// `"index"` (routed, codes scanned, re-ranked) or `"exact"` (every row).
+    pub plan: &'static str,
+    /// Rows in the segment, tombstones included.
+    pub rows: u64,
+    /// Clusters of its index (0 without one).
+    pub clusters: u32,
+    /// Clusters probed.
+    pub clusters_probed: u32,
+    /// Rows whose distance was computed (exact) or estimated from codes (index).
+    pub rows_scanned: u64,
+    /// Rows re-ranked with their f32 vectors.
+    pub rows_reranked: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,8 +258,10 @@ struct SegBlocks {
 }
 
 impl Ctx<'_> {
-    fn run(&self, task: &Task) -> Result<Vec<Cand>> {
+    /// The candidates of `task`, and the rows it scanned.
+    fn run(&self, task: &Task) -> Result<(Vec<Cand>, u64)> {
         let mut top = TopK::new(self.k);
+        let mut scanned = 0u64;
         let dim = self.dim;
         match task {
             Task::Mem(mi) => {
@@ -227,6 +272,7 @@ impl Ctx<'_> {
                     if !m.is_live(row) {
                         continue;
                     }
+                    scanned += 1;
                     let rank = self
                         .kernel
                         .rank(&vecs[row * dim..(row + 1) * dim], norms[row]);
@@ -253,6 +299,7 @@ impl Ctx<'_> {
                     if bit(tombs, row) || bit(dead, row) {
                         continue;
                     }
+                    scanned += 1;
                     let r = row as usize;
                     let rank = self.kernel.rank(
                         &vecs[r * dim..(r + 1) * dim],
@@ -274,13 +321,14 @@ impl Ctx<'_> {
                 }
             }
         }
-        Ok(top.into_vec())
+        Ok((top.into_vec(), scanned))
     }
 }
 
 impl Ctx<'_> {
-    /// The candidates of indexed segment `si` for `req`: routed, scanned by code, re-ranked.
-    fn ann(&self, si: usize, req: &SearchRequest) -> Result<Vec<Cand>> {
+    /// The candidates of indexed segment `si` for `req` (routed, scanned by code, re-ranked),
+    /// and how it was searched.
+    fn ann(&self, si: usize, req: &SearchRequest) -> Result<(Vec<Cand>, SegmentSearch)> {
         let seg = self.segments[si].segment()?;
         let index = seg
             .index()?
@@ -302,9 +350,11 @@ impl Ctx<'_> {
         let (tombs, dead) = (&b.tombstones, &self.shadows.dead[si]);
         let want = self.k * head.rerank_factor;
         let mut est: Vec<(f32, u64, u32)> = Vec::new();
+        let mut scanned = 0u64;
         for (&c, bytes) in clusters.iter().zip(&extents) {
             let codes = index.split_extent(c, bytes)?;
             let rows = index.cluster_rows(c);
+            scanned += rows.end - rows.start;
             pq.scan(head.centroid(c), codes.codes, &codes.factors, |i, key| {
                 let row = rows.start + i as u64;
                 if !(bit(tombs, row) || bit(dead, row)) {
@@ -338,7 +388,18 @@ impl Ctx<'_> {
                 });
             }
         }
-        Ok(top.into_vec())
+        let h = &self.segments[si];
+        let stats = SegmentSearch {
+            id: h.entry.id,
+            tier: h.entry.tier,
+            plan: "index",
+            rows: h.rows(),
+            clusters: head.clusters() as u32,
+            clusters_probed: clusters.len() as u32,
+            rows_scanned: scanned,
+            rows_reranked: picks.len() as u64,
+        };
+        Ok((top.into_vec(), stats))
     }
 }
 
@@ -351,9 +412,10 @@ fn io_thread<'scope, T: Send + 'scope>(
     s: &'scope std::thread::Scope<'scope, '_>,
     f: impl FnOnce() -> T + Send + 'scope,
 ) -> std::thread::ScopedJoinHandle<'scope, T> {
+    let tally = Tally::current();
     std::thread::Builder::new()
         .name("barq-search-io".into())
-        .spawn_scoped(s, f)
+        .spawn_scoped(s, move || Tally::install(tally, f))
         .expect("spawn a search I/O thread")
 }
 
@@ -432,8 +494,19 @@ where
 }
 
 impl Collection {
-    /// Exact k-NN search; see the module docs.
-    pub(crate) fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>> {
+    /// k-NN search, and what it did; see the module docs.
+    pub(crate) fn search(&self, req: &SearchRequest) -> Result<(Vec<SearchHit>, SearchStats)> {
+        let started = std::time::Instant::now();
+        let tally = Arc::new(Tally::default());
+        let (hits, mut stats) =
+            Tally::install(Some(Arc::clone(&tally)), || self.search_tallied(req))?;
+        stats.cold_requests = tally.requests();
+        stats.cold_bytes = tally.bytes();
+        stats.took_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok((hits, stats))
+    }
+
+    fn search_tallied(&self, req: &SearchRequest) -> Result<(Vec<SearchHit>, SearchStats)> {
         self.check_open()?;
         validate_query_vector(&self.config, &req.vector)?;
         validate_k(req.k)?;
@@ -541,9 +614,10 @@ impl Collection {
                 || self.shadows_for(&snap),
                 || {
                     if snap.segments.len() > 1 {
+                        let tally = Tally::current();
                         snap.segments
                             .par_iter()
-                            .map(load)
+                            .map(|h| Tally::install(tally.clone(), || load(h)))
                             .collect::<Result<Vec<_>>>()
                     } else {
                         snap.segments.iter().map(load).collect::<Result<Vec<_>>>()
@@ -580,21 +654,30 @@ impl Collection {
                 start = end;
             }
         }
-        let parts: Vec<Vec<Cand>> = if total_rows < PARALLEL_MIN_ROWS {
+        let tally = Tally::current();
+        let parts: Vec<(Vec<Cand>, u64)> = if total_rows < PARALLEL_MIN_ROWS {
             tasks.iter().map(|t| ctx.run(t)).collect::<Result<_>>()?
         } else {
             tasks
                 .par_iter()
-                .map(|t| ctx.run(t))
+                .map(|t| Tally::install(tally.clone(), || ctx.run(t)))
                 .collect::<Result<_>>()?
         };
+        let mut stats = SearchStats::default();
+        let mut exact_scanned = vec![0u64; snap.segments.len()];
+        for (t, (_, n)) in tasks.iter().zip(&parts) {
+            match t {
+                Task::Mem(_) => stats.memtable_rows += n,
+                Task::Seg(si, _) => exact_scanned[*si] += n,
+            }
+        }
         // Indexed segments: a Cold one waits on the network, so those run on I/O threads.
         let (cold, hot): (Vec<usize>, Vec<usize>) = indexed
             .into_iter()
             .partition(|&si| snap.segments[si].entry.tier == crate::manifest::StorageTier::Cold);
-        let hot_parts: Vec<Vec<Cand>> = if hot.len() > 1 {
+        let hot_parts: Vec<(Vec<Cand>, SegmentSearch)> = if hot.len() > 1 {
             hot.par_iter()
-                .map(|&si| ctx.ann(si, req))
+                .map(|&si| Tally::install(tally.clone(), || ctx.ann(si, req)))
                 .collect::<Result<_>>()?
         } else {
             hot.iter()
@@ -602,12 +685,36 @@ impl Collection {
                 .collect::<Result<_>>()?
         };
         let cold_parts = on_io_threads(&cold, |&si| ctx.ann(si, req))?;
-        let mut all: Vec<Cand> = parts
-            .into_iter()
-            .chain(hot_parts)
-            .chain(cold_parts)
-            .flatten()
+        let mut searched: Vec<SegmentSearch> = snap
+            .segments
+            .iter()
+            .zip(&exact_scanned)
+            .filter(|(h, _)| req.exact || !h.segment().is_ok_and(|s| s.is_indexed()))
+            .map(|(h, &n)| SegmentSearch {
+                id: h.entry.id,
+                tier: h.entry.tier,
+                plan: "exact",
+                rows: h.rows(),
+                clusters: 0,
+                clusters_probed: 0,
+                rows_scanned: n,
+                rows_reranked: 0,
+            })
             .collect();
+        let mut all: Vec<Cand> = Vec::new();
+        for (c, _) in parts {
+            all.extend(c);
+        }
+        for (c, st) in hot_parts.into_iter().chain(cold_parts) {
+            all.extend(c);
+            searched.push(st);
+        }
+        searched.sort_by_key(|s| s.id);
+        stats.clusters_probed = searched.iter().map(|s| u64::from(s.clusters_probed)).sum();
+        stats.rows_scanned =
+            stats.memtable_rows + searched.iter().map(|s| s.rows_scanned).sum::<u64>();
+        stats.rows_reranked = searched.iter().map(|s| s.rows_reranked).sum();
+        stats.segments = searched;
         all.sort_unstable_by(|a, b| b.rank.total_cmp(&a.rank));
         // Keep everything tied with the k-th rank so that ties are broken by id, not by layout.
         let cut = match all.get(req.k.saturating_sub(1)) {
@@ -627,7 +734,7 @@ impl Collection {
         }
         hits.sort_by(|(a, ha), (b, hb)| b.rank.total_cmp(&a.rank).then_with(|| ha.id.cmp(&hb.id)));
         hits.truncate(req.k);
-        Ok(hits.into_iter().map(|(_, h)| h).collect())
+        Ok((hits.into_iter().map(|(_, h)| h).collect(), stats))
     }
 
     fn resolve(&self, ctx: &Ctx<'_>, c: &Cand, with_payload: bool) -> Result<SearchHit> {

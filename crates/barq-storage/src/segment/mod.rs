@@ -11,12 +11,14 @@ pub mod format;
 mod indexed;
 mod reader;
 mod source;
+mod tally;
 mod writer;
 
 pub use error::SegmentError;
 pub use indexed::{ClusterCodes, ExtentRef, SegmentIndex, write_indexed};
 pub use reader::{Block, Lookup, OwnedEntry, Segment};
 pub use source::{MmapSource, RangeSource};
+pub use tally::Tally;
 pub use writer::{RowInput, SegmentInfo, SegmentWriter};
 
 #[cfg(test)]

@@ -16,6 +16,62 @@ use super::SegmentError;
 use super::format::{self, BlockKind, Entry, Footer, Page, TRAILER_LEN};
 use super::source::RangeSource;
 
+/// The key under which a remote source keeps a segment's footer and trailer.
+const KEPT_TAIL: &str = "tail";
+/// Blocks a remote source keeps beside the footer: what each query of an indexed segment needs
+/// before its cluster extents.
+const KEPT_BLOCKS: [BlockKind; 3] = [
+    BlockKind::IndexHead,
+    BlockKind::Tombstones,
+    BlockKind::RowEntries,
+];
+
+/// Ranged reads one batch of re-rank rows is coalesced into, at most: each costs a request,
+/// while the bytes between rows it reads with them are cheap next to a round trip.
+const RERANK_RANGES: usize = 16;
+
+/// Row spans covering the ascending `rows` in at most `max` spans: adjacent rows share a span,
+/// then the smallest gaps are closed until `max` remain.
+pub(crate) fn coalesce(rows: &[u64], max: usize) -> Vec<std::ops::Range<u64>> {
+    let mut spans: Vec<std::ops::Range<u64>> = Vec::new();
+    for &r in rows {
+        match spans.last_mut() {
+            Some(s) if r <= s.end => s.end = s.end.max(r + 1),
+            _ => spans.push(r..r + 1),
+        }
+    }
+    if spans.len() > max.max(1) {
+        let mut gaps: Vec<(u64, usize)> = spans
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| (w[1].start - w[0].end, i))
+            .collect();
+        gaps.sort_unstable();
+        // Close the smallest gaps: gap i joins span i with span i + 1.
+        let mut joins = vec![false; spans.len()];
+        for &(_, i) in &gaps[..spans.len() - max.max(1)] {
+            joins[i] = true;
+        }
+        let mut merged: Vec<std::ops::Range<u64>> = Vec::with_capacity(max);
+        let mut joined = false;
+        for (i, s) in spans.into_iter().enumerate() {
+            match merged.last_mut() {
+                Some(m) if joined => m.end = s.end,
+                _ => merged.push(s),
+            }
+            joined = joins[i];
+        }
+        spans = merged;
+    }
+    spans
+}
+
+/// Why a tail did not give a footer.
+enum TailError {
+    Crc,
+    Decode(Error),
+}
+
 /// The first read of a segment's tail; footers larger than this take a second read.
 const TAIL_READ_BYTES: u64 = 64 * 1024;
 
@@ -124,9 +180,15 @@ impl Segment {
                 None,
             ));
         }
+        // A remote source may keep the footer of an earlier open (checked again here).
+        if let Some(kept) = source.kept(KEPT_TAIL)
+            && let Ok((footer, _)) = Self::footer_of_tail(&kept, len)
+        {
+            return Ok(Segment::with_footer(source, footer));
+        }
         let tail_start = len.saturating_sub(TAIL_READ_BYTES);
         let mut tail = source.read(tail_start..len)?;
-        let (footer_len, footer_crc) =
+        let (footer_len, _) =
             format::decode_trailer(&tail[tail.len() - TRAILER_LEN as usize..]).map_err(ctx)?;
         let need = u64::from(footer_len) + TRAILER_LEN;
         if need > len {
@@ -135,17 +197,55 @@ impl Segment {
                 None,
             ));
         }
-        let body_start = len - need;
-        if body_start < tail_start {
-            tail = source.read(body_start..len)?;
+        if len - need < tail_start {
+            tail = source.read(len - need..len)?;
         }
-        let off = (body_start - (len - tail.len() as u64)) as usize;
-        let body = &tail[off..off + footer_len as usize];
-        if crc32c::crc32c(body) != footer_crc {
-            return Err(corrupt("footer checksum mismatch".into(), None));
-        }
-        let footer = Footer::decode(body, len).map_err(ctx)?;
+        let (footer, off) = Self::footer_of_tail(&tail, len).map_err(|e| match e {
+            TailError::Crc => corrupt("footer checksum mismatch".into(), None),
+            TailError::Decode(e) => ctx(e),
+        })?;
+        source.keep(KEPT_TAIL, &tail[off..]);
         Ok(Segment::with_footer(source, footer))
+    }
+
+    /// The footer in `tail`, the last bytes of a file of `len` bytes (at least the footer and
+    /// the trailer), checked against its checksum; and where in `tail` the footer starts.
+    fn footer_of_tail(tail: &[u8], len: u64) -> std::result::Result<(Footer, usize), TailError> {
+        let trailer = tail
+            .len()
+            .checked_sub(TRAILER_LEN as usize)
+            .ok_or_else(|| TailError::Decode(Error::corruption("tail shorter than the trailer")))?;
+        let (footer_len, footer_crc) =
+            format::decode_trailer(&tail[trailer..]).map_err(TailError::Decode)?;
+        let off = trailer
+            .checked_sub(footer_len as usize)
+            .ok_or_else(|| TailError::Decode(Error::corruption("tail shorter than the footer")))?;
+        let body = &tail[off..trailer];
+        if crc32c::crc32c(body) != footer_crc {
+            return Err(TailError::Crc);
+        }
+        Ok((Footer::decode(body, len).map_err(TailError::Decode)?, off))
+    }
+
+    /// Keep this segment's metadata — its footer, and the blocks of [`KEPT_BLOCKS`] it has — in
+    /// `to`'s local store (see [`RangeSource::keep`]): at offload, from the local file, so that
+    /// the first query of the cold copy starts with its cluster extents.
+    pub fn keep_metadata_in(&self, to: &dyn RangeSource) -> Result<()> {
+        let len = self.source.len();
+        let trailer = self.source.read(len - TRAILER_LEN..len)?;
+        let (footer_len, _) = format::decode_trailer(&trailer)?;
+        let tail = self
+            .source
+            .read(len - TRAILER_LEN - u64::from(footer_len)..len)?;
+        Self::footer_of_tail(&tail, len)
+            .map_err(|_| self.corrupt("footer does not match its checksum"))?;
+        to.keep(KEPT_TAIL, &tail);
+        for kind in KEPT_BLOCKS {
+            if self.footer.blocks.iter().any(|b| b.kind == kind) {
+                to.keep(kind.name(), &self.read_block(kind)?);
+            }
+        }
+        Ok(())
     }
 
     /// A segment whose footer was already read and checked (e.g. the same bytes in another
@@ -197,12 +297,25 @@ impl Segment {
         .into()
     }
 
-    /// Read a whole block and check its CRC32C.
+    /// Read a whole block and check its CRC32C. The blocks of [`KEPT_BLOCKS`] are kept by a
+    /// remote source across restarts.
     pub fn read_block(&self, kind: BlockKind) -> Result<Bytes> {
         let b = self.footer.block(kind)?;
-        self.source
+        let kept = KEPT_BLOCKS.contains(&kind);
+        if kept
+            && let Some(bytes) = self.source.kept(kind.name())
+            && bytes.len() as u64 == b.len
+        {
+            return Ok(bytes);
+        }
+        let bytes = self
+            .source
             .read_verified(b.offset..b.offset + b.len, b.crc)
-            .map_err(|e| self.context(e, format_args!("{} block", kind.name())))
+            .map_err(|e| self.context(e, format_args!("{} block", kind.name())))?;
+        if kept {
+            self.source.keep(kind.name(), &bytes);
+        }
+        Ok(bytes)
     }
 
     /// A corruption error from reading part of the segment, named after the segment and the
@@ -421,6 +534,26 @@ impl Segment {
         Ok(Some(Arc::clone(self.index.get_or_init(|| Arc::new(index)))))
     }
 
+    /// The index head if it was read already (no I/O).
+    pub fn loaded_index(&self) -> Option<Arc<super::SegmentIndex>> {
+        self.index.get().cloned()
+    }
+
+    /// Bytes of the index: its head, cluster extents and row map (0 without one).
+    pub fn index_bytes(&self) -> u64 {
+        self.footer
+            .blocks
+            .iter()
+            .filter(|b| {
+                matches!(
+                    b.kind,
+                    BlockKind::IndexHead | BlockKind::Clusters | BlockKind::RowEntries
+                )
+            })
+            .map(|b| b.len)
+            .sum()
+    }
+
     /// The extents of `clusters`, each verified against its own checksum; a remote source
     /// fetches them in one parallel batch.
     pub fn cluster_extents(&self, clusters: &[u32]) -> Result<Vec<Bytes>> {
@@ -458,24 +591,46 @@ impl Segment {
                 .collect();
         }
         let block = self.footer.block(BlockKind::Vectors)?;
-        let ranges = rows
+        let row_bytes = dim * 4;
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_unstable_by_key(|&i| rows[i].0);
+        if let Some(&last) = order.last()
+            && (rows[last].0 + 1) * row_bytes > block.len
+        {
+            return Err(self.corrupt("row past the vectors block"));
+        }
+        let spans = coalesce(
+            &order.iter().map(|&i| rows[i].0).collect::<Vec<_>>(),
+            RERANK_RANGES,
+        );
+        let ranges: Vec<_> = spans
             .iter()
-            .map(|&(r, crc)| {
-                let (a, b) = (r * dim * 4, (r + 1) * dim * 4);
-                if b > block.len {
-                    return Err(self.corrupt("row past the vectors block"));
-                }
-                Ok((block.offset + a..block.offset + b, crc))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bytes = self
+            .map(|s| block.offset + s.start * row_bytes..block.offset + s.end * row_bytes)
+            .collect();
+        let fetched = self
             .source
-            .read_verified_many(&ranges)
+            .read_many(&ranges)
             .map_err(|e| self.context(e, format_args!("re-rank vectors")))?;
-        Ok(bytes
-            .into_iter()
-            .map(|b| Values::<f32>::new(b).as_slice().to_vec())
-            .collect())
+        let mut out = vec![Vec::new(); rows.len()];
+        let mut span = 0;
+        for &i in &order {
+            let (row, crc) = rows[i];
+            while spans[span].end <= row {
+                span += 1;
+            }
+            let at = ((row - spans[span].start) * row_bytes) as usize;
+            let bytes = fetched[span].slice(at..at + row_bytes as usize);
+            if crc32c::crc32c(&bytes) != crc {
+                return Err(SegmentError::Checksum {
+                    segment: self.source.describe(),
+                    start: ranges[span].start + at as u64,
+                    end: ranges[span].start + at as u64 + row_bytes,
+                }
+                .into());
+            }
+            out[i] = Values::<f32>::new(bytes).as_slice().to_vec();
+        }
+        Ok(out)
     }
 
     /// A decode error of part of the segment as a corruption error naming the segment.

@@ -52,6 +52,21 @@ pub trait RangeSource: Send + Sync + Debug {
             .collect()
     }
 
+    /// Several unverified ranges, in order (the caller checks them, e.g. row by row against
+    /// per-row checksums). A remote source fetches them in parallel, uncached.
+    fn read_many(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        ranges.iter().map(|r| self.read(r.clone())).collect()
+    }
+
+    /// Verified metadata of this file kept as `key` in a local store that survives restarts
+    /// (a remote source's; `None` for a local file, whose bytes are at hand anyway).
+    fn kept(&self, _key: &str) -> Option<Bytes> {
+        None
+    }
+
+    /// Keep verified metadata `bytes` of this file as `key` (see [`kept`](Self::kept)).
+    fn keep(&self, _key: &str, _bytes: &[u8]) {}
+
     /// `true` when repeated reads return the very same bytes (a local file or mapping), so a
     /// range that was verified once need not be verified again.
     fn is_stable(&self) -> bool;

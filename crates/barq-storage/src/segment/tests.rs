@@ -418,3 +418,27 @@ fn every_block_of_an_indexed_segment_is_checked() {
         assert_eq!(err.kind(), ErrorKind::DataCorruption, "{kind:?}: {err}");
     }
 }
+
+#[test]
+fn re_rank_rows_coalesce_into_at_most_the_allowed_reads_closing_small_gaps_first() {
+    use super::reader::coalesce;
+    assert_eq!(coalesce(&[], 4), Vec::<std::ops::Range<u64>>::new());
+    assert_eq!(
+        coalesce(&[3, 4, 5, 9], 4),
+        vec![3..6, 9..10],
+        "adjacent rows share"
+    );
+    // Gaps 1 (5..6), 94 (7..100), 1 (101..102), 898 (103..1000): two reads close the two
+    // gaps of 1 and keep the large ones.
+    assert_eq!(
+        coalesce(&[4, 6, 100, 102, 1000], 3),
+        vec![4..7, 100..103, 1000..1001]
+    );
+    assert_eq!(coalesce(&[4, 6, 100, 102, 1000], 1), vec![4..1001]);
+    let many: Vec<u64> = (0..100).map(|i| i * 10).collect();
+    let spans = coalesce(&many, 16);
+    assert_eq!(spans.len(), 16);
+    for r in &many {
+        assert!(spans.iter().any(|s| s.contains(r)), "row {r} is covered");
+    }
+}

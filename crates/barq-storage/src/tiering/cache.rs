@@ -93,6 +93,8 @@ pub struct ColdCache {
     instance: u64,
     fills: std::sync::atomic::AtomicUsize,
     inner: Mutex<Inner>,
+    /// The metadata ranges kept across restarts (none in a cache made without them).
+    kept: Option<super::kept::KeptRanges>,
     /// Counters.
     pub counters: CacheCounters,
 }
@@ -112,8 +114,40 @@ impl ColdCache {
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             fills: std::sync::atomic::AtomicUsize::new(0),
             inner: Mutex::new(Inner::default()),
+            kept: None,
             counters: CacheCounters::default(),
         })
+    }
+
+    /// This cache with `kept` holding the ranges of [`get_kept`](Self::get_kept) and
+    /// [`keep`](Self::keep).
+    pub fn with_kept(mut self, kept: super::kept::KeptRanges) -> Self {
+        self.kept = Some(kept);
+        self
+    }
+
+    /// A metadata range of `ns` kept across restarts as `key`, if any.
+    pub fn get_kept(&self, ns: &str, key: &str) -> Option<Bytes> {
+        self.kept.as_ref()?.get(ns, key)
+    }
+
+    /// Keep a metadata range of `ns` across restarts as `key` (verified bytes only).
+    pub fn keep(&self, ns: &str, key: &str, bytes: &[u8]) {
+        if let Some(k) = &self.kept {
+            k.put(ns, key, bytes);
+        }
+    }
+
+    /// Segments with metadata kept across restarts, and the bytes kept.
+    pub fn kept_usage(&self) -> (u64, u64) {
+        self.kept.as_ref().map_or((0, 0), |k| k.usage())
+    }
+
+    /// Forget the kept metadata of every namespace for which `keep` is false.
+    pub fn retain_kept(&self, keep: impl Fn(&str) -> bool) {
+        if let Some(k) = &self.kept {
+            k.retain(keep);
+        }
     }
 
     /// Bytes currently cached.
@@ -300,6 +334,9 @@ impl ColdCache {
     /// Drop every entry of `ns` (its segment was hydrated, compacted away or deleted). Entries a
     /// reader holds stay valid for that reader.
     pub fn remove_namespace(&self, ns: &str) {
+        if let Some(k) = &self.kept {
+            k.remove(ns);
+        }
         let mut g = self.inner.lock();
         g.filling.remove(ns);
         if let Some(map) = g.entries.remove(ns) {

@@ -137,6 +137,13 @@ pub struct TieringCounters {
     pub cache_bytes: u64,
     /// The cache's budget.
     pub cache_budget_bytes: u64,
+    /// Cold segments whose footer and index head (and tombstones, row map) are kept on local
+    /// disk across restarts.
+    #[serde(default)]
+    pub heads_kept: u64,
+    /// Bytes of that kept metadata.
+    #[serde(default)]
+    pub heads_kept_bytes: u64,
     /// Requests sent to the cold store.
     pub remote_requests: u64,
     /// Requests that failed.
@@ -728,6 +735,8 @@ impl Inner {
             cache_evictions: load(&e.cache.counters.evictions),
             cache_bytes: e.cache.bytes(),
             cache_budget_bytes: e.cache.budget(),
+            heads_kept: e.cache.kept_usage().0,
+            heads_kept_bytes: e.cache.kept_usage().1,
             remote_requests: load(&e.cold.counters.requests),
             remote_failures: load(&e.cold.counters.failures),
             remote_bytes_fetched: load(&e.cold.counters.bytes_fetched),

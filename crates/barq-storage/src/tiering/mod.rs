@@ -34,6 +34,7 @@
 
 pub mod cache;
 mod health;
+pub mod kept;
 mod limiter;
 pub(crate) mod manager;
 mod mover;
@@ -242,10 +243,10 @@ impl TierEnv {
         Ok(TierEnv {
             _recheck: cold.spawn_recheck(options.store_recheck_interval),
             cold,
-            cache: Arc::new(ColdCache::open(
-                &data_dir.join("cache"),
-                options.cold_cache_bytes,
-            )?),
+            cache: Arc::new(
+                ColdCache::open(&data_dir.join("cache"), options.cold_cache_bytes)?
+                    .with_kept(kept::KeptRanges::open(&data_dir.join("kept"))?),
+            ),
             warm_dir: options.warm_dir.clone(),
             clock,
             failpoints,

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::cache::ColdCache;
 use super::store::{ColdStore, ColdStoreError, PARTS_IN_FLIGHT};
-use crate::segment::RangeSource;
+use crate::segment::{RangeSource, Tally};
 
 /// Reads larger than this are split into parallel ranged reads.
 const PARALLEL_READ_BYTES: u64 = 16 << 20;
@@ -49,12 +49,10 @@ impl RemoteSource {
         }
     }
 
-    /// Fetch `range` and the CRC32C of its bytes (computed as they arrive). A range larger than
-    /// [`PARALLEL_READ_BYTES`] (a whole block) is read as parallel parts, the way object stores
-    /// are fastest.
-    /// Fetch `range` from the store: the bytes and their CRC32C. A range too large for one
-    /// request is read as parallel parts.
-    async fn fetch(&self, range: Range<u64>) -> Result<(Bytes, u32)> {
+    /// Fetch `range` from the store: the bytes and their CRC32C (computed as they arrive). A
+    /// range larger than [`PARALLEL_READ_BYTES`] (a whole block) is read as parallel parts, the
+    /// way object stores are fastest. What is fetched is added to `tally`.
+    async fn fetch(&self, range: Range<u64>, tally: Option<&Tally>) -> Result<(Bytes, u32)> {
         if range.start > range.end || range.end > self.len {
             return Err(ColdStoreError::OutOfBounds {
                 key: self.key.clone(),
@@ -70,29 +68,33 @@ impl RemoteSource {
         } else {
             PART_BYTES
         };
-        self.store
+        let got = self
+            .store
             .read_to_buffer(&self.key, range, part, PARTS_IN_FLIGHT)
-            .await
-            .map_err(|e| {
-                if e.kind() == barq_core::ErrorKind::NotFound {
-                    ColdStoreError::Missing {
-                        key: self.key.clone(),
-                        reason: e.to_string(),
-                    }
-                    .into()
-                } else {
-                    e
+            .await;
+        if let (Some(t), Ok(_)) = (tally, &got) {
+            t.add(len.div_ceil(part.max(1)).max(1), len);
+        }
+        got.map_err(|e| {
+            if e.kind() == barq_core::ErrorKind::NotFound {
+                ColdStoreError::Missing {
+                    key: self.key.clone(),
+                    reason: e.to_string(),
                 }
-            })
+                .into()
+            } else {
+                e
+            }
+        })
     }
 
     /// A verified range from the cache, or fetched, checked against `crc` and cached.
-    async fn verified(&self, range: Range<u64>, crc: u32) -> Result<Bytes> {
+    async fn verified(&self, range: Range<u64>, crc: u32, tally: Option<&Tally>) -> Result<Bytes> {
         if let Some(b) = self.cache.get(&self.namespace, &range) {
             return Ok(b);
         }
         let started = std::time::Instant::now();
-        let (bytes, got) = self.fetch(range.clone()).await?;
+        let (bytes, got) = self.fetch(range.clone(), tally).await?;
         tracing::debug!(key = %self.key, ?range, took = ?started.elapsed(), "cold range fetched and checked");
         if got != crc {
             return Err(ColdStoreError::Checksum {
@@ -118,23 +120,53 @@ impl RangeSource for RemoteSource {
         if let Some(b) = self.cache.get(&self.namespace, &range) {
             return Ok(b);
         }
-        Ok(self.store.block_on(self.fetch(range))?.0)
+        let tally = Tally::current();
+        Ok(self.store.block_on(self.fetch(range, tally.as_deref()))?.0)
     }
 
     fn read_verified(&self, range: Range<u64>, crc: u32) -> Result<Bytes> {
         if let Some(b) = self.cache.get(&self.namespace, &range) {
             return Ok(b);
         }
-        self.store.block_on(self.verified(range, crc))
+        let tally = Tally::current();
+        self.store
+            .block_on(self.verified(range, crc, tally.as_deref()))
     }
 
     fn read_verified_many(&self, ranges: &[(Range<u64>, u32)]) -> Result<Vec<Bytes>> {
         use futures::{StreamExt, TryStreamExt};
+        let tally = Tally::current();
+        let tally = tally.as_deref();
         self.store.block_on(
-            futures::stream::iter(ranges.iter().map(|(r, crc)| self.verified(r.clone(), *crc)))
-                .buffered(RANGES_IN_FLIGHT)
-                .try_collect(),
+            futures::stream::iter(
+                ranges
+                    .iter()
+                    .map(|(r, crc)| self.verified(r.clone(), *crc, tally)),
+            )
+            .buffered(RANGES_IN_FLIGHT)
+            .try_collect(),
         )
+    }
+
+    fn read_many(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        use futures::{StreamExt, TryStreamExt};
+        let tally = Tally::current();
+        let tally = tally.as_deref();
+        self.store.block_on(
+            futures::stream::iter(ranges.iter().map(|r| async move {
+                Ok::<_, barq_core::Error>(self.fetch(r.clone(), tally).await?.0)
+            }))
+            .buffered(RANGES_IN_FLIGHT)
+            .try_collect(),
+        )
+    }
+
+    fn kept(&self, key: &str) -> Option<Bytes> {
+        self.cache.get_kept(&self.namespace, key)
+    }
+
+    fn keep(&self, key: &str, bytes: &[u8]) {
+        self.cache.keep(&self.namespace, key, bytes);
     }
 
     fn is_stable(&self) -> bool {

@@ -62,6 +62,13 @@ impl Mover<'_> {
             self.namespace(entry),
             entry.size_bytes,
         ));
+        // The cold copy's footer, index head, tombstones and row map are kept locally from the
+        // local file; a failure only means the first query fetches them.
+        if let Ok(seg) = h.segment()
+            && let Err(e) = seg.keep_metadata_in(source.as_ref())
+        {
+            tracing::warn!(segment = entry.id, error = %e, "could not keep a cold segment's metadata locally");
+        }
         self.slots
             .replace_handle(h.relocated(committed, source, footer));
         remove_durably(&src)?;
