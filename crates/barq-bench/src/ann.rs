@@ -67,6 +67,7 @@ pub fn run(
         durability: Durability::None,
         background_compaction: false,
         memtable_max_bytes: 1 << 31,
+        recall_sample_rate: 0.0, // off in benchmarks
         ..Options::default()
     };
     let db = Database::open(dir, opts).expect("open");

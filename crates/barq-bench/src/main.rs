@@ -212,6 +212,7 @@ fn ingest(
             Options {
                 durability,
                 background_compaction: compaction,
+                recall_sample_rate: 0.0, // off in benchmarks
                 ..Options::default()
             },
         )
@@ -297,6 +298,7 @@ fn search(dir: &Path, rows: usize, dim: usize, k: usize, queries: usize, compact
     let opts = Options {
         durability: Durability::None,
         background_compaction: false,
+        recall_sample_rate: 0.0, // off in benchmarks
         ..Options::default()
     };
     let db = Database::open(dir, opts.clone()).expect("open");
@@ -410,6 +412,7 @@ fn reopen_child(dir: &Path, mib: usize, dim: usize) {
         Options {
             durability: Durability::None,
             memtable_max_bytes: limit,
+            recall_sample_rate: 0.0, // off in benchmarks
             ..Options::default()
         },
     )
@@ -448,6 +451,7 @@ fn memory(dir: &Path, gib: f64, dim: usize) {
         let opts = Options {
             durability: Durability::None,
             background_compaction: false,
+            recall_sample_rate: 0.0, // off in benchmarks
             ..Options::default()
         };
         let db = Database::open(dir, opts).expect("open");

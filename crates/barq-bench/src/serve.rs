@@ -136,6 +136,7 @@ fn options() -> Options {
             maintenance_interval: None,
             ..Default::default()
         },
+        recall_sample_rate: 0.0, // off in benchmarks
         ..Options::default()
     }
 }

@@ -31,6 +31,7 @@ fn open(
             verify_uploads: verify,
             ..TieringOptions::default()
         },
+        recall_sample_rate: 0.0, // off in benchmarks
         ..Options::default()
     };
     Database::builder(data)

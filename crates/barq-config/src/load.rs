@@ -191,10 +191,11 @@ fn apply_env(settings: &mut Settings, env: &HashMap<String, String>) -> Result<(
             "TARGET_CLUSTER_ROWS" => i.target_cluster_rows = parse(k, v)?,
             "BITS" => i.bits = Some(parse(k, v)?),
             "RERANK_FACTOR" => i.rerank_factor = parse(k, v)?,
+            "RECALL_SAMPLE_RATE" => i.recall_sample_rate = parse(k, v)?,
             _ => {
                 return Err(Error::invalid(format!(
                     "unknown setting {k}: the index variables are BARQ_INDEX_MIN_ROWS, \
-                     TARGET_CLUSTER_ROWS, BITS, RERANK_FACTOR"
+                     TARGET_CLUSTER_ROWS, BITS, RERANK_FACTOR, RECALL_SAMPLE_RATE"
                 )));
             }
         }
@@ -588,6 +589,9 @@ cold_cache_bytes = 1048576
         assert_eq!(i.target_cluster_rows, 1000, "the default");
         let p = i.params();
         assert_eq!((p.bits, p.rerank_factor), (Some(2), 8));
+        let err =
+            load_from(None, &env(&[("BARQ_INDEX_RECALL_SAMPLE_RATE", "2")])).expect_err("rate 2");
+        assert!(err.message().contains("recall_sample_rate"), "{err}");
         let err = load_from(None, &env(&[("BARQ_INDEX_BITS", "3")])).expect_err("3 bits");
         assert!(err.message().contains("index bits is 3"), "{err}");
         let err = load_from(None, &env(&[("BARQ_INDEX_NPROBE", "3")])).expect_err("unknown");

@@ -178,6 +178,9 @@ pub struct IndexSettings {
     pub bits: Option<u8>,
     /// Candidates re-ranked with their f32 vectors per wanted result. Default 4.
     pub rerank_factor: usize,
+    /// Fraction of indexed searches re-run exactly in the background to measure recall, in
+    /// [0, 1]. Default 0.01.
+    pub recall_sample_rate: f64,
 }
 
 impl Default for IndexSettings {
@@ -188,6 +191,7 @@ impl Default for IndexSettings {
             target_cluster_rows: p.target_cluster_rows,
             bits: p.bits,
             rerank_factor: p.rerank_factor,
+            recall_sample_rate: barq_storage::Options::default().recall_sample_rate,
         }
     }
 }
@@ -276,6 +280,12 @@ impl Settings {
                     "BARQ_S3_ENDPOINT {e:?} is plain http: set BARQ_S3_ALLOW_HTTP=true to allow it"
                 )));
             }
+        }
+        let r = self.index.recall_sample_rate;
+        if !(0.0..=1.0).contains(&r) {
+            return Err(Error::invalid(format!(
+                "index.recall_sample_rate (BARQ_INDEX_RECALL_SAMPLE_RATE) is {r}: it must be between 0 and 1"
+            )));
         }
         self.index.params().validate().map_err(|e| {
             Error::invalid(format!(

@@ -209,6 +209,28 @@ impl Collector for DbCollector {
                 )
             }),
         )?;
+        counter(
+            &mut e,
+            "barq_search_recall_samples",
+            "Searches through an index re-run exactly to measure recall, per collection",
+            cols.iter()
+                .map(|c| ([("collection", c.name.clone())], c.recall_samples)),
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "barq_search_sampled_recall",
+                "Recall@k of the sampled searches since start, per collection (exact top-k hits \
+                 found / wanted)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for c in cols {
+                if let Some(r) = c.sampled_recall {
+                    ConstGauge::new(r)
+                        .encode(m.encode_family(&[("collection", c.name.clone())])?)?;
+                }
+            }
+        }
         let per_tier = |f: fn(&barq_storage::TierStats) -> u64| {
             cols.iter()
                 .flat_map(move |c| {

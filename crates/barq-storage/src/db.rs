@@ -144,6 +144,13 @@ pub struct CollectionStats {
     /// Each sealed segment, oldest first.
     #[serde(default)]
     pub segment_list: Vec<SegmentStats>,
+    /// Searches through an index re-run exactly to measure recall (since open).
+    #[serde(default)]
+    pub recall_samples: u64,
+    /// Their recall@k: the exact top-k hits the indexed searches returned, out of all exact
+    /// top-k hits; `None` before the first sample.
+    #[serde(default)]
+    pub sampled_recall: Option<f64>,
 }
 
 /// One sealed segment in [`CollectionStats`].
@@ -339,6 +346,7 @@ impl Database {
         let shared = Arc::new(Shared {
             tiering,
             dir,
+            recall: crate::recall::RecallSampler::new(options.recall_sample_rate),
             options,
             manifest,
             collections,
@@ -538,7 +546,7 @@ impl Database {
 
     /// Exact k-nearest-neighbour search, best first.
     pub fn search(&self, collection: &str, request: &SearchRequest) -> Result<Vec<SearchHit>> {
-        Ok(self.collection(collection)?.search(request)?.0)
+        Ok(self.search_explained(collection, request)?.0)
     }
 
     /// [`search`](Self::search), with what the search did: the plan of each segment, clusters
@@ -548,7 +556,25 @@ impl Database {
         collection: &str,
         request: &SearchRequest,
     ) -> Result<(Vec<SearchHit>, SearchStats)> {
-        self.collection(collection)?.search(request)
+        let c = self.collection(collection)?;
+        let (hits, stats) = c.search(request)?;
+        let indexed = stats.segments.iter().any(|s| s.plan == "index");
+        let local = stats.segments.iter().all(|s| s.tier != StorageTier::Cold);
+        if !request.exact && indexed && local && self.shared.recall.due() {
+            let ann: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+            let exact = SearchRequest::new(request.vector.clone(), request.k).exact(true);
+            let submitted = self
+                .shared
+                .recall
+                .submit(Box::new(move || match c.search(&exact) {
+                    Ok((truth, _)) => c.recall.record(&ann, &truth),
+                    Err(e) => tracing::debug!(error = %e, "a recall sample failed"),
+                }));
+            if !submitted {
+                tracing::debug!("recall sampler busy; sample skipped");
+            }
+        }
+        Ok((hits, stats))
     }
 
     /// Flush the collection's memtable into a sealed segment now.
@@ -669,6 +695,11 @@ impl Database {
                     .sum::<u64>(),
             index_bytes: segment_list.iter().map(|s| s.index_bytes).sum(),
             segment_list,
+            recall_samples: c.recall.totals().0,
+            sampled_recall: {
+                let (_, found, wanted) = c.recall.totals();
+                (wanted > 0).then(|| found as f64 / wanted as f64)
+            },
         })
     }
 
@@ -696,6 +727,7 @@ impl Database {
     }
 
     fn shutdown(&self) -> Result<()> {
+        self.shared.recall.stop();
         if let Some(bg) = self.background.lock().take() {
             bg.stop();
             if let Err(e) = self.shared.tiering.persist_access() {

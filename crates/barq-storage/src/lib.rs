@@ -34,6 +34,7 @@ mod manifest;
 mod memtable;
 mod options;
 mod poison;
+mod recall;
 pub mod segment;
 mod shadows;
 mod shared;

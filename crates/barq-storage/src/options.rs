@@ -61,6 +61,9 @@ pub struct Options {
     pub index_min_rows: u64,
     /// How indexes are built (cluster size, code width, seed, calibration).
     pub index: barq_index::IndexParams,
+    /// Fraction of the searches through an index that are run again exactly in the background
+    /// to measure recall (`CollectionStats::sampled_recall`); 0 turns it off. Default 0.01.
+    pub recall_sample_rate: f64,
 }
 
 /// Named points between the steps of a durable operation where a test can make the operation
@@ -147,6 +150,7 @@ impl Default for Options {
             tiering: crate::tiering::TieringOptions::default(),
             index_min_rows: 20_000,
             index: barq_index::IndexParams::default(),
+            recall_sample_rate: 0.01,
         }
     }
 }

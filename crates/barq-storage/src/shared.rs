@@ -22,4 +22,6 @@ pub(crate) struct Shared {
     pub tiering: TieringManager,
     /// Set when a background worker panicked.
     pub poison: Arc<crate::poison::Poison>,
+    /// Re-runs a sample of indexed searches exactly.
+    pub recall: crate::recall::RecallSampler,
 }

@@ -46,6 +46,7 @@ fn options(index_min_rows: u64) -> Options {
             target_cluster_rows: 250,
             ..Default::default()
         },
+        recall_sample_rate: 0.0,
         ..Options::default()
     }
 }
@@ -397,4 +398,66 @@ fn a_failed_index_build_loses_nothing_and_leaves_no_staging_file() {
         .search("c", &SearchRequest::new(vec![0.0; DIM], 5).nprobe(0))
         .expect_err("bad nprobe");
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn sampled_searches_are_rerun_exactly_and_their_recall_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(
+        dir.path(),
+        Options {
+            recall_sample_rate: 0.5,
+            ..options(3000)
+        },
+    )
+    .expect("open");
+    load(&db, Metric::L2, 8000);
+    db.compact("c").expect("compact");
+    assert_eq!(
+        db.collection_stats("c").expect("stats").sampled_recall,
+        None
+    );
+    let (mut found, mut wanted) = (0usize, 0usize);
+    // Points between the centres, whose neighbours spread over several clusters; one probe then
+    // gives a recall measurably below 1.
+    let mut d = Data(5);
+    let between: Vec<Vec<f32>> = (0..20)
+        .map(|_| (0..DIM).map(|_| d.gauss() * 3.0).collect())
+        .collect();
+    for (i, q) in between.into_iter().enumerate() {
+        let ann = db
+            .search("c", &SearchRequest::new(q.clone(), 10).nprobe(1))
+            .expect("ann");
+        // Exact searches are never sampled.
+        let exact = db
+            .search("c", &SearchRequest::new(q, 10).exact(true))
+            .expect("exact");
+        let want = (i as u64 + 1) / 2;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while db.collection_stats("c").expect("stats").recall_samples < want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sample {want} never ran"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if i % 2 == 1 {
+            // Every second indexed search is sampled.
+            let truth: HashSet<_> = ids(&exact).into_iter().collect();
+            found += ann.iter().filter(|h| truth.contains(&h.id)).count();
+            wanted += exact.len();
+        }
+    }
+    let stats = db.collection_stats("c").expect("stats");
+    assert_eq!(stats.recall_samples, 10);
+    let measured = stats.sampled_recall.expect("a recall");
+    let expected = found as f64 / wanted as f64;
+    assert!(
+        (measured - expected).abs() < 1e-12,
+        "sampled {measured}, computed here {expected}"
+    );
+    assert!(
+        measured < 1.0,
+        "one probe misses some neighbours: {measured}"
+    );
 }

@@ -1,6 +1,7 @@
 //! Model test: random sequences of upsert / delete / flush / compact / reopen / offload /
 //! hydrate / pin, checked after every step against a `BTreeMap` model (get of every id, count,
-//! and exact search). Moves go to the default cold store (a local directory) and race the
+//! and search: `exact`, and through the indexes that compaction and background passes build
+//! on segments of a few rows). Moves go to the default cold store (a local directory) and race the
 //! background compactor, so a move may find its segment busy or already merged away: those
 //! answers (`Conflict`, `NotFound`) are allowed, nothing else.
 
@@ -49,6 +50,13 @@ fn options() -> Options {
         memtable_max_bytes: 2048,
         compaction_check_interval: std::time::Duration::from_millis(5),
         compaction_min_segments: 2,
+        // Index every segment of 8 live rows or more, so that `exact` is checked over indexed
+        // segments (format version 2) as well as plain ones.
+        index_min_rows: 8,
+        index: barq_storage::IndexParams {
+            target_cluster_rows: 16,
+            ..Default::default()
+        },
         ..Options::default()
     }
 }
@@ -93,20 +101,28 @@ fn check(
         .collect();
     want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
     want.truncate(10);
-    let hits = db
-        .search("m", &SearchRequest::new(q.clone(), 10))
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let got: Vec<(f32, &str)> = hits.iter().map(|h| (h.score, h.id.as_str())).collect();
-    prop_assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(&want) {
-        prop_assert!(
-            (g.0 - kernel.score(w.0)).abs() < 1e-5,
-            "score {:?} vs {:?}",
-            got,
-            want
-        );
-        // same score → same id after the tie-break by id
-        prop_assert_eq!(g.1, w.1, "search order {:?} vs {:?}", got, want);
+    // Exact search is the brute force over the model; so is probing every cluster here, where
+    // a segment holds at most 40 live rows and the re-rank takes k × 4 = 40 candidates.
+    for req in [
+        SearchRequest::new(q.clone(), 10).exact(true),
+        SearchRequest::new(q.clone(), 10).nprobe(10_000),
+    ] {
+        let hits = db
+            .search("m", &req)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let got: Vec<(f32, &str)> = hits.iter().map(|h| (h.score, h.id.as_str())).collect();
+        prop_assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            prop_assert!(
+                (g.0 - kernel.score(w.0)).abs() < 1e-5,
+                "score {:?} vs {:?} (exact: {})",
+                got,
+                want,
+                req.exact
+            );
+            // same score → same id after the tie-break by id
+            prop_assert_eq!(g.1, w.1, "search order {:?} vs {:?}", got, want);
+        }
     }
     Ok(())
 }

@@ -184,6 +184,13 @@ fn describe_collection(c: &CollectionStats) -> String {
             ),
         ),
         ("exact rows", c.unindexed_rows.to_string()),
+        (
+            "recall",
+            match c.sampled_recall {
+                Some(r) => format!("{r:.3} ({})", plural(c.recall_samples, "sample")),
+                None => "- (no sample yet)".into(),
+            },
+        ),
     ];
     let mut t = Table::new(&[("FIELD", Align::Left), ("VALUE", Align::Left)]);
     for (k, v) in lines {

@@ -132,6 +132,7 @@ fn open_with(cli: &Cli, create: bool, maintain: bool) -> Result<Database> {
         background_compaction: maintain,
         index_min_rows: settings.index.min_rows,
         index: settings.index.params(),
+        recall_sample_rate: settings.index.recall_sample_rate,
         ..Options::default()
     };
     tracing::debug!(dir = %dir.display(), "opening database");

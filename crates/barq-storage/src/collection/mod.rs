@@ -142,6 +142,8 @@ pub(crate) struct Collection {
     poison: Arc<crate::poison::Poison>,
     /// Segments being moved or compacted: no other move or compaction may pick them.
     busy: Busy,
+    /// Recall measured by re-running sampled searches exactly.
+    pub(crate) recall: crate::recall::RecallStats,
     swapped: Mutex<()>,
     swapped_cv: Condvar,
 }
@@ -278,6 +280,7 @@ impl Collection {
             env,
             poison,
             busy: Busy::default(),
+            recall: crate::recall::RecallStats::default(),
             swapped: Mutex::new(()),
             swapped_cv: Condvar::new(),
         }
