@@ -46,7 +46,8 @@ impl RecallSampler {
 
     /// Count an indexed search; `true` when this one is to be sampled.
     pub(crate) fn due(&self) -> bool {
-        self.period > 0 && (self.seen.fetch_add(1, Ordering::Relaxed) + 1) % self.period == 0
+        self.period > 0
+            && (self.seen.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(self.period)
     }
 
     /// Run `job` on the sampler thread (started on first use); `false` when the queue is full
@@ -100,10 +101,7 @@ pub(crate) struct RecallStats {
 impl RecallStats {
     /// Add a sample: what the indexed search returned (`ann`) against the exact answer.
     pub(crate) fn record(&self, ann: &[String], exact: &[SearchHit]) {
-        let found = exact
-            .iter()
-            .filter(|h| ann.iter().any(|a| *a == h.id))
-            .count();
+        let found = exact.iter().filter(|h| ann.contains(&h.id)).count();
         self.found.fetch_add(found as u64, Ordering::Relaxed);
         self.wanted.fetch_add(exact.len() as u64, Ordering::Relaxed);
         self.samples.fetch_add(1, Ordering::Relaxed);
