@@ -432,7 +432,7 @@ fn sampled_searches_are_rerun_exactly_and_their_recall_is_reported() {
         let exact = db
             .search("c", &SearchRequest::new(q, 10).exact(true))
             .expect("exact");
-        let want = (i as u64 + 1) / 2;
+        let want = (i as u64).div_ceil(2);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while db.collection_stats("c").expect("stats").recall_samples < want {
             assert!(
