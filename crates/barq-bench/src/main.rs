@@ -63,6 +63,9 @@ enum Cmd {
         /// Turn background compaction off (it competes with the writers for the CPU).
         #[arg(long)]
         no_compaction: bool,
+        /// Build no indexes (index_min_rows at its maximum): the rate without index builds.
+        #[arg(long)]
+        no_index: bool,
     },
     /// Exact search latency and QPS over ROWS random vectors (flushed into segments; `exact`, so
     /// indexes are not used).
@@ -80,25 +83,9 @@ enum Cmd {
         compact: bool,
     },
     /// Approximate search through the IVF indexes against exact search: recall@K and latency
-    /// as the probe count varies, build time and index size, on gaussian clusters.
-    Ann {
-        #[arg(long, default_value_t = 1_000_000)]
-        rows: usize,
-        #[arg(long, default_value_t = 128)]
-        dim: usize,
-        #[arg(long, default_value_t = 10)]
-        k: usize,
-        #[arg(long, default_value_t = 200)]
-        queries: usize,
-        #[arg(long, default_value = "l2")]
-        metric: Metric,
-        /// Gaussian centres of the data.
-        #[arg(long, default_value_t = 1000)]
-        centres: usize,
-        /// Standard deviation of a row around its centre (centres are N(0, 1)).
-        #[arg(long, default_value_t = 0.5)]
-        spread: f32,
-    },
+    /// as the probe count varies, build time and index size, on gaussian clusters or real
+    /// embeddings; through HTTP with --http; the first cold query of a fresh process with --cold.
+    Ann(ann::Args),
     /// Reopen time after a crash (abort) with a full memtable of MIB MiB in the WAL.
     Reopen {
         #[arg(long, default_value_t = 64)]
@@ -157,6 +144,20 @@ enum Cmd {
     },
     #[command(hide = true)]
     OpenRss { path: PathBuf },
+    #[command(hide = true)]
+    AnnColdQuery {
+        data: PathBuf,
+        queries: PathBuf,
+        index: usize,
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        bucket_dir: PathBuf,
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
 }
 
 fn random_vectors(rng: &mut StdRng, n: usize, dim: usize) -> Vec<f32> {
@@ -200,6 +201,7 @@ fn ingest(
     batch: usize,
     total: usize,
     compaction: bool,
+    index: bool,
 ) {
     let durability = match mode {
         Mode::Sync => Durability::Sync,
@@ -213,6 +215,11 @@ fn ingest(
                 durability,
                 background_compaction: compaction,
                 recall_sample_rate: 0.0, // off in benchmarks
+                index_min_rows: if index {
+                    Options::default().index_min_rows
+                } else {
+                    u64::MAX
+                },
                 ..Options::default()
             },
         )
@@ -253,11 +260,31 @@ fn ingest(
     let secs = start.elapsed().as_secs_f64();
     let n = per_writer * writers;
     let rate = n as f64 / secs;
+    // How long background work takes to index every segment large enough for an index.
+    let min_rows = Options::default().index_min_rows;
+    let waiting = Instant::now();
+    let caught_up = (index && compaction).then(|| {
+        while waiting.elapsed() < Duration::from_secs(600) {
+            let stats = db.collection_stats("bench").expect("stats");
+            if stats
+                .segment_list
+                .iter()
+                .all(|s| s.indexed == Some(true) || s.rows < min_rows)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        waiting.elapsed().as_secs_f64()
+    });
     eprintln!(
-        "ingest dim={dim} durability={mode:?} writers={writers} batch={batch}: {n} vectors in {secs:.2}s = {rate:.0} vectors/s"
+        "ingest dim={dim} durability={mode:?} writers={writers} batch={batch} indexes={index}: {n} vectors in {secs:.2}s = {rate:.0} vectors/s{}",
+        caught_up.map_or(String::new(), |s| format!(
+            "; every large segment indexed {s:.1} s after the last write"
+        ))
     );
     emit(
-        json!({"bench":"ingest","dim":dim,"durability":format!("{mode:?}").to_lowercase(),"writers":writers,"batch":batch,"vectors":n,"seconds":secs,"vectors_per_sec":rate}),
+        json!({"bench":"ingest","dim":dim,"durability":format!("{mode:?}").to_lowercase(),"writers":writers,"batch":batch,"indexes":index,"vectors":n,"seconds":secs,"vectors_per_sec":rate,"index_caught_up_s":caught_up}),
     );
     Arc::into_inner(db)
         .expect("sole owner")
@@ -290,7 +317,11 @@ fn minor_faults() -> u64 {
         .unwrap_or(0)
 }
 
+/// The `p` quantile of sorted values (NaN for none).
 fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
@@ -527,7 +558,17 @@ fn main() {
             batch,
             total,
             no_compaction,
-        } => ingest(&dir, dim, durability, writers, batch, total, !no_compaction),
+            no_index,
+        } => ingest(
+            &dir,
+            dim,
+            durability,
+            writers,
+            batch,
+            total,
+            !no_compaction,
+            !no_index,
+        ),
         Cmd::Search {
             rows,
             dim,
@@ -535,15 +576,24 @@ fn main() {
             queries,
             compact,
         } => search(&dir, rows, dim, k, queries, compact),
-        Cmd::Ann {
-            rows,
-            dim,
-            k,
+        Cmd::Ann(a) => ann::run(&dir, &a),
+        Cmd::AnnColdQuery {
+            data,
             queries,
-            metric,
-            centres,
-            spread,
-        } => ann::run(&dir, rows, dim, k, queries, metric, centres, spread),
+            index,
+            store,
+            prefix,
+            bucket_dir,
+            endpoint,
+        } => ann::cold_query_child(
+            &data,
+            &queries,
+            index,
+            &store,
+            &prefix,
+            &bucket_dir,
+            endpoint.as_deref(),
+        ),
         Cmd::Reopen { mib, dim } => reopen(&dir, mib, dim),
         Cmd::Memory { gib, dim } => memory(&dir, gib, dim),
         Cmd::Tiering {
@@ -579,6 +629,7 @@ fn main() {
                         8,
                         1000,
                         total,
+                        true,
                         true,
                     );
                 }

@@ -22,6 +22,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::percentile;
+
 fn random_vector(rng: &mut StdRng, dim: usize) -> Vec<f32> {
     (0..dim).map(|_| rng.random::<f32>()).collect()
 }
@@ -32,21 +34,14 @@ fn vector_of(n: u64, dim: usize) -> Vec<f32> {
     random_vector(&mut rng, dim)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-struct Running {
-    url: String,
+pub(crate) struct Running {
+    pub(crate) url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
-    fn start(db: Arc<Database>) -> Running {
+    pub(crate) fn start(db: Arc<Database>) -> Running {
         let (url_tx, url_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -80,7 +75,7 @@ impl Running {
         }
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -90,14 +85,18 @@ impl Running {
     }
 }
 
-fn client() -> reqwest::blocking::Client {
+pub(crate) fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(300))
         .build()
         .expect("client")
 }
 
-fn post(c: &reqwest::blocking::Client, url: &str, body: String) -> Result<Value, String> {
+pub(crate) fn post(
+    c: &reqwest::blocking::Client,
+    url: &str,
+    body: String,
+) -> Result<Value, String> {
     let resp = c
         .post(url)
         .header("content-type", "application/json")

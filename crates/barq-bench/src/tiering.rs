@@ -351,7 +351,7 @@ pub(crate) fn run(
 }
 
 /// Delete every object under `prefix`; returns how many there were.
-fn delete_prefix(store: &Arc<dyn ObjectStore>, prefix: &str) -> usize {
+pub(crate) fn delete_prefix(store: &Arc<dyn ObjectStore>, prefix: &str) -> usize {
     use futures::TryStreamExt;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -390,6 +390,59 @@ fn search_prepared(
     exact
 }
 
+/// Rows per block of [`exact_top`]: 1,024 rows of 128 dimensions are 512 KiB, which stay in
+/// the cache while every sample query is compared with them.
+const TRUTH_BLOCK_ROWS: usize = 1024;
+
+/// The `k` rows with the best exact keys for each sample query (its own row excluded). The rows
+/// are read block by block and each block is compared with every query while it is in the
+/// cache, so the vectors are streamed from memory once rather than once per query.
+fn exact_top(
+    metric: Metric,
+    vectors: &[f32],
+    dim: usize,
+    samples: &[(Vec<f32>, u32)],
+    k: usize,
+) -> Vec<Vec<u32>> {
+    let empty = || vec![Vec::<(f32, u32)>::with_capacity(k + 1); samples.len()];
+    vectors
+        .par_chunks(TRUTH_BLOCK_ROWS * dim)
+        .enumerate()
+        .fold(empty, |mut tops, (b, block)| {
+            for ((q, skip), top) in samples.iter().zip(tops.iter_mut()) {
+                for (i, v) in block.chunks_exact(dim).enumerate() {
+                    let r = (b * TRUTH_BLOCK_ROWS + i) as u32;
+                    if r != *skip {
+                        keep_best(top, k, exact_key(metric, q, v), r);
+                    }
+                }
+            }
+            tops
+        })
+        .reduce(empty, |mut a, b| {
+            for (top, other) in a.iter_mut().zip(b) {
+                for (key, r) in other {
+                    keep_best(top, k, key, r);
+                }
+            }
+            a
+        })
+        .into_iter()
+        .map(|top| top.into_iter().map(|(_, r)| r).collect())
+        .collect()
+}
+
+/// Adds `(key, row)` to `top`, the best `k` so far sorted best (highest key) first, if it
+/// belongs there.
+fn keep_best(top: &mut Vec<(f32, u32)>, k: usize, key: f32, row: u32) {
+    if top.len() == k && top[k - 1].0.total_cmp(&key).is_ge() {
+        return;
+    }
+    let at = top.partition_point(|(other, _)| other.total_cmp(&key).is_ge());
+    top.insert(at, (key, row));
+    top.truncate(k);
+}
+
 /// Find, for each recall target, the smallest probe count whose mean recall@10 on sample
 /// queries reaches it with a margin ([`CALIBRATION_MARGIN`]).
 ///
@@ -425,20 +478,7 @@ pub fn calibrate(
         .map(|&p| (row(p).to_vec(), index.order[p]))
         .collect();
     let quantizer = head.quantizer();
-    let truth: Vec<Vec<u32>> = samples
-        .par_iter()
-        .map(|(q, skip)| {
-            let mut best: Vec<(f32, u32)> = vectors
-                .chunks_exact(dim)
-                .enumerate()
-                .filter(|(r, _)| *r as u32 != *skip)
-                .map(|(r, v)| (exact_key(head.metric, q, v), r as u32))
-                .collect();
-            best.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-            best.truncate(k);
-            best.into_iter().map(|(_, r)| r).collect()
-        })
-        .collect();
+    let truth = exact_top(head.metric, vectors, dim, &samples, k);
     let prepared: Vec<(PreparedQuery, u32)> = samples
         .iter()
         .map(|(q, skip)| (PreparedQuery::new(head, &quantizer, q), *skip))
@@ -476,4 +516,36 @@ pub fn calibrate(
         nprobe = (nprobe + 1).max(nprobe * 5 / 4).min(clusters as usize);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocked_exact_top_equals_a_full_sort() {
+        let (dim, rows) = (5, 3 * TRUTH_BLOCK_ROWS + 17);
+        let mut rng = SplitMix64::new(8);
+        let vectors: Vec<f32> = (0..rows * dim)
+            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+            .collect();
+        let samples: Vec<(Vec<f32>, u32)> = [0usize, 1500, rows - 1]
+            .iter()
+            .map(|&r| (vectors[r * dim..(r + 1) * dim].to_vec(), r as u32))
+            .collect();
+        for metric in [Metric::L2, Metric::Dot] {
+            let got = exact_top(metric, &vectors, dim, &samples, 10);
+            for ((q, skip), got) in samples.iter().zip(got) {
+                let mut all: Vec<(f32, u32)> = vectors
+                    .chunks_exact(dim)
+                    .enumerate()
+                    .filter(|(r, _)| *r as u32 != *skip)
+                    .map(|(r, v)| (exact_key(metric, q, v), r as u32))
+                    .collect();
+                all.sort_by(|a, b| b.0.total_cmp(&a.0));
+                let want: Vec<u32> = all[..10].iter().map(|(_, r)| *r).collect();
+                assert_eq!(got, want, "{metric}");
+            }
+        }
+    }
 }

@@ -1,7 +1,9 @@
-//! Every released on-disk format keeps opening. `tests/fixtures/v1` is a data directory written
-//! by `examples/write_fixture.rs` with segment format 1, WAL format 1 and manifest format 1: a
-//! cold segment (in the local cold store), a hot one, writes only in the WAL. A copy is opened
-//! with today's code, every document is checked, searched, then rewritten by a compaction.
+//! Every released on-disk format keeps opening. `tests/fixtures/v1` and `tests/fixtures/v2` are
+//! data directories written by `examples/write_fixture.rs`: v1 with segment format 1 (plain
+//! segments), v2 with segment format 2 (segments in cluster order with an IVF index), both with
+//! WAL format 1 and manifest format 1: a cold segment (in the local cold store), a hot one,
+//! writes only in the WAL. A copy is opened with today's code, every document is checked and
+//! searched (through the index where there is one), then rewritten by a compaction.
 
 use std::path::Path;
 
@@ -66,7 +68,18 @@ fn check(db: &Database) {
 
 #[test]
 fn format_v1_fixture_opens_reads_and_compacts() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
+    fixture_opens_reads_and_compacts("v1", false);
+}
+
+#[test]
+fn format_v2_fixture_opens_searches_its_indexes_and_compacts() {
+    fixture_opens_reads_and_compacts("v2", true);
+}
+
+fn fixture_opens_reads_and_compacts(version: &str, indexed: bool) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(version);
     assert!(
         fixture.join("MANIFEST").exists(),
         "the committed fixture is missing: {}",
@@ -74,7 +87,7 @@ fn format_v1_fixture_opens_reads_and_compacts() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     copy_dir(&fixture, dir.path());
-    let db = Database::open(dir.path(), Options::default()).expect("open the v1 fixture");
+    let db = Database::open(dir.path(), Options::default()).expect("open the fixture");
     let mut configs = db.list_collections();
     configs.sort_by(|a, b| a.name.cmp(&b.name));
     let shape: Vec<(String, u32, Metric)> = configs
@@ -97,6 +110,14 @@ fn format_v1_fixture_opens_reads_and_compacts() {
         .collect();
     assert_eq!(tiers, [StorageTier::Cold, StorageTier::Hot]);
     assert_eq!(db.count("empty").expect("count"), 0);
+    let stats = db.collection_stats("docs").expect("stats");
+    assert_eq!(stats.indexed_segments, if indexed { 2 } else { 0 });
+    let (_, explain) = db
+        .search_explained("docs", &SearchRequest::new(document(42).vector, 3))
+        .expect("search");
+    let plans: Vec<&str> = explain.segments.iter().map(|s| s.plan).collect();
+    let plan = if indexed { "index" } else { "exact" };
+    assert_eq!(plans, [plan, plan], "{version}");
     check(&db);
     // Today's code rewrites the old segments (and the WAL's writes) into a new one.
     db.compact("docs").expect("compact");

@@ -2,11 +2,13 @@
 //! dev-dependency, so no product build contains it): a fault-injecting object store
 //! ([`FaultyStore`]), a clock that moves only when told to ([`ManualClock`]), a private
 //! SeaweedFS server that a test can stop and start ([`Weed`]), listing a store's keys
-//! ([`list_keys`]), and waiting for a condition ([`wait_until`]).
+//! ([`list_keys`]), waiting for a condition ([`wait_until`]), and reading the real text
+//! embeddings that `scripts/embeddings.py` makes ([`read_embeddings`]).
 //!
 //! A test that needs a service it cannot find fails under `CI=true` and is skipped, with a
 //! printed reason, elsewhere ([`require`]).
 
+mod embeddings;
 pub mod faulty_store;
 mod weed;
 
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use object_store::ObjectStore;
 
+pub use embeddings::read_embeddings;
 pub use faulty_store::{FaultyStore, Op};
 pub use weed::{Weed, free_ports, weed_binary};
 
