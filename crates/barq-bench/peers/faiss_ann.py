@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--lists", type=int, default=0, help="IVF lists (default rows / 1000)")
     ap.add_argument("--rerank", type=int, default=10, help="re-rank k_factor")
+    ap.add_argument("--bits", type=int, default=1, help="RaBitQ bits per coordinate (nb_bits)")
     ap.add_argument("--hnsw", action="store_true", help="also HNSW32 (efSearch 16..128)")
     args = ap.parse_args()
     data, qs = load(args.file, args.queries)
@@ -70,11 +71,11 @@ def main():
     faiss.omp_set_num_threads(2)
     t = time.time()
     coarse = faiss.IndexFlat(dim, mt)
-    ivf = faiss.IndexIVFRaBitQ(coarse, dim, lists, mt)
-    ivf.train(data)
-    ivf.add(data)
+    ivf = faiss.IndexIVFRaBitQ(coarse, dim, lists, mt, True, args.bits)
     index = faiss.IndexRefineFlat(ivf)
     index.k_factor = args.rerank
+    index.train(data)
+    index.add(data)
     build_s = time.time() - t
     faiss.omp_set_num_threads(1)
     for nprobe in [1, 2, 4, 8, 16, 32, 64, 128]:
@@ -82,7 +83,7 @@ def main():
             break
         ivf.nprobe = nprobe
         got, p50, p99 = timed(index, qs, k)
-        emit({"index": f"IVF{lists},RaBitQ+refine{args.rerank}", "nprobe": nprobe, "recall": recall(got),
+        emit({"index": f"IVF{lists},RaBitQ{args.bits}+refine{args.rerank}", "nprobe": nprobe, "recall": recall(got),
               "p50_ms": p50, "p99_ms": p99, "build_s_2_threads": build_s})
     if args.hnsw:
         faiss.omp_set_num_threads(2)

@@ -193,6 +193,7 @@ fn workdir(args_dir: &Option<PathBuf>) -> (Option<tempfile::TempDir>, PathBuf) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn ingest(
     dir: &Path,
     dim: usize,
