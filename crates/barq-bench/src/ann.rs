@@ -174,32 +174,10 @@ fn options() -> Options {
 
 /// The cold store of `kind` for this run (`endpoint` overrides the S3 test server's).
 fn cold_store(kind: &str, dir: &Path, prefix: &str, endpoint: Option<&str>) -> ColdStoreSpec {
-    let store: Arc<dyn object_store::ObjectStore> = match kind {
-        "s3" => {
-            let var = |k: &str| {
-                std::env::var(k)
-                    .unwrap_or_else(|_| panic!("{k} is not set (start scripts/test-services.sh)"))
-            };
-            let endpoint = endpoint.map_or_else(|| var("BARQ_TEST_S3_ENDPOINT"), str::to_owned);
-            Arc::new(
-                object_store::aws::AmazonS3Builder::from_env()
-                    .with_endpoint(endpoint)
-                    .with_allow_http(true)
-                    .with_region("us-east-1")
-                    .with_bucket_name(var("BARQ_TEST_S3_BUCKET"))
-                    .build()
-                    .expect("s3 store"),
-            )
-        }
-        "local" => {
-            let d = dir.join("bucket");
-            std::fs::create_dir_all(&d).expect("bucket dir");
-            Arc::new(
-                object_store::local::LocalFileSystem::new_with_prefix(&d).expect("local store"),
-            )
-        }
-        other => panic!("--cold {other}: expected local or s3"),
-    };
+    if !matches!(kind, "local" | "s3") {
+        panic!("--cold {kind}: expected local or s3");
+    }
+    let store = crate::tiering::bench_store(kind, dir, endpoint);
     ColdStoreSpec {
         store,
         prefix: prefix.to_owned(),

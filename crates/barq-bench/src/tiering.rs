@@ -79,26 +79,21 @@ async fn futures_join(pending: &mut Vec<object_store::UploadPart>) {
     }
 }
 
-pub(crate) fn run(
-    dir: &Path,
-    rows: usize,
-    dim: usize,
-    store_kind: &str,
-    verify: UploadVerification,
-    rounds: usize,
-    prefix: Option<String>,
-) {
-    let store: Arc<dyn ObjectStore> = match store_kind {
+/// The store a benchmark runs against: `memory`, `s3` (the S3 test server of
+/// `eval "$(scripts/test-services.sh env)"`, or `endpoint` in its place) or, for anything else,
+/// a local directory `dir/bucket`.
+pub(crate) fn bench_store(kind: &str, dir: &Path, endpoint: Option<&str>) -> Arc<dyn ObjectStore> {
+    match kind {
         "memory" => Arc::new(object_store::memory::InMemory::new()),
         "s3" => {
-            // The S3 test server: `eval "$(scripts/test-services.sh env)"` first.
             let var = |k: &str| {
                 std::env::var(k)
                     .unwrap_or_else(|_| panic!("{k} is not set (start scripts/test-services.sh)"))
             };
+            let endpoint = endpoint.map_or_else(|| var("BARQ_TEST_S3_ENDPOINT"), str::to_owned);
             Arc::new(
                 object_store::aws::AmazonS3Builder::from_env()
-                    .with_endpoint(var("BARQ_TEST_S3_ENDPOINT"))
+                    .with_endpoint(endpoint)
                     .with_allow_http(true)
                     .with_region("us-east-1")
                     .with_bucket_name(var("BARQ_TEST_S3_BUCKET"))
@@ -113,7 +108,19 @@ pub(crate) fn run(
                 object_store::local::LocalFileSystem::new_with_prefix(&d).expect("local store"),
             )
         }
-    };
+    }
+}
+
+pub(crate) fn run(
+    dir: &Path,
+    rows: usize,
+    dim: usize,
+    store_kind: &str,
+    verify: UploadVerification,
+    rounds: usize,
+    prefix: Option<String>,
+) {
+    let store = bench_store(store_kind, dir, None);
     // Everything this run writes lives under a prefix of its own, deleted at the end.
     let prefix = prefix.unwrap_or_else(|| {
         format!(

@@ -114,72 +114,12 @@ pub(crate) fn assign(data: &[f32], dim: usize, rows: &[u32], centroids: &[f32]) 
 
 /// The nearest centroid to `x` and its squared distance.
 pub(crate) fn nearest(x: &[f32], centroids: &[f32], dim: usize) -> (u32, f32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features `nearest_avx2` is compiled for.
-        return unsafe { nearest_avx2(x, centroids, dim) };
-    }
-    nearest_body(x, centroids, dim)
-}
-
-/// [`nearest_body`] compiled for AVX2; the same arithmetic in the same order.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn nearest_avx2(x: &[f32], centroids: &[f32], dim: usize) -> (u32, f32) {
-    nearest_body(x, centroids, dim)
-}
-
-/// Lanes of the partial sums: one 256-bit register of `f32`.
-const LANES: usize = 8;
-/// Centroids compared with `x` in one pass, so that each load of `x` serves all of them.
-const BLOCK: usize = 4;
-
-/// Squared L2 distances from `x` to the `B` centroids of `block`, summed lane by lane (the
-/// same order for every `B`, so a centroid's distance does not depend on its neighbours).
-#[inline(always)]
-fn l2_block<const B: usize>(x: &[f32], block: &[f32], dim: usize) -> [f32; B] {
-    let mut acc = [[0.0f32; LANES]; B];
-    let whole = dim / LANES * LANES;
-    for j in (0..whole).step_by(LANES) {
-        let xs = &x[j..j + LANES];
-        for (k, a) in acc.iter_mut().enumerate() {
-            let c = &block[k * dim + j..k * dim + j + LANES];
-            for l in 0..LANES {
-                let d = xs[l] - c[l];
-                a[l] += d * d;
-            }
-        }
-    }
-    let mut out = [0.0f32; B];
-    for (k, o) in out.iter_mut().enumerate() {
-        let mut s: f32 = acc[k].iter().sum();
-        for t in whole..dim {
-            let d = x[t] - block[k * dim + t];
-            s += d * d;
-        }
-        *o = s;
-    }
-    out
-}
-
-#[inline(always)]
-fn nearest_body(x: &[f32], centroids: &[f32], dim: usize) -> (u32, f32) {
     let mut best = (0u32, f32::INFINITY);
-    let mut consider = |i: usize, d: f32| {
+    for (i, c) in centroids.chunks_exact(dim).enumerate() {
+        let d = barq_core::l2_squared(x, c);
         if d < best.1 {
             best = (i as u32, d);
         }
-    };
-    let blocks = centroids.chunks_exact(BLOCK * dim);
-    let rest = blocks.remainder();
-    let whole = centroids.len() / dim - rest.len() / dim;
-    for (b, block) in blocks.enumerate() {
-        for (k, d) in l2_block::<BLOCK>(x, block, dim).into_iter().enumerate() {
-            consider(b * BLOCK + k, d);
-        }
-    }
-    for (k, c) in rest.chunks_exact(dim).enumerate() {
-        consider(whole + k, l2_block::<1>(x, c, dim)[0]);
     }
     best
 }
@@ -280,32 +220,6 @@ mod tests {
             }
         }
         out
-    }
-
-    #[test]
-    fn nearest_is_the_argmin_of_the_distances_and_both_builds_agree() {
-        for (dim, k) in [(128, 64), (13, 7), (8, 1), (384, 6), (3, 5)] {
-            let data = blobs(50, dim, 5, dim as u64);
-            let cents = blobs(k, dim, k, 99);
-            for x in data.chunks_exact(dim) {
-                let (i, d) = nearest(x, &cents, dim);
-                let dists: Vec<f32> = cents
-                    .chunks_exact(dim)
-                    .map(|c| barq_core::l2_squared(x, c))
-                    .collect();
-                let min = dists.iter().copied().fold(f32::INFINITY, f32::min);
-                assert!(
-                    (d - dists[i as usize]).abs() <= 1e-3 * (1.0 + d),
-                    "{dim}/{k}"
-                );
-                assert!(dists[i as usize] <= min * (1.0 + 1e-5) + 1e-5, "{dim}/{k}");
-                assert_eq!(
-                    nearest_body(x, &cents, dim),
-                    (i, d),
-                    "portable = dispatched"
-                );
-            }
-        }
     }
 
     #[test]

@@ -137,82 +137,59 @@ fn half_range(bits: u8) -> f32 {
 
 /// The integer point `u` whose centred grid vector `y = u − half` points closest to `v`.
 fn best_grid_point(v: &[f32], bits: u8) -> Vec<u8> {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features `grid_point_avx2` is compiled for.
-        return unsafe { grid_point_avx2(v, bits) };
-    }
-    grid_point(v, bits)
-}
-
-/// [`grid_point`] compiled for AVX2. The arithmetic is the
-/// same, in the same order, as the portable build's, so both choose the same point.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn grid_point_avx2(v: &[f32], bits: u8) -> Vec<u8> {
-    grid_point(v, bits)
-}
-
-/// Lanes of the partial sums in [`grid_point`]: one 256-bit register of `f32`.
-const LANES: usize = 8;
-
-/// Tries scales `t` of `v` (coarse steps up to the scale where the largest coordinate clamps,
-/// then a finer pass around the best) and keeps the grid point `clamp(floor(t·v + 2^(bits−1)))`
-/// with the best cosine to `v`. Each candidate is scored in one pass over `v` without being
-/// materialised; only the winner is.
-#[inline(always)]
-fn grid_point(v: &[f32], bits: u8) -> Vec<u8> {
-    let top = ((1u32 << bits) - 1) as f32;
+    let top = (1u32 << bits) - 1;
     let shift = (1u32 << (bits - 1)) as f32;
     let h = half_range(bits);
-    // Truncation of a value in [0, top] is its floor, and is one vector instruction on every
-    // x86-64 (closures are not compiled with the caller's target features, so `floor` would
-    // be a library call here).
-    let grid = |t: f32, x: f32| (t * x + shift).max(0.0).min(top) as i32 as f32;
-    let cosine = |t: f32| {
-        let (mut dot, mut norm) = ([0.0f32; LANES], [0.0f32; LANES]);
-        let mut chunks = v.chunks_exact(LANES);
-        for c in &mut chunks {
-            for l in 0..LANES {
-                let y = grid(t, c[l]) - h;
-                dot[l] += y * c[l];
-                norm[l] += y * y;
-            }
+    let quantize = |t: f32, out: &mut Vec<u8>| {
+        out.clear();
+        out.extend(
+            v.iter()
+                // Truncation of a non-negative value is its floor, and vectorizes.
+                .map(|x| ((t * x + shift).max(0.0) as u32).min(top) as u8),
+        );
+    };
+    let cosine = |u: &[u8]| {
+        let (mut dot, mut norm) = (0.0f32, 0.0f32);
+        for (u, x) in u.iter().zip(v) {
+            let y = f32::from(*u) - h;
+            dot += y * x;
+            norm += y * y;
         }
-        for (l, &x) in chunks.remainder().iter().enumerate() {
-            let y = grid(t, x) - h;
-            dot[l] += y * x;
-            norm[l] += y * y;
-        }
-        let (dot, norm): (f32, f32) = (dot.iter().sum(), norm.iter().sum());
         if norm > 0.0 { dot / norm.sqrt() } else { -1.0 }
     };
     let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let mut best_t = 1.0f32;
-    if bits > 1 && max > 0.0 {
-        // Beyond t_max the largest coordinate clamps; the best scale lies below it.
-        let t_max = (h + 0.5) / max;
-        let mut best_cos = cosine(best_t);
-        let mut try_t = |t: f32, best_t: &mut f32| {
-            let c = cosine(t);
-            if c > best_cos {
-                best_cos = c;
-                *best_t = t;
-            }
-        };
-        for i in 1..=SCALE_STEPS {
-            try_t(t_max * i as f32 / SCALE_STEPS as f32, &mut best_t);
-        }
-        // Refine around the best coarse scale.
-        let step = t_max / SCALE_STEPS as f32;
-        let around = best_t;
-        for i in 1..SCALE_STEPS / 2 {
-            let d = step * i as f32 / (SCALE_STEPS / 2) as f32;
-            try_t(around - d, &mut best_t);
-            try_t(around + d, &mut best_t);
-        }
+    let mut best = Vec::with_capacity(v.len());
+    quantize(1.0, &mut best);
+    if bits == 1 || max == 0.0 {
+        return best;
     }
-    v.iter().map(|&x| grid(best_t, x) as u8).collect()
+    // Beyond t_max the largest coordinate clamps; the best scale lies below it.
+    let t_max = (h + 0.5) / max;
+    let mut best_cos = cosine(&best);
+    let mut best_t = 0.0;
+    let mut cand = Vec::with_capacity(v.len());
+    let mut try_t = |t: f32, best: &mut Vec<u8>, best_cos: &mut f32, best_t: &mut f32| {
+        quantize(t, &mut cand);
+        let c = cosine(&cand);
+        if c > *best_cos {
+            *best_cos = c;
+            *best_t = t;
+            std::mem::swap(best, &mut cand);
+        }
+    };
+    for i in 1..=SCALE_STEPS {
+        let t = t_max * i as f32 / SCALE_STEPS as f32;
+        try_t(t, &mut best, &mut best_cos, &mut best_t);
+    }
+    // Refine around the best coarse scale.
+    let step = t_max / SCALE_STEPS as f32;
+    for i in 1..SCALE_STEPS / 2 {
+        let d = step * i as f32 / (SCALE_STEPS / 2) as f32;
+        let around = best_t;
+        try_t(around - d, &mut best, &mut best_cos, &mut best_t);
+        try_t(around + d, &mut best, &mut best_cos, &mut best_t);
+    }
+    best
 }
 
 fn pack(u: &[u8], bits: u8, code: &mut [u8]) {
@@ -352,23 +329,6 @@ mod tests {
         let qc = qz.prepare(&q);
         let est = qc.estimate_dot(&code, &f, barq_core::dot(&c, &q));
         assert!((est - barq_core::dot(&c, &q)).abs() < 1e-3);
-    }
-
-    #[test]
-    fn the_grid_search_gives_the_same_point_on_every_build() {
-        let mut rng = SplitMix64::new(5);
-        for bits in ALLOWED_BITS {
-            for dim in [64, 128, 384, 13] {
-                let v = gaussianish(&mut rng, dim);
-                let n = barq_core::norm(&v);
-                let v: Vec<f32> = v.iter().map(|x| x / n).collect();
-                assert_eq!(
-                    best_grid_point(&v, bits),
-                    grid_point(&v, bits),
-                    "{bits}/{dim}"
-                );
-            }
-        }
     }
 
     #[test]
