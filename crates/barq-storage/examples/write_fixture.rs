@@ -3,7 +3,7 @@
 //! copies of every released version; run this once per new format version:
 //!
 //! ```sh
-//! cargo run -p barq-storage --example write_fixture -- crates/barq-storage/tests/fixtures/v2
+//! cargo run -p barq-storage --example write_fixture -- crates/barq-storage/tests/fixtures/v3
 //! ```
 //!
 //! What it holds (the compat test checks exactly this): collection `docs` (dimension 4, l2)

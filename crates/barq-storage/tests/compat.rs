@@ -1,6 +1,7 @@
-//! Every released on-disk format keeps opening. `tests/fixtures/v1` and `tests/fixtures/v2` are
+//! Every released on-disk format keeps opening. `tests/fixtures/v1`, `v2` and `v3` are
 //! data directories written by `examples/write_fixture.rs`: v1 with segment format 1 (plain
-//! segments), v2 with segment format 2 (segments in cluster order with an IVF index), both with
+//! segments), v2 with segment format 2 (segments in cluster order with an IVF index), v3 with
+//! segment format 3 (format 2 with the rows' entries inside the cluster extents), all with
 //! WAL format 1 and manifest format 1: a cold segment (in the local cold store), a hot one,
 //! writes only in the WAL. A copy is opened with today's code, every document is checked and
 //! searched (through the index where there is one), then rewritten by a compaction.
@@ -74,6 +75,11 @@ fn format_v1_fixture_opens_reads_and_compacts() {
 #[test]
 fn format_v2_fixture_opens_searches_its_indexes_and_compacts() {
     fixture_opens_reads_and_compacts("v2", true);
+}
+
+#[test]
+fn format_v3_fixture_opens_searches_its_indexes_and_compacts() {
+    fixture_opens_reads_and_compacts("v3", true);
 }
 
 fn fixture_opens_reads_and_compacts(version: &str, indexed: bool) {

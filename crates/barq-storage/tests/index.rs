@@ -82,7 +82,7 @@ fn is_indexed(dir: &std::path::Path, db: &Database) -> Vec<bool> {
         .map(|s| {
             let path = dir.join("collections/c/segments").join(&s.file_name);
             let bytes = std::fs::read(path).expect("segment file");
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) == 2
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) >= 2
         })
         .collect()
 }

@@ -327,8 +327,9 @@ impl Ctx<'_> {
 
 impl Ctx<'_> {
     /// The candidates of indexed segment `si` for `req` (routed, scanned by code, re-ranked),
-    /// and how it was searched.
-    fn ann(&self, si: usize, req: &SearchRequest) -> Result<(Vec<Cand>, SegmentSearch)> {
+    /// how it was searched, and the candidates' ids and entries where the extents carry them
+    /// (format 3).
+    fn ann(&self, si: usize, req: &SearchRequest) -> Result<Ann> {
         let seg = self.segments[si].segment()?;
         let index = seg
             .index()?
@@ -349,43 +350,80 @@ impl Ctx<'_> {
         let b = &self.blocks[si];
         let (tombs, dead) = (&b.tombstones, &self.shadows.dead[si]);
         let want = self.k * head.rerank_factor;
-        let mut est: Vec<(f32, u64, u32)> = Vec::new();
+        // (estimate, row, vector crc, position in `clusters`)
+        let mut est: Vec<(f32, u64, u32, u32)> = Vec::new();
         let mut scanned = 0u64;
-        for (&c, bytes) in clusters.iter().zip(&extents) {
+        let mut split = Vec::with_capacity(clusters.len());
+        for (p, (&c, bytes)) in clusters.iter().zip(&extents).enumerate() {
             let codes = index.split_extent(c, bytes)?;
             let rows = index.cluster_rows(c);
             scanned += rows.end - rows.start;
             pq.scan(head.centroid(c), codes.codes, &codes.factors, |i, key| {
                 let row = rows.start + i as u64;
                 if !(bit(tombs, row) || bit(dead, row)) {
-                    est.push((key, row, codes.crcs[i]));
+                    est.push((key, row, codes.crcs[i], p as u32));
                 }
             });
+            split.push((rows.start, codes.entries));
         }
         if est.len() > want {
             est.select_nth_unstable_by(want, |a, b| b.0.total_cmp(&a.0));
             est.truncate(want);
         }
-        let picks: Vec<(u64, u32)> = est.iter().map(|&(_, r, crc)| (r, crc)).collect();
+        let picks: Vec<(u64, u32)> = est.iter().map(|&(_, r, crc, _)| (r, crc)).collect();
+        // The picks' ids and entries, from the extents that carry them.
+        let located = est
+            .iter()
+            .map(|&(_, row, crc, p)| {
+                let (start, entries) = &split[p as usize];
+                let Some(page) = entries else {
+                    return Ok(None);
+                };
+                let e = page.entry((row - start) as usize)?;
+                if e.vector_crc != crc {
+                    return Err(barq_core::Error::corruption(format!(
+                        "segment {}: row {row}'s entry in its cluster extent names another vector",
+                        self.segments[si].entry.id
+                    )));
+                }
+                let id = String::from_utf8(e.id.to_vec()).map_err(|_| {
+                    barq_core::Error::corruption(format!("segment id of row {row} is not UTF-8"))
+                })?;
+                Ok(Some((id, OwnedEntry::from(&e))))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let vectors = seg.vectors_of_rows(&picks)?;
         let norms = b.norms.as_deref();
         let mut top = TopK::new(self.k);
-        for ((row, _), v) in picks.iter().zip(&vectors) {
+        for (((row, _), v), loc) in picks.iter().zip(&vectors).zip(&located) {
             let norm = norms
                 .and_then(|n| n.get(*row as usize).copied())
                 .unwrap_or_else(|| barq_core::norm(v));
             let rank = self.kernel.rank(v, norm);
             if top.accepts(rank) {
-                if self.any_memtable_rows
-                    && Collection::in_memtables(&self.memtables, &seg.id_of(*row)?)
-                {
-                    continue;
+                if self.any_memtable_rows {
+                    let id = match loc {
+                        Some((id, _)) => std::borrow::Cow::Borrowed(id.as_str()),
+                        None => std::borrow::Cow::Owned(seg.id_of(*row)?),
+                    };
+                    if Collection::in_memtables(&self.memtables, &id) {
+                        continue;
+                    }
                 }
                 top.push(Cand {
                     rank,
                     src: Source::Seg(si),
                     row: *row,
                 });
+            }
+        }
+        let top = top.into_vec();
+        let mut known = std::collections::HashMap::new();
+        for ((row, _), loc) in picks.iter().zip(located) {
+            if let Some(loc) = loc
+                && top.iter().any(|c| c.row == *row)
+            {
+                known.insert((si, *row), loc);
             }
         }
         let h = &self.segments[si];
@@ -399,9 +437,16 @@ impl Ctx<'_> {
             rows_scanned: scanned,
             rows_reranked: picks.len() as u64,
         };
-        Ok((top.into_vec(), stats))
+        Ok((top, stats, known))
     }
 }
+
+/// What [`Ctx::ann`] found in one segment: its candidates, how it searched, and the ids and
+/// entries of the candidates that it read from the cluster extents, by (segment, row).
+type Ann = (Vec<Cand>, SegmentSearch, Known);
+
+/// Ids and entries of candidates, by (segment, row).
+type Known = std::collections::HashMap<(usize, u64), (String, OwnedEntry)>;
 
 /// Segments whose blocks one search fetches from the cold store at once (each of them with up
 /// to `PARTS_IN_FLIGHT` ranged reads in flight).
@@ -422,10 +467,12 @@ fn io_thread<'scope, T: Send + 'scope>(
 /// Fetch the id pages that hold the hits of cold segments, each segment's as coalesced ranged
 /// reads and the segments in parallel on I/O threads, so that resolving the hits' ids finds them
 /// in the cache instead of fetching one page after another.
-fn prefetch_hit_pages(ctx: &Ctx<'_>, hits: &[Cand]) -> Result<()> {
+fn prefetch_hit_pages(ctx: &Ctx<'_>, hits: &[Cand], known: &Known) -> Result<()> {
     let mut rows: std::collections::BTreeMap<usize, Vec<u64>> = Default::default();
     for c in hits {
-        if let Source::Seg(si) = c.src {
+        if let Source::Seg(si) = c.src
+            && !known.contains_key(&(si, c.row))
+        {
             rows.entry(si).or_default().push(c.row);
         }
     }
@@ -444,6 +491,33 @@ fn prefetch_hit_pages(ctx: &Ctx<'_>, hits: &[Cand]) -> Result<()> {
         work.push((seg, pages));
     }
     on_io_threads(&work, |(seg, pages)| seg.load_id_pages_of(pages))?;
+    Ok(())
+}
+
+/// Fetch the payloads of the hits of cold segments in one parallel batch per segment (the
+/// segments in parallel on I/O threads), so that resolving the hits finds them in the cache
+/// instead of fetching one payload after another.
+fn prefetch_payloads(
+    ctx: &Ctx<'_>,
+    hits: &[Cand],
+    located: &[Option<(String, OwnedEntry)>],
+) -> Result<()> {
+    let mut entries: std::collections::BTreeMap<usize, Vec<OwnedEntry>> = Default::default();
+    for (c, loc) in hits.iter().zip(located) {
+        if let (Source::Seg(si), Some((_, e))) = (c.src, loc)
+            && e.has_payload
+        {
+            entries.entry(si).or_default().push(e.clone());
+        }
+    }
+    let mut work = Vec::new();
+    for (si, entries) in entries {
+        let seg = ctx.segments[si].segment()?;
+        if !seg.source().is_stable() {
+            work.push((seg, entries));
+        }
+    }
+    on_io_threads(&work, |(seg, entries)| seg.load_payloads_of(entries))?;
     Ok(())
 }
 
@@ -675,7 +749,7 @@ impl Collection {
         let (cold, hot): (Vec<usize>, Vec<usize>) = indexed
             .into_iter()
             .partition(|&si| snap.segments[si].entry.tier == crate::manifest::StorageTier::Cold);
-        let hot_parts: Vec<(Vec<Cand>, SegmentSearch)> = if hot.len() > 1 {
+        let hot_parts: Vec<Ann> = if hot.len() > 1 {
             hot.par_iter()
                 .map(|&si| Tally::install(tally.clone(), || ctx.ann(si, req)))
                 .collect::<Result<_>>()?
@@ -705,9 +779,11 @@ impl Collection {
         for (c, _) in parts {
             all.extend(c);
         }
-        for (c, st) in hot_parts.into_iter().chain(cold_parts) {
+        let mut known = Known::new();
+        for (c, st, kn) in hot_parts.into_iter().chain(cold_parts) {
             all.extend(c);
             searched.push(st);
+            known.extend(kn);
         }
         searched.sort_by_key(|s| s.id);
         stats.clusters_probed = searched.iter().map(|s| u64::from(s.clusters_probed)).sum();
@@ -726,18 +802,48 @@ impl Collection {
         };
         all.truncate(cut);
         if io {
-            prefetch_hit_pages(&ctx, &all)?;
+            prefetch_hit_pages(&ctx, &all, &known)?;
+        }
+        let located = all
+            .iter()
+            .map(|c| Self::locate(&ctx, c, &mut known))
+            .collect::<Result<Vec<_>>>()?;
+        if io && req.with_payload {
+            prefetch_payloads(&ctx, &all, &located)?;
         }
         let mut hits = Vec::with_capacity(all.len());
-        for c in &all {
-            hits.push((c, self.resolve(&ctx, c, req.with_payload)?));
+        for (c, loc) in all.iter().zip(located) {
+            hits.push((c, self.resolve(&ctx, c, loc, req.with_payload)?));
         }
         hits.sort_by(|(a, ha), (b, hb)| b.rank.total_cmp(&a.rank).then_with(|| ha.id.cmp(&hb.id)));
         hits.truncate(req.k);
         Ok((hits.into_iter().map(|(_, h)| h).collect(), stats))
     }
 
-    fn resolve(&self, ctx: &Ctx<'_>, c: &Cand, with_payload: bool) -> Result<SearchHit> {
+    /// The id and entry of segment candidate `c` (`None` for a memtable's): from `known` (the
+    /// cluster extents), else from its id page.
+    fn locate(ctx: &Ctx<'_>, c: &Cand, known: &mut Known) -> Result<Option<(String, OwnedEntry)>> {
+        let Source::Seg(si) = c.src else {
+            return Ok(None);
+        };
+        if let Some(loc) = known.remove(&(si, c.row)) {
+            return Ok(Some(loc));
+        }
+        let seg = ctx.segments[si].segment()?;
+        let (id, entry) = seg.with_entry(c.row, |e| {
+            (String::from_utf8(e.id.to_vec()), OwnedEntry::from(e))
+        })?;
+        let id = id.map_err(|_| barq_core::Error::corruption("segment id is not UTF-8"))?;
+        Ok(Some((id, entry)))
+    }
+
+    fn resolve(
+        &self,
+        ctx: &Ctx<'_>,
+        c: &Cand,
+        loc: Option<(String, OwnedEntry)>,
+        with_payload: bool,
+    ) -> Result<SearchHit> {
         let score = ctx.kernel.score(c.rank);
         match c.src {
             Source::Mem(mi) => {
@@ -755,10 +861,8 @@ impl Collection {
             }
             Source::Seg(si) => {
                 let seg = ctx.segments[si].segment()?;
-                let (id, entry) = seg.with_entry(c.row, |e| {
-                    (String::from_utf8(e.id.to_vec()), OwnedEntry::from(e))
-                })?;
-                let id = id.map_err(|_| barq_core::Error::corruption("segment id is not UTF-8"))?;
+                let (id, entry) =
+                    loc.ok_or_else(|| barq_core::Error::internal("a segment hit not located"))?;
                 let payload = if with_payload {
                     seg.payload_of(&entry)?
                         .map(|p| decode_payload(&p))

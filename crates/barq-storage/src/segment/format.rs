@@ -1,4 +1,4 @@
-//! The segment file format, versions 1 and 2 (also described in `docs/format.md`; keep both
+//! The segment file format, versions 1 to 3 (also described in `docs/format.md`; keep both
 //! true).
 //!
 //! ```text
@@ -45,6 +45,16 @@
 //! │ footer, trailer as above (version 2)                                        │
 //! ```
 //!
+//! Format version 3 is version 2 with each cluster extent followed, inside the extent, by the
+//! entries of its rows in row order, so that a search reads the hits' ids and payload
+//! locations from the extents it scanned instead of a round trip to the id pages:
+//!
+//! ```text
+//! │ CLUSTERS   per cluster c: codes, factors, vector crc32c as in version 2, then │
+//! │            an entry page of its n_c rows in row order: n_c u32, n_c ×       │
+//! │            entry-end u32, entries (the version 1 entry: no row field)      │
+//! ```
+//!
 //! Reading: one read of the file's tail gives trailer and footer (the footer holds the page
 //! fences, so a point lookup then needs one page, one vector and one payload range, each
 //! verified by its own checksum). Whole-block reads are verified by the block's checksum.
@@ -56,13 +66,17 @@ use super::SegmentError;
 
 /// First and last 8 bytes of every segment file.
 pub const MAGIC: [u8; 8] = *b"BARQSEG\0";
-/// The newest format version this build reads: version 1 (rows in id order, no index) and
-/// version 2 (rows in cluster order with an IVF index; see `segment::indexed`).
-pub const FORMAT_VERSION: u32 = 2;
+/// The newest format version this build reads and the one it writes for indexed segments:
+/// version 1 (rows in id order, no index), version 2 (rows in cluster order with an IVF
+/// index; see `segment::indexed`) and version 3 (version 2 with the rows' entries inside the
+/// cluster extents).
+pub const FORMAT_VERSION: u32 = 3;
 /// The version of a segment without an index (flush outputs, small compaction outputs).
 pub const PLAIN_VERSION: u32 = 1;
-/// The version of a segment with an IVF index.
+/// The first version with an IVF index.
 pub const INDEXED_VERSION: u32 = 2;
+/// The first version whose cluster extents carry their rows' entries.
+pub const EXTENT_ENTRIES_VERSION: u32 = 3;
 /// Bytes of the header.
 pub const HEADER_LEN: u64 = 16;
 /// Bytes of the trailer.
@@ -402,6 +416,16 @@ impl Entry<'_> {
         out.extend_from_slice(&(self.id.len() as u16).to_le_bytes());
         out.extend_from_slice(self.id);
     }
+}
+
+/// Append a page of the entries whose encodings are `entries` and whose end offsets in it are
+/// `ends`: `n u32`, `n × entry-end u32`, the entries.
+pub fn encode_page(ends: &[u32], entries: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(ends.len() as u32).to_le_bytes());
+    for end in ends {
+        out.extend_from_slice(&end.to_le_bytes());
+    }
+    out.extend_from_slice(entries);
 }
 
 /// A verified id page, parsed lazily.

@@ -1,18 +1,20 @@
-//! Version 2 segments: rows in cluster order with an IVF index (see `format.rs` for the
-//! layout), written by rewriting a version 1 segment.
+//! Indexed segments (versions 2 and 3): rows in cluster order with an IVF index (see
+//! `format.rs` for the layout), written (as version 3) by rewriting a version 1 segment.
 //!
 //! Indexing is a rewrite of one sealed segment into a new file: the live rows' vectors are
 //! partitioned and encoded ([`barq_index::build`]), the rows are written in cluster order (so
 //! each cluster's vectors, norms, seqs and codes are contiguous), tombstone rows after every
 //! cluster, and the id pages keep their id order with each entry naming its new row. The
-//! payload block is copied unchanged (entries keep their offsets).
+//! payload block is copied unchanged (entries keep their offsets). In version 3 each cluster's
+//! extent also carries its rows' entries in row order, so that a search of a cold segment
+//! learns its hits' ids and payload locations from the extents it has already fetched.
 
 use std::path::Path;
 
 use barq_core::{Error, Result};
 use barq_index::{IndexHead, IndexParams};
 
-use super::format::{self, BlockKind, Entry, Footer, INDEXED_VERSION};
+use super::format::{self, BlockKind, EXTENT_ENTRIES_VERSION, Entry, FORMAT_VERSION, Footer, Page};
 use super::reader::{OwnedEntry, Segment};
 use super::writer::{CrcWriter, PageBuilder, io_error};
 use super::{SegmentError, SegmentInfo};
@@ -24,7 +26,8 @@ pub struct ExtentRef {
     /// Absolute file offset.
     pub offset: u64,
     /// Bytes: `rows × code_len` codes, then `rows × 3` f32 factors, then `rows` u32 CRC32Cs of
-    /// the rows' f32 vectors (so that a re-rank can fetch and check single rows).
+    /// the rows' f32 vectors (so that a re-rank can fetch and check single rows); in version 3
+    /// then a page of the rows' entries in row order.
     pub len: u64,
     /// CRC32C of the extent.
     pub crc: u32,
@@ -37,6 +40,8 @@ pub struct SegmentIndex {
     pub head: IndexHead,
     /// One extent per cluster.
     pub extents: Vec<ExtentRef>,
+    /// The extents end with their rows' entries (version 3).
+    pub extent_entries: bool,
 }
 
 impl SegmentIndex {
@@ -59,12 +64,28 @@ impl SegmentIndex {
     /// Split a verified extent of cluster `c` into its codes, factors and vector CRCs.
     pub fn split_extent<'a>(&self, c: u32, extent: &'a [u8]) -> Result<ClusterCodes<'a>> {
         let rows = (self.cluster_rows(c).end - self.cluster_rows(c).start) as usize;
-        if extent.len() != rows * self.extent_row_len() {
-            return Err(
-                SegmentError::decode(format!("cluster {c} extent has the wrong length")).into(),
-            );
+        let wrong = || -> Error {
+            SegmentError::decode(format!("cluster {c} extent has the wrong length")).into()
+        };
+        let fixed = rows * self.extent_row_len();
+        if extent.len() < fixed || (!self.extent_entries && extent.len() != fixed) {
+            return Err(wrong());
         }
-        let (codes, rest) = extent.split_at(rows * self.code_len());
+        let (fixed, page) = extent.split_at(fixed);
+        let entries = if self.extent_entries {
+            let page = Page::parse(page, format::PLAIN_VERSION)?;
+            if page.len() != rows {
+                return Err(SegmentError::decode(format!(
+                    "cluster {c} extent holds {} entries for {rows} rows",
+                    page.len()
+                ))
+                .into());
+            }
+            Some(page)
+        } else {
+            None
+        };
+        let (codes, rest) = fixed.split_at(rows * self.code_len());
         let (factors, crcs) = rest.split_at(rows * barq_index::rabitq::FACTORS * 4);
         let floats = |b: &[u8]| -> Vec<f32> {
             b.chunks_exact(4)
@@ -78,6 +99,7 @@ impl SegmentIndex {
                 .chunks_exact(4)
                 .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
                 .collect(),
+            entries,
         })
     }
 
@@ -188,11 +210,19 @@ impl SegmentIndex {
                 nprobe,
             },
             extents,
+            extent_entries: footer.version >= EXTENT_ENTRIES_VERSION,
         };
         let per_row = index.extent_row_len() as u64;
         for (c, e) in index.extents.iter().enumerate() {
             let rows = u64::from(index.head.offsets[c + 1] - index.head.offsets[c]);
-            if e.len != rows * per_row {
+            let fixed = rows * per_row;
+            // A version 3 extent adds at least its entry page's header and end table.
+            let ok = if index.extent_entries {
+                e.len >= fixed + 4 + rows * 4
+            } else {
+                e.len == fixed
+            };
+            if !ok {
                 return Err(bad(&format!("cluster {c} extent has the wrong length")));
             }
         }
@@ -209,6 +239,22 @@ pub struct ClusterCodes<'a> {
     pub factors: Vec<f32>,
     /// CRC32C of each row's f32 vector bytes.
     pub crcs: Vec<u32>,
+    /// The rows' entries in row order (version 3).
+    pub entries: Option<Page<'a>>,
+}
+
+/// The entry of `e` and `id` at `row`.
+fn entry_of<'a>(e: &OwnedEntry, row: Option<u32>, id: &'a [u8]) -> Entry<'a> {
+    Entry {
+        flags: (u8::from(e.tombstone) * format::FLAG_TOMBSTONE)
+            | (u8::from(e.has_payload) * format::FLAG_PAYLOAD),
+        payload_offset: e.payload_offset,
+        payload_len: e.payload_len,
+        vector_crc: e.vector_crc,
+        payload_crc: e.payload_crc,
+        row,
+        id,
+    }
 }
 
 /// Removes a temporary file unless disarmed.
@@ -279,7 +325,7 @@ pub fn write_indexed(
 
     let tmp = fsutil::tmp_path(final_path);
     let mut guard = TmpGuard(&tmp, false);
-    let mut w = CrcWriter::create(&tmp, INDEXED_VERSION)?;
+    let mut w = CrcWriter::create(&tmp, FORMAT_VERSION)?;
     let mut blocks = Vec::new();
     // VECTORS, streamed in the new order.
     w.pad().map_err(io_error(&tmp))?;
@@ -299,16 +345,7 @@ pub fn write_indexed(
     blocks.push(w.block(BlockKind::Norms, bytemuck::cast_slice(&gathered), &tmp)?);
     let mut pages = PageBuilder::default();
     for (r, e, id) in &entries {
-        pages.add(&Entry {
-            flags: (u8::from(e.tombstone) * format::FLAG_TOMBSTONE)
-                | (u8::from(e.has_payload) * format::FLAG_PAYLOAD),
-            payload_offset: e.payload_offset,
-            payload_len: e.payload_len,
-            vector_crc: e.vector_crc,
-            payload_crc: e.payload_crc,
-            row: Some(new_row[*r as usize]),
-            id,
-        });
+        pages.add(&entry_of(e, Some(new_row[*r as usize]), id));
     }
     let (page_bytes, page_refs) = pages.finish();
     blocks.push(w.block(BlockKind::IdPages, &page_bytes, &tmp)?);
@@ -328,7 +365,7 @@ pub fn write_indexed(
     let gathered: Vec<u32> = order.iter().map(|&r| entry_of_src[r]).collect();
     blocks.push(w.block(BlockKind::RowEntries, bytemuck::cast_slice(&gathered), &tmp)?);
     drop(gathered);
-    // CLUSTERS: each cluster's codes, then its factors.
+    // CLUSTERS: each cluster's codes, factors, vector checksums and entries.
     let code_len = built.codes.len() / built.order.len();
     w.pad().map_err(io_error(&tmp))?;
     let clusters_start = w.pos;
@@ -348,12 +385,18 @@ pub fn write_indexed(
             .map(|&r| crc32c::crc32c(bytemuck::cast_slice(&vectors[r * dim..(r + 1) * dim])))
             .collect();
         let row_crcs: &[u8] = bytemuck::cast_slice(&row_crcs);
+        let (mut encoded, mut ends) = (Vec::new(), Vec::with_capacity(e - s));
+        for &r in &order[s..e] {
+            let (_, entry, id) = &entries[entry_of_src[r] as usize];
+            entry_of(entry, None, id).encode(&mut encoded);
+            ends.push(encoded.len() as u32);
+        }
+        let mut page = Vec::with_capacity(4 + ends.len() * 4 + encoded.len());
+        format::encode_page(&ends, &encoded, &mut page);
         let offset = w.pos;
-        let crc = crc32c::crc32c_append(
-            crc32c::crc32c_append(crc32c::crc32c(codes), factors),
-            row_crcs,
-        );
-        for part in [codes, factors, row_crcs] {
+        let mut crc = 0;
+        for part in [codes, factors, row_crcs, &page] {
+            crc = crc32c::crc32c_append(crc, part);
             all_crc = crc32c::crc32c_append(all_crc, part);
             w.write(part).map_err(io_error(&tmp))?;
         }
@@ -372,10 +415,11 @@ pub fn write_indexed(
     let index = SegmentIndex {
         head: built.head,
         extents,
+        extent_entries: true,
     };
     blocks.push(w.block(BlockKind::IndexHead, &index.encode(clusters_start), &tmp)?);
     let out = Footer {
-        version: INDEXED_VERSION,
+        version: FORMAT_VERSION,
         metric: footer.metric,
         dim: footer.dim,
         rows: footer.rows,

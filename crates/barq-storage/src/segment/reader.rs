@@ -756,15 +756,44 @@ impl Segment {
                 .map(|_| Some(all.slice(a as usize..b as usize)))
                 .ok_or_else(|| self.corrupt("payload past the payloads block"));
         }
+        let bytes = self
+            .source
+            .read_verified(self.payload_range(entry)?, entry.payload_crc)
+            .map_err(|e| self.context(e, format_args!("payload")))?;
+        Ok(Some(bytes))
+    }
+
+    /// The file range of an entry's payload.
+    fn payload_range(&self, entry: &OwnedEntry) -> Result<std::ops::Range<u64>> {
         let block = self.footer.block(BlockKind::Payloads)?;
+        let (a, b) = (
+            entry.payload_offset,
+            entry
+                .payload_offset
+                .saturating_add(u64::from(entry.payload_len)),
+        );
         if b > block.len {
             return Err(self.corrupt("payload past the payloads block"));
         }
-        let bytes = self
-            .source
-            .read_verified(block.offset + a..block.offset + b, entry.payload_crc)
-            .map_err(|e| self.context(e, format_args!("payload")))?;
-        Ok(Some(bytes))
+        Ok(block.offset + a..block.offset + b)
+    }
+
+    /// Fetch and verify the payloads of `entries` ahead of their
+    /// [`payload_of`](Self::payload_of) reads, in one parallel batch that the source's cache
+    /// keeps (nothing for a stable source, whose reads cost no round trip).
+    pub fn load_payloads_of(&self, entries: &[OwnedEntry]) -> Result<()> {
+        if self.source.is_stable() || self.payloads.get().is_some() {
+            return Ok(());
+        }
+        let ranges = entries
+            .iter()
+            .filter(|e| e.has_payload)
+            .map(|e| Ok((self.payload_range(e)?, e.payload_crc)))
+            .collect::<Result<Vec<_>>>()?;
+        self.source
+            .read_verified_many(&ranges)
+            .map_err(|e| self.context(e, format_args!("payloads")))?;
+        Ok(())
     }
 
     /// Point lookup of `id`.

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use barq_core::{ErrorKind, Metric};
 
-use super::format::BlockKind;
+use super::format::{self, BlockKind};
 use super::*;
 
 fn id(i: usize) -> String {
@@ -311,6 +311,26 @@ fn an_indexed_rewrite_keeps_every_row_lookup_and_entry() {
     let all: Vec<u32> = (0..index.head.clusters() as u32).collect();
     let extents = v2.cluster_extents(&all).expect("extents");
     assert_eq!(extents.len(), all.len());
+    // Each extent carries its rows' entries in row order, the same as the id pages'.
+    assert_eq!(v2.footer().version, format::FORMAT_VERSION);
+    assert!(index.extent_entries);
+    for (&c, bytes) in all.iter().zip(&extents) {
+        let split = index.split_extent(c, bytes).expect("split");
+        let page = split.entries.expect("entries in the extent");
+        for (i, row) in index.cluster_rows(c).enumerate() {
+            let e = page.entry(i).expect("entry");
+            assert_eq!(e.row, None);
+            assert_eq!(e.vector_crc, split.crcs[i], "row {row}");
+            let from_pages = v2
+                .with_entry(row, |p| (p.id.to_vec(), OwnedEntry::from(p)))
+                .expect("id page entry");
+            assert_eq!(
+                (e.id.to_vec(), OwnedEntry::from(&e)),
+                from_pages,
+                "row {row}"
+            );
+        }
+    }
 
     // Every id answers the same; rows moved but each row still names its id.
     for i in 0..rows {

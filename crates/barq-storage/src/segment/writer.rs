@@ -162,12 +162,7 @@ impl PageBuilder {
             return;
         }
         let start = self.pages.len();
-        self.pages
-            .extend_from_slice(&(self.ends.len() as u32).to_le_bytes());
-        for end in &self.ends {
-            self.pages.extend_from_slice(&end.to_le_bytes());
-        }
-        self.pages.extend_from_slice(&self.entries);
+        super::format::encode_page(&self.ends, &self.entries, &mut self.pages);
         let page = &self.pages[start..];
         self.refs.push(PageRef {
             first_row: self.first,
