@@ -1,5 +1,7 @@
 //! The IVF index of one segment: clusters, codes, and the probe counts calibrated for it.
 
+use std::borrow::Cow;
+
 use barq_core::{Error, Metric, Result};
 use rayon::prelude::*;
 
@@ -246,13 +248,42 @@ pub fn exact_key(metric: Metric, query: &[f32], row: &[f32]) -> f32 {
     }
 }
 
-/// Build the index of `vectors` (`rows × dim`, row-major).
+/// Build the index of `vectors` (`rows × dim`, row-major): [`partition`], then
+/// [`Partitioned::encode`].
 pub fn build(
     metric: Metric,
     dim: usize,
     vectors: &[f32],
     params: &IndexParams,
 ) -> Result<BuiltIndex> {
+    Ok(partition(metric, dim, vectors, params)?.encode())
+}
+
+/// Rows partitioned into clusters, not yet encoded. The row order is known at this point, so a
+/// caller can write the rows in cluster order while [`Partitioned::encode`] computes the codes.
+#[derive(Debug)]
+pub struct Partitioned<'a> {
+    metric: Metric,
+    dim: usize,
+    bits: u8,
+    seed: u64,
+    rerank_factor: usize,
+    calibration_queries: usize,
+    /// The rows in the indexed space (borrowed where that space is the input's).
+    space: Cow<'a, [f32]>,
+    order: Vec<u32>,
+    offsets: Vec<u32>,
+    centroids: Vec<f32>,
+}
+
+/// Partition `vectors` (`rows × dim`, row-major) by balanced k-means: the first half of
+/// [`build`].
+pub fn partition<'a>(
+    metric: Metric,
+    dim: usize,
+    vectors: &'a [f32],
+    params: &IndexParams,
+) -> Result<Partitioned<'a>> {
     if dim == 0 || !vectors.len().is_multiple_of(dim) {
         return Err(Error::invalid(format!(
             "index build: {} floats is not a whole number of rows of dimension {dim}",
@@ -269,61 +300,108 @@ pub fn build(
             "index build: {bits} bits per coordinate; allowed are 1, 2, 4 and 8"
         )));
     }
-    let space: Vec<f32> = match metric {
-        Metric::Cosine => vectors
-            .par_chunks_exact(dim)
-            .flat_map_iter(|v| indexed_space(metric, v))
-            .collect(),
-        Metric::L2 | Metric::Dot => vectors.to_vec(),
+    let space: Cow<'a, [f32]> = match metric {
+        Metric::Cosine => Cow::Owned(
+            vectors
+                .par_chunks_exact(dim)
+                .flat_map_iter(|v| indexed_space(metric, v))
+                .collect(),
+        ),
+        Metric::L2 | Metric::Dot => Cow::Borrowed(vectors),
     };
     let clusters = kmeans::partition(&space, dim, params.target_cluster_rows, params.seed);
     let mut order = Vec::with_capacity(rows);
     let mut offsets = Vec::with_capacity(clusters.len() + 1);
     let mut centroids = Vec::with_capacity(clusters.len() * dim);
-    let mut home = Vec::with_capacity(rows);
     offsets.push(0u32);
-    for (ci, c) in clusters.iter().enumerate() {
+    for c in &clusters {
         order.extend_from_slice(&c.rows);
-        home.extend(std::iter::repeat_n(ci as u32, c.rows.len()));
         offsets.push(order.len() as u32);
         centroids.extend_from_slice(&c.centroid);
     }
-    let quantizer = Quantizer::new(dim, bits, params.seed);
-    let code_len = quantizer.code_len();
-    let rotated: Vec<Vec<f32>> = centroids
-        .par_chunks_exact(dim)
-        .map(|c| quantizer.rotate(c))
-        .collect();
-    let mut codes = vec![0u8; rows * code_len];
-    let mut factors = vec![0.0f32; rows * FACTORS];
-    codes
-        .par_chunks_exact_mut(code_len)
-        .zip(factors.par_chunks_exact_mut(FACTORS))
-        .zip(order.par_iter().zip(&home))
-        .with_min_len(256)
-        .for_each(|((code, f), (&r, &c))| {
-            let o = &space[r as usize * dim..(r as usize + 1) * dim];
-            let cent = &centroids[c as usize * dim..(c as usize + 1) * dim];
-            f.copy_from_slice(&quantizer.encode(o, cent, &rotated[c as usize], code));
-        });
-    let mut head = IndexHead {
+    Ok(Partitioned {
         metric,
         dim,
         bits,
         seed: params.seed,
         rerank_factor: params.rerank_factor.max(1),
-        centroids,
-        offsets,
-        nprobe: [0; CALIBRATED_RECALLS.len()],
-    };
-    let built = BuiltIndex {
-        head: head.clone(),
+        calibration_queries: params.calibration_queries,
+        space,
         order,
-        codes,
-        factors,
-    };
-    head.nprobe = calibrate(&built, &space, params.calibration_queries, params.seed);
-    Ok(BuiltIndex { head, ..built })
+        offsets,
+        centroids,
+    })
+}
+
+impl Partitioned<'_> {
+    /// `order()[i]` is the input row stored at position `i` (cluster order).
+    pub fn order(&self) -> &[u32] {
+        &self.order
+    }
+
+    /// Cluster `c` holds positions `offsets()[c]..offsets()[c + 1]` of [`order`](Self::order).
+    pub fn offsets(&self) -> &[u32] {
+        &self.offsets
+    }
+
+    /// Encode every row's residual to its centroid and calibrate the probe counts: the second
+    /// half of [`build`].
+    pub fn encode(self) -> BuiltIndex {
+        let Partitioned {
+            metric,
+            dim,
+            bits,
+            seed,
+            rerank_factor,
+            calibration_queries,
+            space,
+            order,
+            offsets,
+            centroids,
+        } = self;
+        let rows = order.len();
+        let quantizer = Quantizer::new(dim, bits, seed);
+        let code_len = quantizer.code_len();
+        let rotated: Vec<Vec<f32>> = centroids
+            .par_chunks_exact(dim)
+            .map(|c| quantizer.rotate(c))
+            .collect();
+        let home: Vec<u32> = offsets
+            .windows(2)
+            .enumerate()
+            .flat_map(|(c, w)| std::iter::repeat_n(c as u32, (w[1] - w[0]) as usize))
+            .collect();
+        let mut codes = vec![0u8; rows * code_len];
+        let mut factors = vec![0.0f32; rows * FACTORS];
+        codes
+            .par_chunks_exact_mut(code_len)
+            .zip(factors.par_chunks_exact_mut(FACTORS))
+            .zip(order.par_iter().zip(&home))
+            .with_min_len(256)
+            .for_each(|((code, f), (&r, &c))| {
+                let o = &space[r as usize * dim..(r as usize + 1) * dim];
+                let cent = &centroids[c as usize * dim..(c as usize + 1) * dim];
+                f.copy_from_slice(&quantizer.encode(o, cent, &rotated[c as usize], code));
+            });
+        let mut head = IndexHead {
+            metric,
+            dim,
+            bits,
+            seed,
+            rerank_factor,
+            centroids,
+            offsets,
+            nprobe: [0; CALIBRATED_RECALLS.len()],
+        };
+        let built = BuiltIndex {
+            head: head.clone(),
+            order,
+            codes,
+            factors,
+        };
+        head.nprobe = calibrate(&built, &space, calibration_queries, seed);
+        BuiltIndex { head, ..built }
+    }
 }
 
 impl BuiltIndex {

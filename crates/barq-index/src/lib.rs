@@ -13,5 +13,8 @@ pub mod rabitq;
 mod rng;
 pub mod rotation;
 
-pub use ivf::{BuiltIndex, CALIBRATED_RECALLS, IndexHead, IndexParams, PreparedQuery, build};
+pub use ivf::{
+    BuiltIndex, CALIBRATED_RECALLS, IndexHead, IndexParams, Partitioned, PreparedQuery, build,
+    partition,
+};
 pub use rabitq::Quantizer;

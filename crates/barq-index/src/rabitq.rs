@@ -135,61 +135,90 @@ fn half_range(bits: u8) -> f32 {
     ((1u32 << bits) - 1) as f32 / 2.0
 }
 
-/// The integer point `u` whose centred grid vector `y = u − half` points closest to `v`.
+/// Lanes of the partial sums in [`best_grid_point`] (one 256-bit register of `f32`, two of
+/// SSE2): independent accumulators let the loop vectorize without reordering any one sum.
+const LANES: usize = 8;
+
+/// The integer point `u` whose centred grid vector `y = u − half` points closest to `v`: scales
+/// `t` of `v` are tried (coarse steps up to the scale where the largest coordinate clamps, then
+/// a finer pass around the best), each scored in one pass over `v` without being materialised;
+/// only the winner is.
 fn best_grid_point(v: &[f32], bits: u8) -> Vec<u8> {
-    let top = (1u32 << bits) - 1;
+    let top = ((1u32 << bits) - 1) as f32;
     let shift = (1u32 << (bits - 1)) as f32;
     let h = half_range(bits);
-    let quantize = |t: f32, out: &mut Vec<u8>| {
-        out.clear();
-        out.extend(
-            v.iter()
-                // Truncation of a non-negative value is its floor, and vectorizes.
-                .map(|x| ((t * x + shift).max(0.0) as u32).min(top) as u8),
-        );
+    // clamp(floor(t·x + 2^(bits−1))) as an integer. Truncation of a value in [0, top] is its
+    // floor; the unchecked conversion is one vector instruction, where `as` (saturating) is a
+    // scalar sequence per lane.
+    let grid = |t: f32, x: f32| -> i32 {
+        // SAFETY: `max(0.0)` maps NaN to 0 and `min(top)` bounds the value, so it is finite and
+        // within 0..=255, representable in an i32.
+        unsafe { (t * x + shift).max(0.0).min(top).to_int_unchecked::<i32>() }
     };
-    let cosine = |u: &[u8]| {
-        let (mut dot, mut norm) = (0.0f32, 0.0f32);
-        for (u, x) in u.iter().zip(v) {
-            let y = f32::from(*u) - h;
-            dot += y * x;
-            norm += y * y;
+    let lanes_sum = |a: [f32; LANES]| a.iter().sum::<f32>();
+    let mut sum_v = [0.0f32; LANES];
+    let mut chunks = v.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            sum_v[l] += c[l];
         }
+    }
+    let tail = chunks.remainder();
+    let sum_v = lanes_sum(sum_v) + tail.iter().sum::<f32>();
+    let n = v.len() as f32;
+    // cos(y, v) up to ‖v‖, from ⟨u, v⟩, ‖u‖² and Σu: ⟨y, v⟩ = ⟨u, v⟩ − h·Σv and
+    // ‖y‖² = ‖u‖² − 2h·Σu + n·h².
+    let score = |t: f32| {
+        let (mut uv, mut uu, mut us) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+        for c in v.chunks_exact(LANES) {
+            for l in 0..LANES {
+                let u = grid(t, c[l]) as f32;
+                uv[l] += u * c[l];
+                uu[l] += u * u;
+                us[l] += u;
+            }
+        }
+        let (mut uv, mut uu, mut us) = (lanes_sum(uv), lanes_sum(uu), lanes_sum(us));
+        for &x in tail {
+            let u = grid(t, x) as f32;
+            uv += u * x;
+            uu += u * u;
+            us += u;
+        }
+        let dot = uv - h * sum_v;
+        let norm = uu - 2.0 * h * us + n * h * h;
         if norm > 0.0 { dot / norm.sqrt() } else { -1.0 }
     };
+    let quantize = |t: f32| -> Vec<u8> { v.iter().map(|&x| grid(t, x) as u8).collect() };
     let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let mut best = Vec::with_capacity(v.len());
-    quantize(1.0, &mut best);
     if bits == 1 || max == 0.0 {
-        return best;
+        return quantize(1.0);
     }
     // Beyond t_max the largest coordinate clamps; the best scale lies below it.
     let t_max = (h + 0.5) / max;
-    let mut best_cos = cosine(&best);
-    let mut best_t = 0.0;
-    let mut cand = Vec::with_capacity(v.len());
-    let mut try_t = |t: f32, best: &mut Vec<u8>, best_cos: &mut f32, best_t: &mut f32| {
-        quantize(t, &mut cand);
-        let c = cosine(&cand);
-        if c > *best_cos {
-            *best_cos = c;
+    let mut best_cos = score(1.0);
+    // The refinement is centred on the best coarse scale (0 while t = 1 is unbeaten).
+    let (mut best_t, mut winner) = (0.0f32, 1.0f32);
+    let mut try_t = |t: f32, best_t: &mut f32| {
+        let c = score(t);
+        if c > best_cos {
+            best_cos = c;
             *best_t = t;
-            std::mem::swap(best, &mut cand);
+            winner = t;
         }
     };
     for i in 1..=SCALE_STEPS {
-        let t = t_max * i as f32 / SCALE_STEPS as f32;
-        try_t(t, &mut best, &mut best_cos, &mut best_t);
+        try_t(t_max * i as f32 / SCALE_STEPS as f32, &mut best_t);
     }
     // Refine around the best coarse scale.
     let step = t_max / SCALE_STEPS as f32;
     for i in 1..SCALE_STEPS / 2 {
         let d = step * i as f32 / (SCALE_STEPS / 2) as f32;
         let around = best_t;
-        try_t(around - d, &mut best, &mut best_cos, &mut best_t);
-        try_t(around + d, &mut best, &mut best_cos, &mut best_t);
+        try_t(around - d, &mut best_t);
+        try_t(around + d, &mut best_t);
     }
-    best
+    quantize(winner)
 }
 
 fn pack(u: &[u8], bits: u8, code: &mut [u8]) {
@@ -268,6 +297,45 @@ mod tests {
                     .sum::<f32>()
             })
             .collect()
+    }
+
+    /// The cosine between the centred grid point `u` and `v`.
+    fn grid_cosine(u: &[u8], v: &[f32], bits: u8) -> f32 {
+        let h = half_range(bits);
+        let y: Vec<f32> = u.iter().map(|&u| f32::from(u) - h).collect();
+        barq_core::dot(&y, v) / barq_core::norm(&y) / barq_core::norm(v)
+    }
+
+    #[test]
+    fn the_grid_point_is_at_least_as_close_as_every_scale_it_tries() {
+        // The fused search scores each scale from sums; here every candidate point is
+        // materialised and its cosine computed directly.
+        let mut rng = SplitMix64::new(5);
+        for bits in [2u8, 4, 8] {
+            let top = (1u32 << bits) - 1;
+            let shift = (1u32 << (bits - 1)) as f32;
+            for dim in [13, 64, 128, 384] {
+                for _ in 0..50 {
+                    let v = gaussianish(&mut rng, dim);
+                    let got = grid_cosine(&best_grid_point(&v, bits), &v, bits);
+                    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+                    let t_max = (half_range(bits) + 0.5) / max;
+                    for i in 1..=SCALE_STEPS {
+                        let t = t_max * i as f32 / SCALE_STEPS as f32;
+                        let u: Vec<u8> = v
+                            .iter()
+                            .map(|x| ((t * x + shift).max(0.0) as u32).min(top) as u8)
+                            .collect();
+                        let c = grid_cosine(&u, &v, bits);
+                        assert!(
+                            got >= c - 1e-5,
+                            "bits {bits} dim {dim}: {got} < {c} at t {t}"
+                        );
+                    }
+                    assert!(got > 0.5, "bits {bits} dim {dim}: cosine {got}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! `format.rs` for the layout), written (as version 3) by rewriting a version 1 segment.
 //!
 //! Indexing is a rewrite of one sealed segment into a new file: the live rows' vectors are
-//! partitioned and encoded ([`barq_index::build`]), the rows are written in cluster order (so
+//! partitioned ([`barq_index::partition`]) and encoded, the rows are written in cluster order (so
 //! each cluster's vectors, norms, seqs and codes are contiguous), tombstone rows after every
 //! cluster, and the id pages keep their id order with each entry naming its new row. The
 //! payload block is copied unchanged (entries keep their offsets). In version 3 each cluster's
 //! extent also carries its rows' entries in row order, so that a search of a cold segment
 //! learns its hits' ids and payload locations from the extents it has already fetched.
 
+use std::borrow::Cow;
+use std::io::Write;
 use std::path::Path;
 
 use barq_core::{Error, Result};
@@ -267,9 +269,11 @@ impl Drop for TmpGuard<'_> {
     }
 }
 
-/// Write `src` (a version 1 segment) as a version 2 segment with an IVF index at `final_path`
+/// Write `src` (a version 1 segment) as a version 3 segment with an IVF index at `final_path`
 /// (through a temporary file, fsynced and renamed into place). The rows, ids, payloads and
-/// sequence numbers are those of `src`; only their order changes.
+/// sequence numbers are those of `src`; only their order changes. Once the rows are partitioned,
+/// the blocks in row order are written and fsynced on a second thread while the codes are
+/// computed; the cluster extents follow.
 pub fn write_indexed(
     src: &Segment,
     final_path: &Path,
@@ -300,19 +304,20 @@ pub fn write_indexed(
             "a segment of tombstones only has nothing to index",
         ));
     }
-    let live_vectors: Vec<f32> = if live.len() == rows {
-        vectors.to_vec()
+    let live_vectors: Cow<[f32]> = if live.len() == rows {
+        Cow::Borrowed(&vectors)
     } else {
-        live.iter()
-            .flat_map(|&r| vectors[r * dim..(r + 1) * dim].iter().copied())
-            .collect()
+        Cow::Owned(
+            live.iter()
+                .flat_map(|&r| vectors[r * dim..(r + 1) * dim].iter().copied())
+                .collect(),
+        )
     };
     let started = std::time::Instant::now();
-    let built = barq_index::build(footer.metric, dim, &live_vectors, params)?;
-    let built_in = started.elapsed();
-    drop(live_vectors);
+    let part = barq_index::partition(footer.metric, dim, &live_vectors, params)?;
+    let partitioned_in = started.elapsed();
     // New row p holds source row order[p]: the clusters in order, then the tombstones.
-    let mut order: Vec<usize> = built.order.iter().map(|&i| live[i as usize]).collect();
+    let mut order: Vec<usize> = part.order().iter().map(|&i| live[i as usize]).collect();
     order.extend((0..rows).filter(|&r| crate::shadows::bit(&tombs, r as u64)));
     let mut new_row = vec![0u32; rows];
     for (p, &r) in order.iter().enumerate() {
@@ -322,56 +327,45 @@ pub fn write_indexed(
     for (i, (r, _, _)) in entries.iter().enumerate() {
         entry_of_src[*r as usize] = i as u32;
     }
+    let offsets = part.offsets().to_vec();
 
     let tmp = fsutil::tmp_path(final_path);
     let mut guard = TmpGuard(&tmp, false);
     let mut w = CrcWriter::create(&tmp, FORMAT_VERSION)?;
-    let mut blocks = Vec::new();
-    // VECTORS, streamed in the new order.
-    w.pad().map_err(io_error(&tmp))?;
-    let (start, mut crc) = (w.pos, 0u32);
-    for &r in &order {
-        let b: &[u8] = bytemuck::cast_slice(&vectors[r * dim..(r + 1) * dim]);
-        crc = crc32c::crc32c_append(crc, b);
-        w.write(b).map_err(io_error(&tmp))?;
-    }
-    blocks.push(format::BlockRef {
-        kind: BlockKind::Vectors,
-        crc,
-        offset: start,
-        len: w.pos - start,
+    // Everything in row order is written — and made durable — on a second thread while the
+    // codes are computed: the disk works while the CPU encodes.
+    let rows_in = RowOrder {
+        order: &order,
+        new_row: &new_row,
+        entry_of_src: &entry_of_src,
+        offsets: &offsets,
+        entries: &entries,
+        vectors: &vectors,
+        norms: &norms,
+        seqs: &seqs,
+        tombs: &tombs,
+        dim,
+    };
+    let (built, written) = std::thread::scope(|s| {
+        let writer = s.spawn(|| rows_in.write(src, &mut w, &tmp));
+        let built = part.encode();
+        (built, writer.join())
     });
-    let gathered: Vec<f32> = order.iter().map(|&r| norms[r]).collect();
-    blocks.push(w.block(BlockKind::Norms, bytemuck::cast_slice(&gathered), &tmp)?);
-    let mut pages = PageBuilder::default();
-    for (r, e, id) in &entries {
-        pages.add(&entry_of(e, Some(new_row[*r as usize]), id));
-    }
-    let (page_bytes, page_refs) = pages.finish();
-    blocks.push(w.block(BlockKind::IdPages, &page_bytes, &tmp)?);
-    drop(page_bytes);
-    let payloads = src.read_block(BlockKind::Payloads)?;
-    blocks.push(w.block(BlockKind::Payloads, &payloads, &tmp)?);
-    drop(payloads);
-    let gathered: Vec<u64> = order.iter().map(|&r| seqs[r]).collect();
-    blocks.push(w.block(BlockKind::Seqs, bytemuck::cast_slice(&gathered), &tmp)?);
-    let mut words = vec![0u64; rows.div_ceil(64)];
-    for (p, &r) in order.iter().enumerate() {
-        if crate::shadows::bit(&tombs, r as u64) {
-            words[p / 64] |= 1 << (p % 64);
-        }
-    }
-    blocks.push(w.block(BlockKind::Tombstones, bytemuck::cast_slice(&words), &tmp)?);
-    let gathered: Vec<u32> = order.iter().map(|&r| entry_of_src[r]).collect();
-    blocks.push(w.block(BlockKind::RowEntries, bytemuck::cast_slice(&gathered), &tmp)?);
-    drop(gathered);
+    let built_in = started.elapsed();
+    let RowBlocks {
+        mut blocks,
+        row_crcs,
+        entry_pages,
+        page_refs,
+    } = written.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    drop(live_vectors);
     // CLUSTERS: each cluster's codes, factors, vector checksums and entries.
     let code_len = built.codes.len() / built.order.len();
     w.pad().map_err(io_error(&tmp))?;
     let clusters_start = w.pos;
     let mut extents = Vec::with_capacity(built.head.clusters());
     let mut all_crc = 0u32;
-    for c in 0..built.head.clusters() {
+    for (c, page) in entry_pages.iter().enumerate() {
         let (s, e) = (
             built.head.offsets[c] as usize,
             built.head.offsets[c + 1] as usize,
@@ -380,22 +374,10 @@ pub fn write_indexed(
         let factors: &[u8] = bytemuck::cast_slice(
             &built.factors[s * barq_index::rabitq::FACTORS..e * barq_index::rabitq::FACTORS],
         );
-        let row_crcs: Vec<u32> = order[s..e]
-            .iter()
-            .map(|&r| crc32c::crc32c(bytemuck::cast_slice(&vectors[r * dim..(r + 1) * dim])))
-            .collect();
-        let row_crcs: &[u8] = bytemuck::cast_slice(&row_crcs);
-        let (mut encoded, mut ends) = (Vec::new(), Vec::with_capacity(e - s));
-        for &r in &order[s..e] {
-            let (_, entry, id) = &entries[entry_of_src[r] as usize];
-            entry_of(entry, None, id).encode(&mut encoded);
-            ends.push(encoded.len() as u32);
-        }
-        let mut page = Vec::with_capacity(4 + ends.len() * 4 + encoded.len());
-        format::encode_page(&ends, &encoded, &mut page);
+        let crcs: &[u8] = bytemuck::cast_slice(&row_crcs[s..e]);
         let offset = w.pos;
         let mut crc = 0;
-        for part in [codes, factors, row_crcs, &page] {
+        for part in [codes, factors, crcs, page] {
             crc = crc32c::crc32c_append(crc, part);
             all_crc = crc32c::crc32c_append(all_crc, part);
             w.write(part).map_err(io_error(&tmp))?;
@@ -431,7 +413,7 @@ pub fn write_indexed(
         pages: page_refs,
     };
     let (size_bytes, crc) = w.seal(&out, &tmp, final_path)?;
-    tracing::debug!(rows, clusters = index.head.clusters(), build = ?built_in, total = ?started.elapsed(), "segment indexed");
+    tracing::debug!(rows, clusters = index.head.clusters(), partition = ?partitioned_in, build = ?built_in, total = ?started.elapsed(), "segment indexed");
     guard.1 = true;
     Ok(SegmentInfo {
         size_bytes,
@@ -442,4 +424,103 @@ pub fn write_indexed(
         created_at_ms,
         crc,
     })
+}
+
+/// What [`write_indexed`] writes in row order, before the codes exist.
+struct RowOrder<'a> {
+    /// New row p holds source row `order[p]`.
+    order: &'a [usize],
+    /// The inverse of `order`.
+    new_row: &'a [u32],
+    /// Index into `entries` of each source row.
+    entry_of_src: &'a [u32],
+    /// Cluster boundaries in new rows (tombstones follow the last cluster).
+    offsets: &'a [u32],
+    /// The source's entries in id order: (source row, entry, id).
+    entries: &'a [(u64, OwnedEntry, Vec<u8>)],
+    vectors: &'a [f32],
+    norms: &'a [f32],
+    seqs: &'a [u64],
+    tombs: &'a [u64],
+    dim: usize,
+}
+
+/// The row-ordered blocks written, each row's vector checksum and each cluster's entry page.
+struct RowBlocks {
+    blocks: Vec<format::BlockRef>,
+    row_crcs: Vec<u32>,
+    entry_pages: Vec<Vec<u8>>,
+    page_refs: Vec<format::PageRef>,
+}
+
+impl RowOrder<'_> {
+    /// Write VECTORS, NORMS, ID_PAGES, PAYLOADS, SEQS, TOMBSTONES and ROW_ENTRIES, then fsync
+    /// them; encode the clusters' entry pages.
+    fn write(&self, src: &Segment, w: &mut CrcWriter, tmp: &Path) -> Result<RowBlocks> {
+        let (order, dim) = (self.order, self.dim);
+        let mut blocks = Vec::new();
+        w.pad().map_err(io_error(tmp))?;
+        let (start, mut crc) = (w.pos, 0u32);
+        let mut row_crcs = Vec::with_capacity(order.len());
+        for &r in order {
+            let b: &[u8] = bytemuck::cast_slice(&self.vectors[r * dim..(r + 1) * dim]);
+            row_crcs.push(crc32c::crc32c(b));
+            crc = crc32c::crc32c_append(crc, b);
+            w.write(b).map_err(io_error(tmp))?;
+        }
+        blocks.push(format::BlockRef {
+            kind: BlockKind::Vectors,
+            crc,
+            offset: start,
+            len: w.pos - start,
+        });
+        let gathered: Vec<f32> = order.iter().map(|&r| self.norms[r]).collect();
+        blocks.push(w.block(BlockKind::Norms, bytemuck::cast_slice(&gathered), tmp)?);
+        let mut pages = PageBuilder::default();
+        for (r, e, id) in self.entries {
+            pages.add(&entry_of(e, Some(self.new_row[*r as usize]), id));
+        }
+        let (page_bytes, page_refs) = pages.finish();
+        blocks.push(w.block(BlockKind::IdPages, &page_bytes, tmp)?);
+        drop(page_bytes);
+        let payloads = src.read_block(BlockKind::Payloads)?;
+        blocks.push(w.block(BlockKind::Payloads, &payloads, tmp)?);
+        drop(payloads);
+        let gathered: Vec<u64> = order.iter().map(|&r| self.seqs[r]).collect();
+        blocks.push(w.block(BlockKind::Seqs, bytemuck::cast_slice(&gathered), tmp)?);
+        let mut words = vec![0u64; order.len().div_ceil(64)];
+        for (p, &r) in order.iter().enumerate() {
+            if crate::shadows::bit(self.tombs, r as u64) {
+                words[p / 64] |= 1 << (p % 64);
+            }
+        }
+        blocks.push(w.block(BlockKind::Tombstones, bytemuck::cast_slice(&words), tmp)?);
+        let gathered: Vec<u32> = order.iter().map(|&r| self.entry_of_src[r]).collect();
+        blocks.push(w.block(BlockKind::RowEntries, bytemuck::cast_slice(&gathered), tmp)?);
+        drop(gathered);
+        w.out.flush().map_err(io_error(tmp))?;
+        w.out.get_ref().sync_data().map_err(io_error(tmp))?;
+        let entry_pages = self
+            .offsets
+            .windows(2)
+            .map(|c| {
+                let rows = &order[c[0] as usize..c[1] as usize];
+                let (mut encoded, mut ends) = (Vec::new(), Vec::with_capacity(rows.len()));
+                for &r in rows {
+                    let (_, entry, id) = &self.entries[self.entry_of_src[r] as usize];
+                    entry_of(entry, None, id).encode(&mut encoded);
+                    ends.push(encoded.len() as u32);
+                }
+                let mut page = Vec::with_capacity(4 + ends.len() * 4 + encoded.len());
+                format::encode_page(&ends, &encoded, &mut page);
+                page
+            })
+            .collect();
+        Ok(RowBlocks {
+            blocks,
+            row_crcs,
+            entry_pages,
+            page_refs,
+        })
+    }
 }
