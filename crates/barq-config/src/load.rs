@@ -188,13 +188,14 @@ fn apply_env(settings: &mut Settings, env: &HashMap<String, String>) -> Result<(
         let i = &mut settings.index;
         match knob {
             "MIN_ROWS" => i.min_rows = parse(k, v)?,
+            "DELAY" => i.delay = parse(k, v)?,
             "TARGET_CLUSTER_ROWS" => i.target_cluster_rows = parse(k, v)?,
             "BITS" => i.bits = Some(parse(k, v)?),
             "RERANK_FACTOR" => i.rerank_factor = parse(k, v)?,
             "RECALL_SAMPLE_RATE" => i.recall_sample_rate = parse(k, v)?,
             _ => {
                 return Err(Error::invalid(format!(
-                    "unknown setting {k}: the index variables are BARQ_INDEX_MIN_ROWS, \
+                    "unknown setting {k}: the index variables are BARQ_INDEX_MIN_ROWS, DELAY, \
                      TARGET_CLUSTER_ROWS, BITS, RERANK_FACTOR, RECALL_SAMPLE_RATE"
                 )));
             }
@@ -581,12 +582,22 @@ cold_cache_bytes = 1048576
     fn index_settings_come_from_the_file_and_the_environment_and_are_checked() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("barq.toml");
-        std::fs::write(&path, "[index]\nmin_rows = 5000\nbits = 2\n").expect("write");
+        std::fs::write(
+            &path,
+            "[index]\nmin_rows = 5000\ndelay = \"30s\"\nbits = 2\n",
+        )
+        .expect("write");
         let i = load_from(Some(&path), &env(&[("BARQ_INDEX_RERANK_FACTOR", "8")]))
             .expect("index keys")
             .index;
         assert_eq!((i.min_rows, i.bits, i.rerank_factor), (5000, Some(2), 8));
         assert_eq!(i.target_cluster_rows, 1000, "the default");
+        assert_eq!(i.delay.0, std::time::Duration::from_secs(30));
+        let delay = load_from(None, &env(&[("BARQ_INDEX_DELAY", "250ms")]))
+            .expect("delay from the environment")
+            .index
+            .delay;
+        assert_eq!(delay.0, std::time::Duration::from_millis(250));
         let p = i.params();
         assert_eq!((p.bits, p.rerank_factor), (Some(2), 8));
         let err =

@@ -171,6 +171,9 @@ impl Default for TieringSettings {
 pub struct IndexSettings {
     /// Segments with at least this many live rows get an IVF index. Default 20,000.
     pub min_rows: u64,
+    /// Background passes index a flushed segment once it has been sealed this long, so that
+    /// a burst's young segments are merged first. Default 5 s.
+    pub delay: HumanDuration,
     /// Rows per cluster the partition aims at. Default 1,000.
     pub target_cluster_rows: usize,
     /// Bits per coordinate of the codes (1, 2, 4 or 8). Default: 4 up to 512 dimensions, 2
@@ -188,6 +191,7 @@ impl Default for IndexSettings {
         let p = barq_storage::IndexParams::default();
         IndexSettings {
             min_rows: barq_storage::Options::default().index_min_rows,
+            delay: HumanDuration(barq_storage::Options::default().index_delay),
             target_cluster_rows: p.target_cluster_rows,
             bits: p.bits,
             rerank_factor: p.rerank_factor,

@@ -58,10 +58,12 @@ impl Shared {
             if c.is_dropped() {
                 continue;
             }
-            // A merge when one is due, else the indexing of one large unindexed segment.
+            // A merge when one is due, else the indexing of one large unindexed segment that
+            // has been sealed for `index_delay`.
+            let delay = self.options.index_delay;
             let done = c.compact_size_tiered().and_then(|merged| match merged {
                 Some(o) => Ok(Some(o)),
-                None => c.index_one(),
+                None => c.index_one(Some(delay)),
             });
             if let Err(e) = done {
                 tracing::error!(collection = %c.name(), error = %e, "background compaction failed");
@@ -601,7 +603,7 @@ impl Database {
     pub fn build_indexes(&self, collection: &str) -> Result<Vec<CompactionOutcome>> {
         let c = self.collection(collection)?;
         let mut done = Vec::new();
-        while let Some(o) = c.index_one()? {
+        while let Some(o) = c.index_one(None)? {
             done.push(o);
         }
         Ok(done)

@@ -59,6 +59,11 @@ pub struct Options {
     /// half a millisecond at 128 dimensions, less than probing an index, and k-means has too
     /// few rows per cluster to be worth it. `u64::MAX` turns indexing off.
     pub index_min_rows: u64,
+    /// Background passes index a flushed segment once it has been sealed this long (default
+    /// 5 s): under a burst of writes, young segments are merged by compaction first (which
+    /// writes its output with an index) instead of being indexed and then rewritten by the
+    /// merge. [`Database::build_indexes`](crate::Database::build_indexes) does not wait.
+    pub index_delay: Duration,
     /// How indexes are built (cluster size, code width, seed, calibration).
     pub index: barq_index::IndexParams,
     /// Fraction of the searches through an index that are run again exactly in the background
@@ -149,6 +154,7 @@ impl Default for Options {
             compaction_size_ratio: 4.0,
             tiering: crate::tiering::TieringOptions::default(),
             index_min_rows: 20_000,
+            index_delay: Duration::from_secs(5),
             index: barq_index::IndexParams::default(),
             recall_sample_rate: 0.01,
         }

@@ -3,6 +3,8 @@
 //! answer alike, and a crash during an index build loses nothing.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use barq_core::{CollectionConfig, Document, ErrorKind, Metric, SearchHit};
 use barq_storage::{Database, Durability, FailPoints, Options, SearchRequest, StorageTier};
@@ -245,6 +247,44 @@ fn background_passes_index_large_flushed_segments() {
     for i in (0..4000).step_by(37) {
         assert!(db.get("c", &format!("d{i}")).expect("get").is_some());
     }
+}
+
+#[test]
+fn background_passes_wait_index_delay_before_indexing_a_flushed_segment() {
+    use barq_core::{Clock, SystemClock};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(barq_testkit::ManualClock::new(SystemClock.now_ms()));
+    let db = Database::builder(dir.path())
+        .options(Options {
+            background_compaction: true,
+            compaction_check_interval: Duration::from_millis(20),
+            index_delay: Duration::from_secs(60),
+            ..options(1500)
+        })
+        .clock(clock.clone())
+        .open()
+        .expect("open");
+    load(&db, Metric::L2, 4000);
+    let indexed = || -> Vec<Option<bool>> {
+        let stats = db.collection_stats("c").expect("stats");
+        stats.segment_list.iter().map(|s| s.indexed).collect()
+    };
+    // Many background passes run meanwhile; none indexes a segment sealed under a minute ago.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(indexed(), vec![Some(false), Some(false)]);
+    clock.advance(Duration::from_secs(61));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while indexed() != vec![Some(true), Some(true)] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background passes did not index the segments once they were old enough"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in (0..4000).step_by(37) {
+        assert!(db.get("c", &format!("d{i}")).expect("get").is_some());
+    }
+    db.close().expect("close");
 }
 
 #[test]

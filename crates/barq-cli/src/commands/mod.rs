@@ -131,6 +131,7 @@ fn open_with(cli: &Cli, create: bool, maintain: bool) -> Result<Database> {
         // finished would wait for it before exiting. `barq compact` and `barq index` run them.
         background_compaction: maintain,
         index_min_rows: settings.index.min_rows,
+        index_delay: settings.index.delay.0,
         index: settings.index.params(),
         recall_sample_rate: settings.index.recall_sample_rate,
         ..Options::default()

@@ -12,6 +12,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use barq_core::{Error, Result};
 
@@ -111,14 +112,22 @@ impl Collection {
     }
 
     /// Index one sealed Hot segment of at least `index_min_rows` rows that has no index yet
-    /// (the oldest first), by rewriting it alone; `None` when there is none.
-    pub(crate) fn index_one(&self) -> Result<Option<CompactionOutcome>> {
+    /// (the oldest first), by rewriting it alone; `None` when there is none. With `min_age`,
+    /// only a segment sealed at least that long ago.
+    pub(crate) fn index_one(&self, min_age: Option<Duration>) -> Result<Option<CompactionOutcome>> {
         self.check_open()?;
         let _c = self.compaction_lock.lock();
         let snap = self.snapshot();
+        let sealed_before = min_age.map(|age| {
+            self.env
+                .clock
+                .now_ms()
+                .saturating_sub(age.as_millis() as u64)
+        });
         let mut pick = None;
         for (i, h) in snap.segments.iter().enumerate() {
             if h.entry.tier == StorageTier::Hot
+                && sealed_before.is_none_or(|t| h.entry.created_at_ms <= t)
                 && h.entry.rows >= self.options.index_min_rows
                 && !self.busy.contains(h.entry.id)
                 && !h.segment()?.is_indexed()
@@ -219,7 +228,8 @@ impl Collection {
             let id = self.alloc_segment_id();
             let path = self.segment_path(id);
             // An output large enough for an index is first written plain to a staging file
-            // (a `*.tmp` name, swept at open after a crash), then rewritten indexed.
+            // (a `*.tmp` name, swept at open after a crash; not fsynced), then rewritten
+            // indexed.
             let index = keep.len() as u64 - kept_tombstones >= self.options.index_min_rows;
             let staging = if index {
                 crate::fsutil::tmp_path(&path.with_extension("plain"))
@@ -229,6 +239,11 @@ impl Collection {
             let _staging = StagingFile(index.then_some(&staging));
             let mut writer =
                 SegmentWriter::create(&staging, self.config.dimension, self.config.metric)?;
+            if index {
+                // The staging copy is read back once and deleted: it is never fsynced, so that
+                // the disk writes only the indexed output.
+                writer = writer.scratch();
+            }
             let seqs: Vec<Vec<u64>> = inputs
                 .iter()
                 .map(|h| h.segment()?.seqs())

@@ -539,11 +539,13 @@ impl Collection {
             return Ok(());
         }
         self.flush_requested.store(true, Ordering::Release);
-        let deadline = std::time::Instant::now() + self.options.write_stall_timeout;
+        let started = std::time::Instant::now();
+        let deadline = started + self.options.write_stall_timeout;
         let mut g = self.swapped.lock();
         loop {
             let bytes = active_bytes();
             if bytes < limit {
+                tracing::debug!(collection = %self.config.name, waited = ?started.elapsed(), "a write was held back until the memtable was swapped");
                 return Ok(());
             }
             self.check_open()?;

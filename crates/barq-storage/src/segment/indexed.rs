@@ -412,7 +412,7 @@ pub fn write_indexed(
         blocks,
         pages: page_refs,
     };
-    let (size_bytes, crc) = w.seal(&out, &tmp, final_path)?;
+    let (size_bytes, crc) = w.seal(&out, &tmp, final_path, true)?;
     tracing::debug!(rows, clusters = index.head.clusters(), partition = ?partitioned_in, build = ?built_in, total = ?started.elapsed(), "segment indexed");
     guard.1 = true;
     Ok(SegmentInfo {

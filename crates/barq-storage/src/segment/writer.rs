@@ -98,21 +98,26 @@ impl CrcWriter {
     }
 
     /// Write the footer and trailer, fsync, rename `tmp` to `final_path` and fsync its
-    /// directory.
+    /// directory. A scratch file (`durable` false) is only renamed.
     pub(super) fn seal(
         &mut self,
         footer: &Footer,
         tmp: &Path,
         final_path: &Path,
+        durable: bool,
     ) -> Result<(u64, u32)> {
         let body = footer.encode();
         self.write(&body).map_err(io(tmp))?;
         self.write(&format::encode_trailer(&body))
             .map_err(io(tmp))?;
         self.out.flush().map_err(io(tmp))?;
-        self.out.get_ref().sync_all().map_err(io(tmp))?;
+        if durable {
+            self.out.get_ref().sync_all().map_err(io(tmp))?;
+        }
         fs::rename(tmp, final_path).map_err(io(final_path))?;
-        fsutil::fsync_dir(final_path.parent().unwrap_or(Path::new(".")))?;
+        if durable {
+            fsutil::fsync_dir(final_path.parent().unwrap_or(Path::new(".")))?;
+        }
         Ok((self.pos, self.crc))
     }
 
@@ -205,6 +210,7 @@ pub struct SegmentWriter {
     min_seq: u64,
     max_seq: u64,
     zeros: Vec<f32>,
+    durable: bool,
     finished: bool,
 }
 
@@ -273,8 +279,17 @@ impl SegmentWriter {
             min_seq: u64::MAX,
             max_seq: 0,
             zeros: vec![0.0; dim as usize],
+            durable: true,
             finished: false,
         })
+    }
+
+    /// Make this a scratch segment: `finish` renames it into place without fsyncing it. For a
+    /// file that is read back once and deleted (compaction's staging copy of an output it then
+    /// indexes), which a crash leaves as a `*.tmp` name swept at open.
+    pub fn scratch(mut self) -> SegmentWriter {
+        self.durable = false;
+        self
     }
 
     /// Rows pushed so far.
@@ -416,7 +431,9 @@ impl SegmentWriter {
             blocks,
             pages: page_refs,
         };
-        let (size_bytes, crc) = self.w.seal(&footer, &self.tmp_path, &self.final_path)?;
+        let (size_bytes, crc) =
+            self.w
+                .seal(&footer, &self.tmp_path, &self.final_path, self.durable)?;
         self.finished = true;
         let _ = fs::remove_file(&self.spool_path);
         Ok(SegmentInfo {
