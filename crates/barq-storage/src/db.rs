@@ -47,6 +47,7 @@ impl Shared {
                 if let Err(e) = c.flush() {
                     tracing::error!(collection = %c.name(), error = %e, "background flush failed");
                     c.record_flush_error(&e);
+                    c.defer_age_flush();
                 }
             }
         }

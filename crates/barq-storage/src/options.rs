@@ -36,6 +36,10 @@ pub struct Options {
     /// A collection's memtable is flushed into a segment once it holds this many bytes.
     /// Default 64 MiB. Larger means fewer, bigger segments and a longer WAL replay after a crash.
     pub memtable_max_bytes: usize,
+    /// A memtable holding writes is flushed once its oldest unflushed write is this old, however
+    /// small it is (default 5 minutes; `None`: only when full or asked). This bounds the WAL a
+    /// restart replays and how long a write lives only in the WAL.
+    pub max_unflushed_age: Option<Duration>,
     /// Back-pressure: when a collection's active memtable reaches twice `memtable_max_bytes`
     /// because flushing has not kept up, writers wait for the flush for at most this long and
     /// then fail with `Unavailable` without writing. Default 60 s.
@@ -146,6 +150,7 @@ impl Default for Options {
         Options {
             durability: Durability::Sync,
             memtable_max_bytes: 64 * 1024 * 1024,
+            max_unflushed_age: Some(Duration::from_secs(300)),
             write_stall_timeout: Duration::from_secs(60),
             background_compaction: true,
             compaction_check_interval: Duration::from_secs(10),

@@ -602,3 +602,57 @@ fn delete_reporting_names_deleted_and_missing_ids() {
         (0, vec!["seg".to_owned()])
     );
 }
+
+#[test]
+fn a_memtable_holding_writes_is_flushed_once_its_oldest_write_is_max_unflushed_age_old() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let age = Duration::from_secs(2);
+    let db = Database::open(
+        dir.path(),
+        Options {
+            max_unflushed_age: Some(age),
+            ..opts()
+        },
+    )
+    .expect("open");
+    db.create_collection(CollectionConfig::new("c", 2, Metric::L2).expect("cfg"))
+        .expect("create");
+    let segments = || db.collection_stats("c").expect("stats").segments;
+    let first = Instant::now();
+    db.upsert("c", &[doc("a", &[1.0, 0.0])]).expect("upsert");
+    std::thread::sleep(Duration::from_millis(200));
+    db.upsert("c", &[doc("b", &[0.0, 1.0])]).expect("upsert");
+    // The flusher polls every few ms; a quarter of the age is not enough.
+    std::thread::sleep(Duration::from_millis(300));
+    if first.elapsed() < age {
+        assert_eq!(
+            segments(),
+            0,
+            "flushed before the oldest write was {age:?} old"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while segments() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the old memtable was not flushed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        first.elapsed() >= age,
+        "flushed after {:?}",
+        first.elapsed()
+    );
+    assert_eq!(segments(), 1, "both writes in one segment");
+    // An empty memtable is not flushed again.
+    std::thread::sleep(age + Duration::from_millis(500));
+    assert_eq!(segments(), 1);
+    db.upsert("c", &[doc("c", &[1.0, 1.0])]).expect("upsert");
+    db.close().expect("close");
+    let db = open(dir.path());
+    for id in ["a", "b", "c"] {
+        assert!(db.get("c", id).expect("get").is_some(), "{id} after reopen");
+    }
+}

@@ -56,6 +56,7 @@ impl Collection {
                 let mut st = self.state.write();
                 let old = std::mem::replace(&mut st.active, Arc::new(RwLock::new(fresh)));
                 st.immutable.push(old);
+                self.mark_flushed();
             })?;
             self.notify_swapped();
             self.flush_frozen(&mut outcome)?;

@@ -131,6 +131,11 @@ pub(crate) struct Collection {
     compaction_lock: Mutex<()>,
     next_segment_id: AtomicU64,
     flush_requested: AtomicBool,
+    /// When the active memtable received its first write not yet flushed ([`monotonic_ms`];
+    /// 0 while it is empty): the flusher flushes it once it is `max_unflushed_age` old. Real
+    /// elapsed time, not the collection's clock (a test clock that jumps by hours to age
+    /// segments for tiering does not flush memtables).
+    unflushed_since: AtomicU64,
     dropped: AtomicBool,
     created_at_ms: u64,
     last_flush_error: Mutex<Option<String>>,
@@ -146,6 +151,15 @@ pub(crate) struct Collection {
     pub(crate) recall: crate::recall::RecallStats,
     swapped: Mutex<()>,
     swapped_cv: Condvar,
+}
+
+/// Milliseconds of a monotonic clock since the first call in this process, plus one (never 0).
+pub(crate) fn monotonic_ms() -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -257,6 +271,12 @@ impl Collection {
         env: Arc<TierEnv>,
         poison: Arc<crate::poison::Poison>,
     ) -> Collection {
+        // Rows replayed from the WAL count as written now.
+        let unflushed_since = if memtable.is_empty() {
+            0
+        } else {
+            monotonic_ms()
+        };
         Collection {
             config,
             dir,
@@ -273,6 +293,7 @@ impl Collection {
             compaction_lock: Mutex::new(()),
             next_segment_id: AtomicU64::new(next_segment_id),
             flush_requested: AtomicBool::new(false),
+            unflushed_since: AtomicU64::new(unflushed_since),
             dropped: AtomicBool::new(false),
             created_at_ms,
             last_flush_error: Mutex::new(None),
@@ -380,7 +401,31 @@ impl Collection {
 
     /// Whether a write filled the active memtable and asks for a flush.
     pub(crate) fn wants_flush(&self) -> bool {
-        self.flush_requested.load(Ordering::Acquire) && !self.is_dropped()
+        if self.is_dropped() {
+            return false;
+        }
+        if self.flush_requested.load(Ordering::Acquire) {
+            return true;
+        }
+        let since = self.unflushed_since.load(Ordering::Acquire);
+        self.options.max_unflushed_age.is_some_and(|age| {
+            since != 0 && monotonic_ms().saturating_sub(since) >= age.as_millis() as u64
+        })
+    }
+
+    /// After a failed flush, wait another `max_unflushed_age` before the age asks again (a
+    /// full memtable still asks at once).
+    pub(crate) fn defer_age_flush(&self) {
+        if self.unflushed_since.load(Ordering::Acquire) != 0 {
+            self.unflushed_since
+                .store(monotonic_ms(), Ordering::Release);
+        }
+    }
+
+    /// The active memtable was swapped out: it holds no unflushed write. Called under the
+    /// WAL lock, as writes are applied.
+    pub(crate) fn mark_flushed(&self) {
+        self.unflushed_since.store(0, Ordering::Release);
     }
 
     /// Whether [`Collection::mark_dropped`] ran.
@@ -517,6 +562,10 @@ impl Collection {
             let active = Arc::clone(&self.state.read().active);
             let mut m = active.write();
             apply(&mut m, first_seq);
+            if self.unflushed_since.load(Ordering::Relaxed) == 0 {
+                self.unflushed_since
+                    .store(monotonic_ms(), Ordering::Release);
+            }
             bytes = m.approx_bytes();
             last_seq = first_seq + count - 1;
         })?;
