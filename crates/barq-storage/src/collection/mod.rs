@@ -399,7 +399,8 @@ impl Collection {
         &self.dir
     }
 
-    /// Whether a write filled the active memtable and asks for a flush.
+    /// Whether the active memtable asks for a flush: a write filled it, or its oldest unflushed
+    /// write is `max_unflushed_age` old.
     pub(crate) fn wants_flush(&self) -> bool {
         if self.is_dropped() {
             return false;
