@@ -166,6 +166,7 @@ fn options() -> Options {
         recall_sample_rate: 0.0, // off in benchmarks
         tiering: TieringOptions {
             maintenance_interval: None,
+            upload_on_seal: Some(false),
             ..TieringOptions::default()
         },
         ..Options::default()

@@ -29,6 +29,7 @@ fn open(
         tiering: TieringOptions {
             maintenance_interval: None,
             verify_uploads: verify,
+            upload_on_seal: Some(false),
             ..TieringOptions::default()
         },
         recall_sample_rate: 0.0, // off in benchmarks

@@ -33,7 +33,8 @@ Exit status:
   1  not found (a document, a collection, the data directory)
   2  invalid input or usage
   3  conflict (the collection exists, the data directory is locked by another process,
-     a segment is busy being moved)
+     a segment is busy being moved, a newer writer claimed the bucket), or a write sent
+     to a read-only replica
   4  any other failure (I/O, corrupt data, an unreachable cold store); with --url also: the
      server cannot be reached, or it refused the API key (missing, wrong, or not the admin key)
 
@@ -239,6 +240,33 @@ Examples:
   BARQ_API_KEY=secret barq serve
   RUST_LOG=debug barq serve")]
     Serve(ServeArgs),
+
+    /// Build a new data directory from a bucket that a writer shares (upload on seal).
+    #[command(after_help = "\
+Reads the newest manifest version under PREFIX/manifest/ that checks (a torn or altered one is
+skipped and named), and writes it to the new --data-dir with every segment Cold: nothing but
+metadata is copied, so it takes seconds whatever the data size. Segments are read by range when
+queries need them and hydrated by the tiering policy as usual. Documents written after the
+writer's last flush are not in the bucket (flushes happen at least every max_unflushed_age).
+
+The endpoint, region and credentials come from the usual BARQ_S3_* / BARQ_STORAGE_* settings
+and the provider's variables (AWS_*, GOOGLE_*, AZURE_*), as for the cold store. Serve the
+restored node with the same store (BARQ_COLD_STORE_URL=URL): it becomes the bucket's writer and
+fences a writer still running on it.
+
+Examples:
+  barq --data-dir /var/lib/barq-new restore --from s3://my-bucket/barq
+  BARQ_S3_ENDPOINT=http://127.0.0.1:8333 barq --data-dir ./restored restore --from s3://b/p
+  barq --data-dir ./restored restore --from file:///mnt/backup/barq")]
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The store to read: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or
+    /// file:///path.
+    #[arg(long, value_name = "URL")]
+    pub from: String,
 }
 
 #[derive(Debug, Args)]

@@ -255,6 +255,7 @@ impl Client {
             "invalid_argument" => ErrorKind::InvalidArgument,
             "not_found" => ErrorKind::NotFound,
             "conflict" => ErrorKind::Conflict,
+            "read_only" => ErrorKind::ReadOnly,
             "closed" => ErrorKind::Closed,
             "data_corruption" => ErrorKind::DataCorruption,
             "internal" => ErrorKind::Internal,

@@ -64,12 +64,12 @@ fn parse_bool(var: &str, value: &str) -> Result<bool> {
 /// `abfss://container@account.dfs.core.windows.net/prefix`, `file:///path`: the URL forms of
 /// object_store's own parser ([`object_store::ObjectStoreScheme::parse`]), which says the
 /// provider and the path inside the store (the prefix).
-fn apply_url(settings: &mut Settings, raw: &str) -> Result<()> {
+pub(crate) fn apply_url(settings: &mut Settings, name: &str, raw: &str) -> Result<()> {
     use object_store::ObjectStoreScheme;
 
     let bad = || {
         Error::invalid(format!(
-            "BARQ_COLD_STORE_URL={raw:?}: expected s3://, gs://, az:// or file:// URL"
+            "{name}={raw:?}: expected s3://, gs://, az:// or file:// URL"
         ))
     };
     let url = url::Url::parse(raw.trim()).map_err(|_| bad())?;
@@ -80,7 +80,7 @@ fn apply_url(settings: &mut Settings, raw: &str) -> Result<()> {
     // The parser resolves "a/../b" to "b"; a prefix that climbs is a mistake, refused as written.
     if url.scheme() != "file" && has_dot_dot_segment(raw) {
         return Err(Error::invalid(format!(
-            "BARQ_COLD_STORE_URL={raw:?}: the storage prefix must be a relative key prefix without '..'"
+            "{name}={raw:?}: the storage prefix must be a relative key prefix without '..'"
         )));
     }
     // An unknown scheme gets the plain message; a bad path (an empty segment, say) its reason.
@@ -90,7 +90,7 @@ fn apply_url(settings: &mut Settings, raw: &str) -> Result<()> {
             bad()
         } else {
             Error::invalid(format!(
-                "BARQ_COLD_STORE_URL={raw:?}: expected s3://, gs://, az:// or file:// URL ({why})"
+                "{name}={raw:?}: expected s3://, gs://, az:// or file:// URL ({why})"
             ))
         }
     })?;
@@ -132,7 +132,7 @@ fn has_dot_dot_segment(raw: &str) -> bool {
 fn apply_env(settings: &mut Settings, env: &HashMap<String, String>) -> Result<()> {
     let get = |k: &str| env.get(k).map(String::as_str);
     if let Some(url) = get("BARQ_COLD_STORE_URL") {
-        apply_url(settings, url)?;
+        apply_url(settings, "BARQ_COLD_STORE_URL", url)?;
     }
     if let Some(t) = get("BARQ_STORAGE_TYPE") {
         settings.storage.provider = match t.trim().to_ascii_lowercase().as_str() {
@@ -224,6 +224,9 @@ fn apply_env(settings: &mut Settings, env: &HashMap<String, String>) -> Result<(
             "MOVE_CONCURRENCY" => t.move_concurrency = parse(k, v)?,
             "MOVE_BANDWIDTH" => t.move_bandwidth = Some(parse(k, v)?),
             "ORPHAN_GRACE" => t.orphan_grace = parse(k, v)?,
+            "UPLOAD_ON_SEAL" => t.upload_on_seal = Some(parse_bool(k, v)?),
+            "UPLOAD_INTERVAL" => t.upload_interval = parse(k, v)?,
+            "MANIFEST_RETENTION" => t.manifest_retention = parse(k, v)?,
             "VERIFY_UPLOADS" => {
                 t.verify_uploads = match v.trim() {
                     "read-back" => crate::VerifyUploads::ReadBack,
@@ -240,7 +243,7 @@ fn apply_env(settings: &mut Settings, env: &HashMap<String, String>) -> Result<(
                     "unknown setting {k}: the tiering variables are BARQ_TIER_MOVE_TO_WARM_AFTER, \
                      MOVE_TO_COLD_AFTER, MAX_HOT_SIZE_BYTES, MAX_WARM_SIZE_BYTES, MIN_RESIDENCY, \
                      MAINTENANCE_INTERVAL, COLD_CACHE_BYTES, MOVE_CONCURRENCY, MOVE_BANDWIDTH, ORPHAN_GRACE, \
-                     VERIFY_UPLOADS"
+                     VERIFY_UPLOADS, UPLOAD_ON_SEAL, UPLOAD_INTERVAL, MANIFEST_RETENTION"
                 )));
             }
         }
@@ -520,7 +523,7 @@ cold_cache_bytes = 1048576
     fn cold_store_url_forms() {
         let parts = |url: &str| {
             let mut s = Settings::default();
-            apply_url(&mut s, url).map(|()| {
+            apply_url(&mut s, "BARQ_COLD_STORE_URL", url).map(|()| {
                 let st = s.storage;
                 (st.provider, st.bucket, st.prefix, st.path)
             })

@@ -142,6 +142,15 @@ pub struct TieringSettings {
     pub orphan_grace: HumanDuration,
     /// `read-back` (default) or `size`.
     pub verify_uploads: VerifyUploads,
+    /// Copy each sealed segment to the cold store soon after it is sealed and publish the
+    /// manifest versions there, so the bucket alone can restore the database or feed replicas.
+    /// Default: on when a cold store is configured (`[storage]`), off for the local default.
+    pub upload_on_seal: Option<bool>,
+    /// How often pending uploads and the manifest are published. Default 1 s.
+    pub upload_interval: HumanDuration,
+    /// Manifest versions in the bucket older than this are deleted (the newest stays), and no
+    /// object is collected before it has been unreferenced this long. Default 1 h.
+    pub manifest_retention: HumanDuration,
     /// Keys of `[tiering]` that no field above claimed (serde hands the flattened fields their
     /// keys in order, so this last one receives exactly the unknown ones); an error in
     /// [`Settings::validate`].
@@ -160,6 +169,9 @@ impl Default for TieringSettings {
             move_bandwidth: None,
             orphan_grace: HumanDuration(Duration::from_secs(3600)),
             verify_uploads: VerifyUploads::ReadBack,
+            upload_on_seal: None,
+            upload_interval: HumanDuration(Duration::from_secs(1)),
+            manifest_retention: HumanDuration(Duration::from_secs(3600)),
             unknown: BTreeMap::new(),
         }
     }
@@ -225,6 +237,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Point the cold store at `url` (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///…`):
+    /// provider, bucket and prefix from the URL, endpoint and credentials as configured. `name`
+    /// is how errors name the URL's source (an option such as `--from`).
+    pub fn set_store_url(&mut self, name: &str, url: &str) -> Result<()> {
+        crate::load::apply_url(self, name, url)?;
+        self.validate()
+    }
+
     /// Cross-field rules, with messages that name the setting.
     pub fn validate(&self) -> Result<()> {
         if !self.tiering.unknown.is_empty() {
@@ -303,6 +323,11 @@ impl Settings {
                 "BARQ_TIER_MOVE_CONCURRENCY must be at least 1",
             ));
         }
+        if t.upload_interval.0.is_zero() {
+            return Err(Error::invalid(
+                "tiering.upload_interval (BARQ_TIER_UPLOAD_INTERVAL) must be greater than 0",
+            ));
+        }
         t.policy.validate(t.warm_dir.is_some())
     }
 
@@ -325,6 +350,9 @@ impl Settings {
             },
             cold_store_required: self.storage.required,
             store_recheck_interval: self.storage.recheck_interval.0,
+            upload_on_seal: t.upload_on_seal,
+            upload_interval: t.upload_interval.0,
+            manifest_retention: t.manifest_retention.0,
             ..TieringOptions::default()
         }
     }

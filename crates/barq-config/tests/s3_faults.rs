@@ -101,6 +101,7 @@ fn s3_goes_away_in_the_middle_of_an_offload() {
     let clock = Arc::new(ManualClock::new(real_now));
     let mut tiering = settings.tiering_options();
     tiering.multipart_part_bytes = 128 << 10; // every upload is a multipart upload
+    tiering.upload_on_seal = Some(false); // the offloads under test are the only uploads
     let options = Options {
         durability: Durability::Sync,
         background_compaction: false,

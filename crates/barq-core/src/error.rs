@@ -21,6 +21,8 @@ pub enum ErrorKind {
     DataCorruption,
     /// The database was closed, or poisoned by a failed fsync and must be reopened.
     Closed,
+    /// The node is a read-only replica: writes and tiering operations go to the writer.
+    ReadOnly,
     /// An I/O error or a bug.
     Internal,
 }
@@ -35,6 +37,7 @@ impl ErrorKind {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::DataCorruption => "data_corruption",
             ErrorKind::Closed => "closed",
+            ErrorKind::ReadOnly => "read_only",
             ErrorKind::Internal => "internal",
         }
     }

@@ -276,6 +276,37 @@ impl Collector for DbCollector {
             "1 once a background worker panicked and the database takes no writes, else 0",
             [(NoLabels::default(), i(u64::from(status.poisoned.is_some())))],
         )?;
+        let b = &status.bucket;
+        if b.enabled {
+            gauge(
+                &mut e,
+                "barq_upload_lag_segments",
+                "Sealed segments not yet copied to the cold store (upload on seal)",
+                [(NoLabels::default(), i(b.upload_lag_segments))],
+            )?;
+            gauge(
+                &mut e,
+                "barq_upload_lag_bytes",
+                "Bytes of the sealed segments not yet copied to the cold store",
+                [(NoLabels::default(), i(b.upload_lag_bytes))],
+            )?;
+            gauge(
+                &mut e,
+                "barq_manifest_publish_lag_versions",
+                "Local manifest versions newer than the newest one published to the bucket",
+                [(
+                    NoLabels::default(),
+                    i(b.local_version
+                        .saturating_sub(b.published_version.unwrap_or(0))),
+                )],
+            )?;
+            gauge(
+                &mut e,
+                "barq_writer_fenced",
+                "1 once a newer writer claimed the bucket and this node takes no writes, else 0",
+                [(NoLabels::default(), i(u64::from(b.fenced.is_some())))],
+            )?;
+        }
         gauge(
             &mut e,
             "barq_tier_segments",

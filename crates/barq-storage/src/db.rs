@@ -88,6 +88,12 @@ impl Shared {
     }
 
     /// fsync every WAL with unsynced bytes.
+    pub(crate) fn share_with_bucket(&self) {
+        if let Err(e) = self.tiering.share_with_bucket() {
+            tracing::debug!(error = %e, "uploads and publishing wait");
+        }
+    }
+
     pub(crate) fn sync_wals(&self) {
         for c in self.all() {
             if let Err(e) = c.sync_wal_if_needed() {
@@ -250,6 +256,23 @@ impl DatabaseBuilder {
     pub fn open(self) -> Result<Database> {
         Database::open_with(self.path, self.options, self.components)
     }
+
+    /// Build a new data directory at the builder's path from the newest manifest version in
+    /// the bucket of its [`cold_store`](Self::cold_store), then open it: every collection with
+    /// its settings and tiering overrides, every segment Cold (read lazily by range, hydrated
+    /// by policy). It reads metadata only. The path must be absent or empty. The database
+    /// opened is the bucket's writer from then on: its first publish claims a new epoch, which
+    /// fences a writer still running on the same bucket.
+    pub fn restore(self) -> Result<(Database, crate::bucket::RestoreReport)> {
+        let spec = self.components.cold_store.clone().ok_or_else(|| {
+            Error::invalid("restore needs the store to read from (a cold store URL)")
+        })?;
+        let now = self.components.clock.now_ms();
+        let report = crate::bucket::restore::restore_manifest(&self.path, &spec, now)?;
+        let db = self.open()?;
+        tracing::info!(version = report.version, segments = report.segments, store = %report.store, took_ms = report.took_ms, "restored from the bucket");
+        Ok((db, report))
+    }
 }
 
 /// An open Barq DB database: one data directory, exclusively locked.
@@ -405,6 +428,7 @@ impl Database {
 
     /// Create a collection. Fails with [`ErrorKind::Conflict`] if it exists.
     pub fn create_collection(&self, config: CollectionConfig) -> Result<()> {
+        self.shared.poison.check()?;
         let config = CollectionConfig::new(config.name, config.dimension, config.metric)?;
         let mut map = self.shared.collections.write();
         if map.contains_key(&config.name) {
@@ -463,6 +487,7 @@ impl Database {
 
     /// Drop a collection and all its data.
     pub fn drop_collection(&self, name: &str) -> Result<()> {
+        self.shared.poison.check()?;
         let mut map = self.shared.collections.write();
         let c = map
             .get(name)
@@ -797,6 +822,14 @@ fn start_background(shared: &Arc<Shared>) -> std::io::Result<Background> {
             "barq-tiering",
             every,
             job(Shared::tiering_maintenance),
+            Arc::clone(&on_panic),
+        )?;
+    }
+    if shared.env.shared_bucket {
+        bg.spawn_loop(
+            "barq-upload",
+            o.tiering.upload_interval,
+            job(Shared::share_with_bucket),
             Arc::clone(&on_panic),
         )?;
     }

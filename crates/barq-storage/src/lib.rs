@@ -26,6 +26,7 @@
 //! ```
 
 mod background;
+pub mod bucket;
 mod collection;
 mod db;
 mod fsutil;

@@ -323,6 +323,37 @@ impl ManifestStore {
         })
     }
 
+    /// Write `manifest` as `DIR/MANIFEST` exactly as it is (its version included), for a data
+    /// directory built from a bucket. The directory must not hold a manifest yet.
+    pub(crate) fn install(dir: &Path, manifest: &Manifest) -> Result<()> {
+        let path = dir.join(MANIFEST_FILE);
+        if path.exists() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{} exists: restore builds a new data directory",
+                    path.display()
+                ),
+            ));
+        }
+        let mut m = manifest.clone();
+        m.format_version = MANIFEST_FORMAT_VERSION;
+        fsutil::write_atomic(&path, &encode(&m)?)
+    }
+
+    /// Commit nothing but a version number of at least `min + 1`, so that the next version
+    /// published to a bucket follows every version already there.
+    pub(crate) fn raise_version_above(&self, min: u64) -> Result<()> {
+        let current = self.snapshot()?.version;
+        if current > min {
+            return Ok(());
+        }
+        self.commit(|m| {
+            m.version = m.version.max(min);
+            Ok(())
+        })
+    }
+
     /// Why the manifest takes no more commits (a failed write), if it does not.
     pub(crate) fn failed(&self) -> Option<String> {
         self.current.lock().as_ref().err().cloned()

@@ -8,28 +8,48 @@ use std::sync::OnceLock;
 
 use barq_core::{Error, ErrorKind, Result};
 
-/// See the module docs. The first reason set wins.
+/// See the module docs. The first reason set wins. A database is also *fenced* (writes fail
+/// with `Conflict`) once a newer writer has claimed its bucket (see [`crate::bucket`]).
 #[derive(Debug, Default)]
-pub(crate) struct Poison(OnceLock<String>);
+pub(crate) struct Poison {
+    panicked: OnceLock<String>,
+    fenced: OnceLock<String>,
+}
 
 impl Poison {
     /// Poison with `why` (ignored if already poisoned).
     pub(crate) fn set(&self, why: String) {
-        let _ = self.0.set(why);
+        let _ = self.panicked.set(why);
+    }
+
+    /// Fence: another writer owns the bucket now (ignored if already fenced).
+    pub(crate) fn fence(&self, why: String) {
+        let _ = self.fenced.set(why);
     }
 
     /// Why the database is poisoned, if it is.
     pub(crate) fn reason(&self) -> Option<&str> {
-        self.0.get().map(String::as_str)
+        self.panicked.get().map(String::as_str)
     }
 
-    /// `Err(Closed)` once poisoned.
+    /// Why the database is fenced, if it is.
+    pub(crate) fn fenced(&self) -> Option<&str> {
+        self.fenced.get().map(String::as_str)
+    }
+
+    /// `Err(Closed)` once poisoned, `Err(Conflict)` once fenced.
     pub(crate) fn check(&self) -> Result<()> {
-        match self.0.get() {
-            None => Ok(()),
-            Some(why) => Err(Error::new(
+        if let Some(why) = self.panicked.get() {
+            return Err(Error::new(
                 ErrorKind::Closed,
                 format!("the database is poisoned and takes no writes: {why}; reopen it"),
+            ));
+        }
+        match self.fenced.get() {
+            None => Ok(()),
+            Some(why) => Err(Error::new(
+                ErrorKind::Conflict,
+                format!("this node takes no more writes: {why}"),
             )),
         }
     }

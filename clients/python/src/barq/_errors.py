@@ -49,6 +49,10 @@ class Forbidden(BarqError):
     """403 `forbidden`: the data API key on an admin route."""
 
 
+class ReadOnly(Forbidden):
+    """403 `read_only`: a write or tiering operation sent to a read-only replica."""
+
+
 class NotFound(BarqError):
     """404 `not_found`: no such collection, document, segment, operation or route."""
 
@@ -93,6 +97,7 @@ _BY_CODE: dict[str, type[BarqError]] = {
     "invalid_argument": InvalidArgument,
     "unauthorized": Unauthorized,
     "forbidden": Forbidden,
+    "read_only": ReadOnly,
     "not_found": NotFound,
     "method_not_allowed": MethodNotAllowed,
     "conflict": Conflict,
@@ -121,6 +126,7 @@ _STATUS_OF_CODE: dict[str, int] = {
     "invalid_argument": 400,
     "unauthorized": 401,
     "forbidden": 403,
+    "read_only": 403,
     "not_found": 404,
     "method_not_allowed": 405,
     "conflict": 409,

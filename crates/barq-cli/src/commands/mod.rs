@@ -7,6 +7,7 @@ mod collection;
 mod data;
 mod import;
 mod maintenance;
+mod restore;
 mod search;
 mod serve;
 mod tier;
@@ -36,6 +37,9 @@ pub struct Context<'a> {
 pub fn run(cli: &Cli) -> Result<()> {
     if let Command::Serve(args) = &cli.command {
         return serve::serve(cli, args);
+    }
+    if let Command::Restore(args) = &cli.command {
+        return restore::restore(cli, args);
     }
     // Check what can be checked without the database first, so that a bad argument never
     // creates or touches the data directory.
@@ -90,7 +94,7 @@ fn dispatch(cli: &Cli, ctx: &Context<'_>) -> Result<()> {
         Command::Tier(TierCommand::Pin(a)) => tier::pin(ctx, a, true),
         Command::Tier(TierCommand::Unpin(a)) => tier::pin(ctx, a, false),
         Command::Tier(TierCommand::Maintenance) => tier::maintenance(ctx),
-        Command::Serve(_) => unreachable!("handled above"),
+        Command::Serve(_) | Command::Restore(_) => unreachable!("handled above"),
     }
 }
 
@@ -112,9 +116,21 @@ fn open_with(cli: &Cli, create: bool, maintain: bool) -> Result<Database> {
         )));
     }
     let settings = barq_config::load(cli.config.as_deref())?;
-    let defaults = settings.tiering_options();
     let cold_store = barq_config::build_cold_store(&settings.storage, dir)?;
-    let options = Options {
+    let options = options(cli, &settings, maintain);
+    tracing::debug!(dir = %dir.display(), "opening database");
+    let mut builder = Database::builder(dir).options(options);
+    if let Some(spec) = cold_store {
+        builder = builder.cold_store(spec);
+    }
+    builder.open()
+}
+
+/// The engine's options for `settings` and the command line; with the background work of a
+/// server when `maintain`.
+fn options(cli: &Cli, settings: &barq_config::Settings, maintain: bool) -> Options {
+    let defaults = settings.tiering_options();
+    Options {
         durability: cli.durability.to_durability(),
         tiering: TieringOptions {
             warm_dir: cli.warm_dir.clone().or(defaults.warm_dir.clone()),
@@ -124,6 +140,12 @@ fn open_with(cli: &Cli, create: bool, maintain: bool) -> Result<Database> {
                 defaults.maintenance_interval
             } else {
                 None
+            },
+            // Likewise uploads on seal and publishing to the bucket: `barq serve` runs them.
+            upload_on_seal: if maintain {
+                defaults.upload_on_seal
+            } else {
+                Some(false)
             },
             ..defaults
         },
@@ -135,13 +157,7 @@ fn open_with(cli: &Cli, create: bool, maintain: bool) -> Result<Database> {
         index: settings.index.params(),
         recall_sample_rate: settings.index.recall_sample_rate,
         ..Options::default()
-    };
-    tracing::debug!(dir = %dir.display(), "opening database");
-    let mut builder = Database::builder(dir).options(options);
-    if let Some(spec) = cold_store {
-        builder = builder.cold_store(spec);
     }
-    builder.open()
 }
 
 /// A bar over `len` bytes (a spinner when the length is unknown, e.g. stdin), drawn on stderr
@@ -196,7 +212,7 @@ pub fn exit_code(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::NotFound => 1,
         ErrorKind::InvalidArgument => 2,
-        ErrorKind::Conflict => 3,
+        ErrorKind::Conflict | ErrorKind::ReadOnly => 3,
         ErrorKind::Unavailable
         | ErrorKind::DataCorruption
         | ErrorKind::Closed

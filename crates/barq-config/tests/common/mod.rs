@@ -264,13 +264,14 @@ pub fn read_object(store: &Arc<dyn ObjectStore>, key: &str) -> Vec<u8> {
     })
 }
 
-/// Database options with no background work.
+/// Database options with no background work (no maintenance, no upload on seal).
 pub fn options() -> Options {
     Options {
         durability: Durability::Sync,
         background_compaction: false,
         tiering: TieringOptions {
             maintenance_interval: None,
+            upload_on_seal: Some(false),
             ..TieringOptions::default()
         },
         ..Options::default()

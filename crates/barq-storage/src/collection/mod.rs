@@ -78,6 +78,21 @@ impl SegmentHandle {
         format!("{collection}/{}/{}", entry.id, entry.checksum)
     }
 
+    /// The same segment, open reader and all, with its manifest entry replaced (a remote copy
+    /// was recorded).
+    pub(crate) fn with_entry(&self, entry: SegmentEntry) -> Arc<SegmentHandle> {
+        let segment = OnceLock::new();
+        if let Some(s) = self.segment.get() {
+            let _ = segment.set(Arc::clone(s));
+        }
+        Arc::new(SegmentHandle {
+            entry,
+            source: Arc::clone(&self.source),
+            segment,
+            access: Arc::clone(&self.access),
+        })
+    }
+
     /// A handle for the same segment in another place, keeping its access statistics and, when
     /// given, its already-decoded footer.
     pub(crate) fn relocated(

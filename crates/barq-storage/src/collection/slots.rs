@@ -34,6 +34,9 @@ pub(crate) trait SegmentSlots: Sync {
         remote_key: Option<String>,
         now_ms: u64,
     ) -> Result<SegmentEntry>;
+    /// Record that segment `id` has a verified copy at `remote_key` in the cold store, where it
+    /// is (Local+Remote), in one durable manifest commit. Returns the new entry.
+    fn commit_remote_copy(&self, id: u64, remote_key: String) -> Result<SegmentEntry>;
     /// Put `new` in the slot of the segment with its id (same rows in the same order, so the
     /// dead bitmaps stay valid).
     fn replace_handle(&self, new: Arc<SegmentHandle>);
@@ -127,6 +130,23 @@ impl SegmentSlots for Collection {
             s.tier = tier;
             s.remote_key = remote_key;
             s.moved_at_ms = Some(now_ms);
+            Ok(s.clone())
+        })
+    }
+
+    fn commit_remote_copy(&self, id: u64, remote_key: String) -> Result<SegmentEntry> {
+        let name = &self.config.name;
+        self.manifest.commit(|m| {
+            let s = m
+                .collections
+                .get_mut(name)
+                .and_then(|c| c.segments.iter_mut().find(|s| s.id == id))
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "segment {id} of \"{name}\" vanished during its upload"
+                    ))
+                })?;
+            s.remote_key = Some(remote_key);
             Ok(s.clone())
         })
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use barq_core::{Error, Result};
+use barq_core::{Error, ErrorKind, Result};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use parking_lot::Mutex;
@@ -63,6 +63,9 @@ pub struct MaintenanceReport {
     /// store is degraded (they are planned again on a later pass).
     #[serde(default)]
     pub moves_deferred: usize,
+    /// Manifest versions older than the retention deleted from the bucket.
+    #[serde(default)]
+    pub versions_pruned: u64,
 }
 
 /// One segment in [`TieringStatus`].
@@ -185,6 +188,9 @@ pub struct TieringStatus {
     /// Why the database takes no more writes (a background worker panicked), if it does not.
     #[serde(default)]
     pub poisoned: Option<String>,
+    /// Sharing through the bucket: upload lag, published manifest version, writer epoch.
+    #[serde(default)]
+    pub bucket: crate::bucket::BucketStatus,
 }
 
 /// The open collections of a database, by name.
@@ -206,6 +212,7 @@ struct Inner {
     env: Arc<TierEnv>,
     poison: Arc<Poison>,
     tier_state: ManagerState,
+    bucket: crate::bucket::Publisher,
 }
 
 impl TieringManager {
@@ -225,6 +232,7 @@ impl TieringManager {
                 env,
                 poison,
                 tier_state,
+                bucket: crate::bucket::Publisher::default(),
             }),
         }
     }
@@ -389,6 +397,15 @@ impl TieringManager {
         self.inner.collect_orphans()
     }
 
+    /// Upload on seal: copy every sealed segment that has no copy in the store yet (leaving it
+    /// local), then publish the manifest version to the bucket if every segment it names is
+    /// there. Returns the version published, if one was. A no-op unless
+    /// [`upload_on_seal`](super::TieringOptions::upload_on_seal) is on; skipped while the store
+    /// is degraded.
+    pub fn share_with_bucket(&self) -> Result<Option<u64>> {
+        self.inner.share_with_bucket()
+    }
+
     /// Check that the cold store answers (one HEAD request, no write). Hot reads and writes do
     /// not need it; moves and cold reads do. A failure makes the store degraded.
     pub fn check_cold_store(&self) -> Result<()> {
@@ -425,6 +442,57 @@ impl Inner {
             .get(name)
             .cloned()
             .ok_or_else(|| crate::collection::no_such_collection(name))
+    }
+
+    fn share_with_bucket(&self) -> Result<Option<u64>> {
+        if !self.env.shared_bucket {
+            return Ok(None);
+        }
+        if let Some(why) = self.poison.fenced() {
+            return Err(Error::new(ErrorKind::Conflict, why.to_owned()));
+        }
+        if self.env.cold.health().state == super::ColdStoreState::Degraded {
+            let e = Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "the cold store {} is degraded; uploads and publishing wait for it",
+                    self.env.cold.description()
+                ),
+            );
+            self.bucket.record_error(&e);
+            return Err(e);
+        }
+        let manifest = self.manifest.snapshot()?;
+        for c in self
+            .collections
+            .read()
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            let Some(entry) = manifest.collections.get(c.name()) else {
+                continue;
+            };
+            for s in &entry.segments {
+                if s.tier == StorageTier::Cold || s.remote_key.is_some() || c.busy().contains(s.id)
+                {
+                    continue;
+                }
+                let _permit = self.env.move_permits.acquire();
+                let _no_gc = self.tier_state.gc.read();
+                match Mover::new(c.as_ref(), &self.env).copy_to_store(s.id) {
+                    Ok(_) => {}
+                    // Compacted, dropped or busy meanwhile: the next pass sees the new state.
+                    Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::NotFound) => {}
+                    Err(e) => {
+                        tracing::warn!(collection = %c.name(), segment = s.id, error = %e, "upload on seal failed");
+                        self.bucket.record_error(&e);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        self.bucket.publish(&self.env, &self.manifest, &self.poison)
     }
 
     /// Move and record the outcome in the error list and counters.
@@ -570,6 +638,12 @@ impl Inner {
                 Err(e) => report.gc_error = Some(e.to_string()),
             },
         }
+        if self.env.shared_bucket && degraded.is_none() {
+            match self.bucket.prune(&self.env) {
+                Ok(n) => report.versions_pruned = n,
+                Err(e) => report.gc_error = Some(e.to_string()),
+            }
+        }
         if let Err(e) = self.persist_access() {
             tracing::warn!(error = %e, "could not persist access statistics");
         }
@@ -598,7 +672,16 @@ impl Inner {
             .flat_map(|c| c.segments.iter().filter_map(|s| s.remote_key.clone()))
             .collect();
         let cold = &self.env.cold;
-        let grace = self.env.options.orphan_grace.as_millis() as i64;
+        // With a shared bucket, a retained manifest version may still name the object.
+        let grace = if self.env.shared_bucket {
+            self.env
+                .options
+                .orphan_grace
+                .max(self.env.options.manifest_retention)
+        } else {
+            self.env.options.orphan_grace
+        }
+        .as_millis() as i64;
         let now = self.env.clock.now_ms() as i64;
         let root = cold.root();
         // List (no lock held across the await), then decide, then delete.
@@ -754,6 +837,7 @@ impl Inner {
             cold_store_error: None,
             cold_store_health: e.cold.health(),
             poisoned: self.poison.reason().map(str::to_owned),
+            bucket: self.bucket.status(e, &manifest, &self.poison),
         })
     }
 }

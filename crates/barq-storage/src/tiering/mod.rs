@@ -43,7 +43,7 @@ pub mod policy;
 mod reconcile;
 mod remote;
 pub(crate) mod state;
-mod store;
+pub(crate) mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -132,6 +132,19 @@ pub struct TieringOptions {
     pub cold_store_required: bool,
     /// While the store is degraded, probe it this often until it answers. Default 10 s.
     pub store_recheck_interval: Duration,
+    /// Share the database through the store: copy each sealed segment there soon after it is
+    /// sealed (it stays local too, Local+Remote, so a later offload is only a local delete),
+    /// and publish each manifest version under `<prefix>/manifest/` once every segment it
+    /// names is in the store, so that the bucket alone can restore the database or feed
+    /// read replicas (see [`crate::bucket`]). `None`, the default: on when a cold store is
+    /// configured, off for the default local `DATA_DIR/cold`.
+    pub upload_on_seal: Option<bool>,
+    /// How often pending uploads and the manifest are published. Default 1 s.
+    pub upload_interval: Duration,
+    /// Manifest versions in the bucket older than this are deleted (the newest always stays),
+    /// and an object is not collected as an orphan before it has been unreferenced this long,
+    /// so a reader of any retained version finds every segment it names. Default 1 h.
+    pub manifest_retention: Duration,
 }
 
 impl Default for TieringOptions {
@@ -149,6 +162,9 @@ impl Default for TieringOptions {
             probe_on_open: true,
             cold_store_required: false,
             store_recheck_interval: Duration::from_secs(10),
+            upload_on_seal: None,
+            upload_interval: Duration::from_secs(1),
+            manifest_retention: Duration::from_secs(3600),
         }
     }
 }
@@ -182,6 +198,8 @@ pub(crate) struct MoveCounters {
     pub moves_done: AtomicU64,
     pub moves_failed: AtomicU64,
     pub orphans_deleted: AtomicU64,
+    /// Copies made by upload on seal (also counted in `uploads`).
+    pub seal_uploads: AtomicU64,
     /// Wall time spent in moves that were done, in milliseconds.
     pub move_millis: AtomicU64,
 }
@@ -198,6 +216,9 @@ pub(crate) struct TierEnv {
     pub failpoints: FailPoints,
     pub limiter: Arc<Limiter>,
     pub counters: MoveCounters,
+    /// Whether sealed segments are uploaded and manifests published ([`TieringOptions::upload_on_seal`],
+    /// resolved).
+    pub shared_bucket: bool,
     /// The bound on moves running at once (`move_concurrency`).
     pub move_permits: permits::MovePermits,
     /// The task that re-probes a degraded store; aborted when the database is dropped.
@@ -215,6 +236,7 @@ impl TierEnv {
             clock,
             failpoints,
         } = components;
+        let shared_bucket = options.upload_on_seal.unwrap_or(cold_store.is_some());
         let spec = match cold_store {
             Some(spec) => spec,
             None => {
@@ -252,6 +274,7 @@ impl TierEnv {
             failpoints,
             limiter: Arc::new(Limiter::new(options.move_bandwidth_bytes_per_sec)),
             counters: MoveCounters::default(),
+            shared_bucket,
             move_permits: permits::MovePermits::new(options.move_concurrency),
             options: options.clone(),
         })

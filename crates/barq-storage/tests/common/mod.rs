@@ -16,13 +16,15 @@ use object_store::memory::InMemory;
 
 pub const DIM: usize = 8;
 
-/// The test settings: no fsync, no background compaction, maintenance only on demand.
+/// The test settings: no fsync, no background compaction, maintenance only on demand, no
+/// upload on seal.
 pub fn options() -> Options {
     Options {
         durability: Durability::None,
         background_compaction: false,
         tiering: TieringOptions {
             maintenance_interval: None,
+            upload_on_seal: Some(false),
             ..TieringOptions::default()
         },
         ..Options::default()

@@ -41,6 +41,27 @@ fn describe_status(s: &TieringStatus, remote: bool) -> String {
     if let Some(why) = &s.poisoned {
         text.push_str(&format!("POISONED:        {why}\n"));
     }
+    let b = &s.bucket;
+    if b.enabled {
+        let published = match (b.published_version, b.published_at_ms) {
+            (Some(v), Some(at)) => format!("version {v} at {}", format_utc_ms(at)),
+            _ => "nothing yet".to_owned(),
+        };
+        text.push_str(&format!(
+            "bucket:          writer epoch {}, published {published} (local version {}), \
+             upload lag {} segments / {}\n",
+            b.epoch.map_or_else(|| "-".to_owned(), |e| e.to_string()),
+            b.local_version,
+            b.upload_lag_segments,
+            HumanBytes(b.upload_lag_bytes)
+        ));
+        if let Some(e) = &b.last_error {
+            text.push_str(&format!("bucket error:    {e}\n"));
+        }
+        if let Some(why) = &b.fenced {
+            text.push_str(&format!("FENCED:          {why}\n"));
+        }
+    }
     text.push('\n');
     let mut t = Table::new(&[
         ("TIER", Align::Left),

@@ -23,6 +23,32 @@ use crate::tiering::RemoteSource;
 use crate::tiering::store::{PARTS_IN_FLIGHT, PartSink, path};
 
 impl Mover<'_> {
+    /// Upload on seal: copy segment `id` to the store, verify the copy and record it, leaving
+    /// the segment where it is (Local+Remote). Returns the bytes uploaded: 0 when the segment
+    /// is Cold or already has a copy.
+    pub(crate) fn copy_to_store(&self, id: u64) -> Result<u64> {
+        self.slots.check_open()?;
+        let _busy = self.slots.mark_busy(id, "uploading")?;
+        let h = self.slots.handle(id)?;
+        let entry = &h.entry;
+        if entry.tier == StorageTier::Cold || entry.remote_key.is_some() {
+            return Ok(0);
+        }
+        let cold = &self.env.cold;
+        let key = cold.segment_key(self.slots.name(), entry.id);
+        let src = self.local_path(entry, entry.tier)?;
+        let n = cold.block_on(self.upload(&src, &key, entry.size_bytes, &|_| {}))?;
+        self.env.failpoints.check(FP_TIER_AFTER_UPLOAD)?;
+        cold.block_on(self.verify_remote(&key, entry))?;
+        let committed = self.slots.commit_remote_copy(entry.id, key)?;
+        self.slots.replace_handle(h.with_entry(committed));
+        self.env
+            .counters
+            .seal_uploads
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(n)
+    }
+
     pub(super) fn offload(&self, h: &SegmentHandle, progress: Progress<'_>) -> Result<u64> {
         let env = &self.env;
         let cold = &env.cold;

@@ -1,0 +1,406 @@
+//! The bucket as the shared engine, against the real S3 test server (SeaweedFS): upload on
+//! seal (segments stay local, a later offload is a local delete), manifest versions published
+//! after their segments, restore from the bucket alone, fencing of a second writer, a torn
+//! version skipped, and publishing that waits out a store that is down.
+//!
+//! Needs `BARQ_TEST_S3_ENDPOINT`, `BARQ_TEST_S3_BUCKET` and the AWS credential variables
+//! (`scripts/test-services.sh start`, `eval "$(scripts/test-services.sh env)"`); without them
+//! each test fails under `CI=true` and is skipped, with a printed reason, elsewhere.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use barq_core::{Document, ErrorKind};
+use barq_storage::bucket::BucketStatus;
+use barq_storage::tiering::{ColdStoreSpec, TieringOptions};
+use barq_storage::{Database, Durability, Options, StorageTier};
+use barq_testkit::{FaultyStore, Op, wait_until};
+use common::{COLLECTION, list, observe, read_object};
+use object_store::{ObjectStore, ObjectStoreExt};
+
+/// Options of a writer that shares through the bucket, publishing every 50 ms.
+fn sharing() -> Options {
+    Options {
+        durability: Durability::Sync,
+        background_compaction: false,
+        tiering: TieringOptions {
+            maintenance_interval: None,
+            upload_on_seal: Some(true),
+            upload_interval: Duration::from_millis(50),
+            ..TieringOptions::default()
+        },
+        ..Options::default()
+    }
+}
+
+fn open(data: &Path, spec: &ColdStoreSpec) -> Database {
+    Database::builder(data)
+        .options(sharing())
+        .cold_store(spec.clone())
+        .open()
+        .expect("open")
+}
+
+fn bucket(db: &Database) -> BucketStatus {
+    db.tiering().status().expect("status").bucket
+}
+
+/// Wait until every segment is in the store and the current manifest version is published.
+fn wait_published(db: &Database) -> BucketStatus {
+    wait_until("the manifest is published", Duration::from_secs(30), || {
+        let b = bucket(db);
+        b.upload_lag_segments == 0 && b.published_version == Some(b.local_version)
+    });
+    bucket(db)
+}
+
+fn manifest_versions(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
+    list(store, &format!("{prefix}/manifest"))
+}
+
+struct Setup {
+    endpoint: String,
+    bucket: String,
+    prefix: String,
+    independent: Arc<dyn ObjectStore>,
+}
+
+fn setup(tag: &str) -> Option<Setup> {
+    let (endpoint, bucket) = common::s3_service()?;
+    Some(Setup {
+        independent: common::s3_independent(&endpoint, &bucket),
+        prefix: common::unique_prefix(tag),
+        endpoint,
+        bucket,
+    })
+}
+
+impl Setup {
+    fn spec(&self, data: &Path) -> ColdStoreSpec {
+        common::s3_spec(&self.endpoint, &self.bucket, &self.prefix, data)
+    }
+}
+
+#[test]
+fn sealed_segments_are_uploaded_stay_local_and_are_offloaded_by_a_local_delete() {
+    let Some(s) = setup("seal") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let db = open(&data, &s.spec(&data));
+    common::load(&db);
+    let status = wait_published(&db);
+    assert!(status.enabled && status.epoch == Some(1), "{status:?}");
+    let segments = db.tiering().segments(COLLECTION).expect("segments");
+    assert_eq!(segments.len(), 2);
+    let keys = list(&s.independent, &format!("{}/{COLLECTION}", s.prefix));
+    for seg in &segments {
+        assert_eq!(seg.tier, StorageTier::Hot, "uploaded segments stay local");
+        let key = seg.remote_key.clone().expect("a remote copy");
+        assert!(keys.contains(&key), "{key} in {keys:?}");
+        assert_eq!(
+            read_object(&s.independent, &key).len() as u64,
+            seg.size_bytes
+        );
+    }
+    assert_eq!(common::local_segment_files(&data).len(), 2);
+    // The published version is the local manifest, segments and all.
+    let versions = manifest_versions(&s.independent, &s.prefix);
+    let newest = versions.last().expect("a version").clone();
+    assert!(
+        newest.ends_with(&format!("{:020}.json", status.local_version)),
+        "{versions:?}"
+    );
+    let text = String::from_utf8(read_object(&s.independent, &newest)).expect("utf8");
+    for seg in &segments {
+        assert!(
+            text.contains(seg.remote_key.as_deref().expect("key")),
+            "{text}"
+        );
+    }
+
+    // Offloading a segment with a copy uploads nothing.
+    let before = db.tiering().status().expect("status").counters;
+    for seg in &segments {
+        let moved = db
+            .tiering()
+            .offload_segment(COLLECTION, seg.id)
+            .expect("offload");
+        assert_eq!(moved.bytes, 0, "no bytes transferred");
+    }
+    let after = db.tiering().status().expect("status").counters;
+    assert_eq!(after.uploads, before.uploads);
+    assert_eq!(after.bytes_uploaded, before.bytes_uploaded);
+    assert!(common::local_segment_files(&data).is_empty());
+    let seen = observe(&db);
+    assert_eq!(seen.2, 1999);
+    // The move is published too.
+    let status = wait_published(&db);
+    assert!(status.published_version > Some(segments.len() as u64));
+}
+
+#[test]
+fn restore_from_the_bucket_alone_serves_every_flushed_document() {
+    let Some(s) = setup("restore") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let db = open(&data, &s.spec(&data));
+    common::load(&db);
+    db.tiering().pin(COLLECTION, Some(1)).expect("pin");
+    let published = wait_published(&db);
+    let expected = observe(&db);
+    let overrides = db.tiering().segments(COLLECTION).expect("segments");
+    db.close().expect("close");
+    std::fs::remove_dir_all(&data).expect("destroy the data directory");
+
+    let restored_dir = dir.path().join("restored");
+    let (restored, report) = Database::builder(&restored_dir)
+        .options(sharing())
+        .cold_store(s.spec(&restored_dir))
+        .restore()
+        .expect("restore");
+    assert_eq!(report.version, published.local_version);
+    assert_eq!((report.collections, report.segments), (1, 2));
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    assert_eq!(
+        observe(&restored),
+        expected,
+        "every flushed document is there"
+    );
+    let segments = restored.tiering().segments(COLLECTION).expect("segments");
+    assert!(segments.iter().all(|s| s.tier == StorageTier::Cold));
+    assert_eq!(
+        segments
+            .iter()
+            .map(|s| (s.id, s.pinned))
+            .collect::<Vec<_>>(),
+        overrides
+            .iter()
+            .map(|s| (s.id, s.pinned))
+            .collect::<Vec<_>>(),
+        "pins are restored"
+    );
+    assert!(
+        common::local_segment_files(&restored_dir).is_empty(),
+        "no segment was downloaded"
+    );
+    // The restored node is the writer now: it takes writes and publishes them with a new epoch.
+    restored
+        .upsert(COLLECTION, &[Document::new("after", common::vector(7))])
+        .expect("upsert");
+    restored.flush(COLLECTION).expect("flush");
+    let status = wait_published(&restored);
+    assert_eq!(status.epoch, Some(2));
+    assert!(status.local_version > report.version);
+
+    // A restore into a directory that holds data is refused, and writes nothing.
+    let err = Database::builder(&restored_dir)
+        .options(sharing())
+        .cold_store(s.spec(&restored_dir))
+        .restore()
+        .expect_err("not empty");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+}
+
+#[test]
+fn a_second_writer_on_the_same_prefix_fences_the_first() {
+    let Some(s) = setup("fence") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let a = open(&a_dir, &s.spec(&a_dir));
+    common::load(&a);
+    assert_eq!(wait_published(&a).epoch, Some(1));
+
+    let b = open(&b_dir, &s.spec(&b_dir));
+    common::load(&b);
+    let b_status = wait_published(&b);
+    assert_eq!(b_status.epoch, Some(2));
+    assert!(
+        b_status.local_version > wait_published(&a).local_version,
+        "the second writer publishes after every version of the first"
+    );
+
+    // The first writer's next publish finds epoch 2 and stops it.
+    a.upsert(COLLECTION, &[Document::new("late", common::vector(1))])
+        .expect("a write before the fence is noticed");
+    a.flush(COLLECTION).expect("flush");
+    wait_until(
+        "the first writer is fenced",
+        Duration::from_secs(30),
+        || bucket(&a).fenced.is_some(),
+    );
+    let err = a
+        .upsert(COLLECTION, &[Document::new("x", common::vector(2))])
+        .expect_err("fenced");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.message().contains("epoch 2"), "{err}");
+    // The bucket's newest version is the second writer's.
+    let versions = manifest_versions(&s.independent, &s.prefix);
+    let newest = String::from_utf8(read_object(
+        &s.independent,
+        versions.last().expect("a version"),
+    ))
+    .expect("utf8");
+    assert!(newest.contains(r#""epoch":2"#), "{newest}");
+    // The second writer goes on.
+    b.upsert(COLLECTION, &[Document::new("y", common::vector(3))])
+        .expect("the newer writer writes");
+}
+
+#[test]
+fn a_torn_manifest_version_is_skipped_by_restore_with_the_reason() {
+    let Some(s) = setup("torn") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let db = open(&data, &s.spec(&data));
+    common::load(&db);
+    let published = wait_published(&db);
+    let expected = observe(&db);
+    db.close().expect("close");
+    // A version after it that is torn (cut short) and one whose bytes were altered.
+    let good = read_object(
+        &s.independent,
+        &format!("{}/manifest/{:020}.json", s.prefix, published.local_version),
+    );
+    let torn = good[..good.len() / 2].to_vec();
+    let altered = String::from_utf8(good.clone()).expect("utf8").replacen(
+        "\"rows\":1000",
+        "\"rows\":1001",
+        1,
+    );
+    assert_ne!(altered.as_bytes(), good.as_slice());
+    common::runtime().block_on(async {
+        for (n, body) in [(1, torn), (2, altered.into_bytes())] {
+            let key = format!(
+                "{}/manifest/{:020}.json",
+                s.prefix,
+                published.local_version + n
+            );
+            s.independent
+                .put(&object_store::path::Path::from(key), body.into())
+                .await
+                .expect("put");
+        }
+    });
+    let restored_dir = dir.path().join("restored");
+    let (restored, report) = Database::builder(&restored_dir)
+        .options(sharing())
+        .cold_store(s.spec(&restored_dir))
+        .restore()
+        .expect("restore");
+    assert_eq!(report.version, published.local_version);
+    assert_eq!(report.skipped.len(), 2, "{:?}", report.skipped);
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|e| e.contains("checksum mismatch")),
+        "{:?}",
+        report.skipped
+    );
+    assert_eq!(observe(&restored), expected);
+}
+
+#[test]
+fn a_store_that_is_down_while_publishing_delays_it_and_loses_nothing() {
+    let Some(s) = setup("down") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let real = s.spec(&data);
+    let faulty = Arc::new(FaultyStore::new(Arc::clone(&real.store)));
+    let spec = ColdStoreSpec {
+        store: Arc::clone(&faulty) as Arc<dyn ObjectStore>,
+        ..real
+    };
+    let db = open(&data, &spec);
+    common::load(&db);
+    let first = wait_published(&db);
+
+    // The store refuses every write: writes, flushes and reads go on locally.
+    faulty.fail_always(Op::Put);
+    let docs: Vec<Document> = (0..300)
+        .map(|i| Document::new(format!("down{i}"), common::vector(i)))
+        .collect();
+    db.upsert(COLLECTION, &docs)
+        .expect("upsert while the store is down");
+    db.flush(COLLECTION).expect("flush while the store is down");
+    wait_until(
+        "the failure shows in status",
+        Duration::from_secs(30),
+        || bucket(&db).last_error.is_some(),
+    );
+    let status = bucket(&db);
+    assert_eq!(status.upload_lag_segments, 1, "{status:?}");
+    assert!(status.upload_lag_bytes > 0);
+    assert_eq!(status.published_version, first.published_version);
+    assert!(db.get(COLLECTION, "down7").expect("get").is_some());
+
+    // Back: the segment is uploaded, then the manifest published, after the older versions.
+    faulty.heal_all();
+    let later = wait_published(&db);
+    assert!(later.published_version > first.published_version);
+    assert_eq!(later.last_error, None);
+    let versions = manifest_versions(&s.independent, &s.prefix);
+    let mut sorted = versions.clone();
+    sorted.sort();
+    assert_eq!(versions, sorted);
+    db.close().expect("close");
+
+    // And the bucket alone has every flushed document.
+    let restored_dir = dir.path().join("restored");
+    let (restored, _) = Database::builder(&restored_dir)
+        .options(sharing())
+        .cold_store(s.spec(&restored_dir))
+        .restore()
+        .expect("restore");
+    assert_eq!(restored.count(COLLECTION).expect("count"), 1999 + 300);
+    assert!(restored.get(COLLECTION, "down299").expect("get").is_some());
+}
+
+#[test]
+fn a_crash_between_upload_and_commit_uploads_again_and_loses_nothing() {
+    use barq_storage::{FP_TIER_AFTER_UPLOAD, FailPoints};
+    let Some(s) = setup("crash") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let fp = FailPoints::default();
+    fp.enable(FP_TIER_AFTER_UPLOAD);
+    let db = Database::builder(&data)
+        .options(sharing())
+        .cold_store(s.spec(&data))
+        .failpoints(fp.clone())
+        .open()
+        .expect("open");
+    common::load(&db);
+    wait_until(
+        "an upload fails at the failpoint",
+        Duration::from_secs(30),
+        || bucket(&db).last_error.is_some(),
+    );
+    let status = bucket(&db);
+    assert_eq!(
+        status.upload_lag_segments, 2,
+        "nothing was recorded: {status:?}"
+    );
+    assert_eq!(status.published_version, None);
+    let expected = observe(&db);
+    drop(db); // the crash: no clean close
+
+    let db = open(&data, &s.spec(&data));
+    assert_eq!(
+        observe(&db),
+        expected,
+        "every acknowledged write after the reopen"
+    );
+    let status = wait_published(&db);
+    assert_eq!(status.upload_lag_segments, 0);
+    for seg in db.tiering().segments(COLLECTION).expect("segments") {
+        let key = seg.remote_key.expect("uploaded after the reopen");
+        assert_eq!(
+            read_object(&s.independent, &key).len() as u64,
+            seg.size_bytes
+        );
+    }
+}
