@@ -234,9 +234,15 @@ Binding to a non-loopback address without a key logs a warning.
 SIGTERM or Ctrl-C stops accepting requests, finishes those in flight, waits for asynchronous
 operations (up to --drain-timeout), fsyncs the write-ahead log and exits 0.
 
+With --replica-of URL the node is a read-only replica: it has no write-ahead log of its own,
+follows the newest manifest version the writer published to that bucket (polling every
+--replica-poll-interval), and serves get, search, stats and metrics from the bucket through its
+local cache. Writes and tiering operations answer 403 `read_only`; /readyz reports the lag.
+
 Examples:
   barq serve
   barq serve --data-dir /var/lib/barq --listen 0.0.0.0:6464
+  barq serve --data-dir /var/cache/barq-replica --listen 0.0.0.0:6465 --replica-of s3://b/barq
   BARQ_API_KEY=secret barq serve
   RUST_LOG=debug barq serve")]
     Serve(ServeArgs),
@@ -306,6 +312,19 @@ pub struct ServeArgs {
     /// How long shutdown waits for asynchronous operations.
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub drain_timeout: barq_config::HumanDuration,
+    /// Serve as a read-only replica of the bucket a writer shares (upload on seal):
+    /// s3://bucket/prefix, gs://…, az://… or file:///path. --data-dir is then the replica's own
+    /// cache directory, never a writer's.
+    #[arg(long, env = "BARQ_REPLICA_OF", value_name = "URL")]
+    pub replica_of: Option<String>,
+    /// How often a replica looks for a newer manifest version in the bucket.
+    #[arg(
+        long,
+        env = "BARQ_REPLICA_POLL_INTERVAL",
+        default_value = "1s",
+        value_name = "DURATION"
+    )]
+    pub replica_poll_interval: barq_config::HumanDuration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,7 +12,7 @@ mod settings;
 mod store;
 pub mod units;
 
-pub use load::{ENV_CONFIG, load, load_from};
+pub use load::{ENV_CONFIG, load, load_from, load_with_store_url};
 pub use settings::{
     IndexSettings, Provider, Settings, StorageSettings, TieringSettings, VerifyUploads,
 };

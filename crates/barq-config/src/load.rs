@@ -19,8 +19,27 @@ pub fn load(file: Option<&Path>) -> Result<Settings> {
     load_from(file, &env)
 }
 
+/// [`load`], with the cold store pointed at `url` (`s3://bucket/prefix`, `gs://…`, `az://…`,
+/// `file:///…`): provider, bucket and prefix from the URL, endpoint, region and credentials as
+/// the file and the environment configure them. `name` is how errors name the URL's source (an
+/// option such as `--from`).
+pub fn load_with_store_url(file: Option<&Path>, name: &str, url: &str) -> Result<Settings> {
+    let env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("BARQ_"))
+        .collect();
+    load_inner(file, &env, Some((name, url)))
+}
+
 /// Load settings from `file` (or `env[BARQ_CONFIG]`) and the given environment.
 pub fn load_from(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Settings> {
+    load_inner(file, env, None)
+}
+
+fn load_inner(
+    file: Option<&Path>,
+    env: &HashMap<String, String>,
+    url: Option<(&str, &str)>,
+) -> Result<Settings> {
     let path: Option<PathBuf> = file
         .map(Path::to_path_buf)
         .or_else(|| env.get(ENV_CONFIG).map(PathBuf::from));
@@ -36,6 +55,9 @@ pub fn load_from(file: Option<&Path>, env: &HashMap<String, String>) -> Result<S
         None => Settings::default(),
     };
     apply_env(&mut settings, env)?;
+    if let Some((name, url)) = url {
+        apply_url(&mut settings, name, url)?;
+    }
     settings.validate()?;
     Ok(settings)
 }
@@ -64,7 +86,7 @@ fn parse_bool(var: &str, value: &str) -> Result<bool> {
 /// `abfss://container@account.dfs.core.windows.net/prefix`, `file:///path`: the URL forms of
 /// object_store's own parser ([`object_store::ObjectStoreScheme::parse`]), which says the
 /// provider and the path inside the store (the prefix).
-pub(crate) fn apply_url(settings: &mut Settings, name: &str, raw: &str) -> Result<()> {
+fn apply_url(settings: &mut Settings, name: &str, raw: &str) -> Result<()> {
     use object_store::ObjectStoreScheme;
 
     let bad = || {

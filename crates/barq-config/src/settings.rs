@@ -237,14 +237,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Point the cold store at `url` (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///…`):
-    /// provider, bucket and prefix from the URL, endpoint and credentials as configured. `name`
-    /// is how errors name the URL's source (an option such as `--from`).
-    pub fn set_store_url(&mut self, name: &str, url: &str) -> Result<()> {
-        crate::load::apply_url(self, name, url)?;
-        self.validate()
-    }
-
     /// Cross-field rules, with messages that name the setting.
     pub fn validate(&self) -> Result<()> {
         if !self.tiering.unknown.is_empty() {

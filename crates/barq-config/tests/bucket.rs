@@ -404,3 +404,121 @@ fn a_crash_between_upload_and_commit_uploads_again_and_loses_nothing() {
         );
     }
 }
+
+fn replica(data: &Path, spec: &ColdStoreSpec) -> Database {
+    Database::builder(data)
+        .options(common::options())
+        .cold_store(spec.clone())
+        .open_replica(Duration::from_millis(50))
+        .expect("open the replica")
+}
+
+#[test]
+fn a_replica_follows_flushes_compactions_and_drops_and_skips_a_torn_version() {
+    let Some(s) = setup("replica") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("writer");
+    let writer = open(&data, &s.spec(&data));
+    common::load(&writer);
+    wait_published(&writer);
+    let r_dir = dir.path().join("replica");
+    let r = replica(&r_dir, &s.spec(&r_dir));
+    // The first poll happens at open: it serves at once.
+    let status = r.replica_status().expect("a replica");
+    assert_eq!(status.version, bucket(&writer).published_version);
+    assert_eq!(observe(&r), observe(&writer));
+
+    // Writes and tiering operations are refused, with nothing written.
+    let refused = [
+        r.upsert(COLLECTION, &[Document::new("x", common::vector(1))])
+            .map(|_| ()),
+        r.flush(COLLECTION).map(|_| ()),
+        r.compact(COLLECTION).map(|_| ()),
+        r.tiering().offload_segment(COLLECTION, 1).map(|_| ()),
+        r.tiering().pin(COLLECTION, None),
+        r.tiering().run_maintenance().map(|_| ()),
+        r.drop_collection(COLLECTION),
+    ];
+    for e in refused {
+        let e = e.expect_err("read-only");
+        assert_eq!(e.kind(), ErrorKind::ReadOnly, "{e}");
+        assert!(e.message().contains(&s.prefix), "{e}");
+    }
+    assert_eq!(r.count(COLLECTION).expect("count"), 1999);
+
+    // A compaction on the writer replaces both segments; the replica follows.
+    writer
+        .upsert(COLLECTION, &[Document::new("new", common::vector(5))])
+        .expect("upsert");
+    writer.compact(COLLECTION).expect("compact");
+    let published = wait_published(&writer);
+    wait_until(
+        "the replica follows the compaction",
+        Duration::from_secs(30),
+        || r.replica_status().expect("replica").version == published.published_version,
+    );
+    assert_eq!(observe(&r), observe(&writer));
+    assert_eq!(r.tiering().segments(COLLECTION).expect("segments").len(), 1);
+    assert!(r.get(COLLECTION, "new").expect("get").is_some());
+
+    // A torn version after it is skipped, with the reason in status; a good one after that
+    // is served.
+    let torn_key = format!(
+        "{}/manifest/{:020}.json",
+        s.prefix,
+        published.local_version + 1
+    );
+    common::runtime().block_on(async {
+        s.independent
+            .put(
+                &object_store::path::Path::from(torn_key),
+                b"{\"checksum\"".to_vec().into(),
+            )
+            .await
+            .expect("put");
+    });
+    wait_until(
+        "the torn version is skipped",
+        Duration::from_secs(30),
+        || !r.replica_status().expect("replica").skipped.is_empty(),
+    );
+    let status = r.replica_status().expect("replica");
+    assert_eq!(status.version, published.published_version, "{status:?}");
+    assert!(status.last_error.is_some());
+    writer
+        .create_collection(
+            barq_core::CollectionConfig::new("more", 4, barq_core::Metric::L2).expect("cfg"),
+        )
+        .expect("create");
+    writer
+        .upsert("more", &[Document::new("m", vec![1.0, 2.0, 3.0, 4.0])])
+        .expect("upsert");
+    writer.flush("more").expect("flush");
+    let published = wait_published(&writer);
+    assert!(
+        published.local_version > status.version.expect("v") + 1,
+        "after the torn one"
+    );
+    wait_until(
+        "the replica serves the new collection",
+        Duration::from_secs(30),
+        || r.get("more", "m").is_ok_and(|d| d.is_some()),
+    );
+
+    // A drop on the writer drops it on the replica.
+    writer.drop_collection("more").expect("drop");
+    wait_published(&writer);
+    wait_until(
+        "the replica drops the collection",
+        Duration::from_secs(30),
+        || r.get("more", "m").is_err(),
+    );
+
+    // A writer's directory is never a replica's.
+    let err = Database::builder(&data)
+        .cold_store(s.spec(&data))
+        .open_replica(Duration::from_secs(1))
+        .map(|_| ())
+        .expect_err("a writer's directory");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+}

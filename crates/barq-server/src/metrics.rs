@@ -276,6 +276,26 @@ impl Collector for DbCollector {
             "1 once a background worker panicked and the database takes no writes, else 0",
             [(NoLabels::default(), i(u64::from(status.poisoned.is_some())))],
         )?;
+        if let Some(r) = self.db.replica_status() {
+            gauge(
+                &mut e,
+                "barq_replica_manifest_version",
+                "The manifest version of the bucket this read-only replica serves (0: none yet)",
+                [(NoLabels::default(), i(r.version.unwrap_or(0)))],
+            )?;
+            gauge(
+                &mut e,
+                "barq_replica_behind_versions",
+                "How many version numbers the served manifest is behind the bucket's newest",
+                [(NoLabels::default(), i(r.behind_versions))],
+            )?;
+            gauge(
+                &mut e,
+                "barq_replica_lag_milliseconds",
+                "How long the bucket's newest manifest version has waited to be served",
+                [(NoLabels::default(), i(r.lag_ms))],
+            )?;
+        }
         let b = &status.bucket;
         if b.enabled {
             gauge(

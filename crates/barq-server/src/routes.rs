@@ -127,6 +127,21 @@ async fn readyz(State(s): State<AppState>) -> ApiResult {
             format!("not ready: {why}"),
         ));
     }
+    let replica = db.replica_status();
+    if let Some(r) = replica.as_ref().filter(|r| r.version.is_none()) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!(
+                "not ready: this replica has not read a manifest version of {} yet{}",
+                r.store,
+                r.last_error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
     // A failed check makes the store degraded; only a successful probe clears that. A check
     // that is still waiting when this one gives up counts as a failure too.
     let checked = check_store(Arc::clone(&db)).await;
@@ -134,7 +149,7 @@ async fn readyz(State(s): State<AppState>) -> ApiResult {
         tracing::warn!(error = %e, "the cold store does not answer");
     }
     let health = db.tiering().cold_store_health();
-    Ok(Json(match (health.state, checked) {
+    let mut body = match (health.state, checked) {
         (ColdStoreState::Degraded, _) => json!({
             "status": "degraded",
             "cold_store": health.state.as_str(),
@@ -147,7 +162,11 @@ async fn readyz(State(s): State<AppState>) -> ApiResult {
             "reason": reason,
         }),
         (state, Ok(())) => json!({"status": "ready", "cold_store": state.as_str()}),
-    }))
+    };
+    if let Some(r) = replica {
+        body["replica"] = json!(r);
+    }
+    Ok(Json(body))
 }
 
 async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
@@ -368,6 +387,9 @@ async fn run_op<F>(
 where
     F: FnOnce(Option<&Operation>) -> Result<Value, ApiError> + Send + 'static,
 {
+    // Every operation writes (compaction, index builds, moves, maintenance): a replica refuses
+    // it at once rather than in the operation's result.
+    s.inner.db.check_writable()?;
     if run_async {
         let op = s
             .inner

@@ -94,6 +94,86 @@ impl Shared {
         }
     }
 
+    /// A replica's poll: apply the newest good manifest version of the bucket, if it is new.
+    pub(crate) fn follow_bucket(&self) {
+        let Some((follower, _)) = &self.replica else {
+            return;
+        };
+        let _one = follower.one_at_a_time();
+        match follower.next_version(&self.env) {
+            Ok(Some(p)) => match self.apply_followed(&p) {
+                Ok(()) => {
+                    tracing::debug!(
+                        version = p.manifest.version,
+                        "replica follows a new manifest version"
+                    );
+                    follower.applied(&p);
+                }
+                Err(e) => {
+                    tracing::error!(version = p.manifest.version, error = %e, "could not apply a manifest version of the bucket");
+                    follower.apply_failed(&e);
+                }
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not poll the bucket"),
+        }
+    }
+
+    /// Serve the collections and segments of `p`.
+    fn apply_followed(&self, p: &crate::bucket::PublishedManifest) -> Result<()> {
+        let mut m = p.manifest.clone();
+        crate::bucket::all_cold(&mut m, self.env.clock.now_ms())?;
+        self.manifest.replace(m.clone())?;
+        let root = self.dir.join("collections");
+        {
+            let mut map = self.collections.write();
+            let gone: Vec<String> = map
+                .keys()
+                .filter(|k| !m.collections.contains_key(*k))
+                .cloned()
+                .collect();
+            for name in gone {
+                if let Some(c) = map.remove(&name) {
+                    c.mark_dropped();
+                    let _ = std::fs::remove_dir_all(c.dir());
+                }
+            }
+            for (name, entry) in &m.collections {
+                if let Some(c) = map.get(name)
+                    && c.created_at_ms() == entry.created_at_ms
+                {
+                    c.follow(entry)?;
+                    continue;
+                }
+                if let Some(old) = map.remove(name) {
+                    old.mark_dropped();
+                    let _ = std::fs::remove_dir_all(old.dir());
+                }
+                let c = Collection::open(
+                    root.join(name),
+                    entry,
+                    self.options.clone(),
+                    Arc::clone(&self.manifest),
+                    Arc::clone(&self.env),
+                    Arc::clone(&self.poison),
+                    &Default::default(),
+                )?;
+                map.insert(name.clone(), Arc::new(c));
+            }
+        }
+        // Open new segments by their footers now, so that no query waits for them.
+        for c in self.all() {
+            for h in c.snapshot().segments {
+                if h.loaded_segment().is_none()
+                    && let Err(e) = h.segment()
+                {
+                    tracing::warn!(collection = %c.name(), segment = h.entry.id, error = %e, "could not read a segment's footer");
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn sync_wals(&self) {
         for c in self.all() {
             if let Err(e) = c.sync_wal_if_needed() {
@@ -254,7 +334,52 @@ impl DatabaseBuilder {
 
     /// Open (or create) the database; see [`Database::open`].
     pub fn open(self) -> Result<Database> {
-        Database::open_with(self.path, self.options, self.components)
+        Database::open_with(self.path, self.options, self.components, None)
+    }
+
+    /// Open a read-only replica of the database whose bucket is the builder's
+    /// [`cold_store`](Self::cold_store): it follows the newest manifest version a writer
+    /// published there (polling every `poll_interval`), opens new segments by their footers
+    /// and serves reads from the bucket through its own local cache in the builder's path (a
+    /// directory of its own, never a writer's). Writes and tiering operations fail with
+    /// [`ErrorKind::ReadOnly`]. The first poll happens before this returns; if the bucket does
+    /// not answer, the replica serves the version it served last and polls on.
+    pub fn open_replica(mut self, poll_interval: std::time::Duration) -> Result<Database> {
+        let spec =
+            self.components.cold_store.clone().ok_or_else(|| {
+                Error::invalid("a replica needs the bucket to follow (a store URL)")
+            })?;
+        if poll_interval.is_zero() {
+            return Err(Error::invalid(
+                "the replica poll interval must be greater than 0",
+            ));
+        }
+        let dir = &self.path;
+        let marker = dir.join(REPLICA_FILE);
+        if dir.join(crate::manifest::MANIFEST_FILE).exists() && !marker.exists() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{} holds a writer's data directory; a replica needs a directory of its own",
+                    dir.display()
+                ),
+            ));
+        }
+        fsutil::create_dir_durable(dir)?;
+        fsutil::write_atomic(&marker, format!("{}\n", spec.description).as_bytes())?;
+        let o = &mut self.options;
+        o.background_compaction = false;
+        o.tiering.maintenance_interval = None;
+        o.tiering.upload_on_seal = Some(false);
+        let follower = crate::bucket::Follower::new(spec.description.clone());
+        let db = Database::open_with(
+            self.path,
+            self.options,
+            self.components,
+            Some((follower, poll_interval)),
+        )?;
+        db.shared.follow_bucket();
+        Ok(db)
     }
 
     /// Build a new data directory at the builder's path from the newest manifest version in
@@ -308,7 +433,12 @@ impl Database {
         }
     }
 
-    fn open_with(dir: PathBuf, options: Options, components: Components) -> Result<Database> {
+    fn open_with(
+        dir: PathBuf,
+        options: Options,
+        components: Components,
+        replica: Option<(crate::bucket::Follower, std::time::Duration)>,
+    ) -> Result<Database> {
         if options.memtable_max_bytes == 0 {
             return Err(Error::invalid("memtable_max_bytes must be greater than 0"));
         }
@@ -342,6 +472,13 @@ impl Database {
         env.check_at_open()?;
         let access = AccessFile::load(&dir);
         let poison = Arc::new(crate::poison::Poison::default());
+        if replica.is_some() {
+            poison.set_read_only(format!(
+                "this node is a read-only replica of {}: send writes and tiering operations to \
+                 the node that writes to that bucket",
+                env.cold.description()
+            ));
+        }
         let mut collections = BTreeMap::new();
         for (name, entry) in &snapshot.collections {
             let c = Collection::open(
@@ -378,6 +515,7 @@ impl Database {
             collections,
             env,
             poison,
+            replica,
         });
         let background =
             start_background(&shared).map_err(|e| Error::io("start background threads", e))?;
@@ -607,12 +745,28 @@ impl Database {
 
     /// Flush the collection's memtable into a sealed segment now.
     pub fn flush(&self, collection: &str) -> Result<FlushOutcome> {
+        self.shared.poison.check_writable()?;
         self.collection(collection)?.flush()
+    }
+
+    /// `Err(ReadOnly)` on a read-only replica, `Err(Closed)` once poisoned, `Err(Conflict)`
+    /// once fenced by a newer writer; `Ok` when writes are taken.
+    pub fn check_writable(&self) -> Result<()> {
+        self.shared.poison.check()
+    }
+
+    /// A read-only replica's view of the bucket it follows; `None` for a writer.
+    pub fn replica_status(&self) -> Option<crate::bucket::ReplicaStatus> {
+        self.shared
+            .replica
+            .as_ref()
+            .map(|(f, _)| f.status(self.shared.env.clock.now_ms()))
     }
 
     /// Flush the memtable, then merge all of the collection's segments into one, dropping
     /// shadowed versions and tombstones.
     pub fn compact(&self, collection: &str) -> Result<CompactionOutcome> {
+        self.shared.poison.check_writable()?;
         let c = self.collection(collection)?;
         c.flush()?;
         c.compact_all()
@@ -620,6 +774,7 @@ impl Database {
 
     /// Run one size-tiered compaction if one is due (what the background thread does).
     pub fn compact_size_tiered(&self, collection: &str) -> Result<Option<CompactionOutcome>> {
+        self.shared.poison.check_writable()?;
         self.collection(collection)?.compact_size_tiered()
     }
 
@@ -627,6 +782,7 @@ impl Database {
     /// `index_min_rows` rows without an index is rewritten with one (what background
     /// compaction does one segment per pass). Returns one outcome per segment indexed.
     pub fn build_indexes(&self, collection: &str) -> Result<Vec<CompactionOutcome>> {
+        self.shared.poison.check_writable()?;
         let c = self.collection(collection)?;
         let mut done = Vec::new();
         while let Some(o) = c.index_one(None)? {
@@ -775,6 +931,9 @@ impl Drop for Database {
     }
 }
 
+/// The file that marks a replica's directory (it names the bucket followed).
+const REPLICA_FILE: &str = "REPLICA";
+
 /// How often the flusher looks for memtables over the limit.
 const FLUSH_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -833,6 +992,14 @@ fn start_background(shared: &Arc<Shared>) -> std::io::Result<Background> {
             Arc::clone(&on_panic),
         )?;
     }
+    if let Some((_, every)) = &shared.replica {
+        bg.spawn_loop(
+            "barq-follow",
+            *every,
+            job(Shared::follow_bucket),
+            Arc::clone(&on_panic),
+        )?;
+    }
     if let crate::Durability::Interval(every) = o.durability {
         bg.spawn_loop("barq-wal-sync", every, job(Shared::sync_wals), on_panic)?;
     }
@@ -855,7 +1022,7 @@ fn refuse_foreign_directory(dir: &Path) -> Result<()> {
         match name.to_str() {
             Some(crate::manifest::MANIFEST_FILE) => return Ok(()),
             // what a first open that crashed before its manifest existed can leave behind
-            Some("LOCK" | "MANIFEST.tmp" | "collections") => {}
+            Some("LOCK" | "MANIFEST.tmp" | "collections" | REPLICA_FILE) => {}
             _ => foreign = Some(name),
         }
     }

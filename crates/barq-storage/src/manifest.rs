@@ -341,6 +341,16 @@ impl ManifestStore {
         fsutil::write_atomic(&path, &encode(&m)?)
     }
 
+    /// Make `manifest` the current version as it is (a replica following its bucket), written
+    /// durably first.
+    pub(crate) fn replace(&self, manifest: Manifest) -> Result<()> {
+        let mut guard = self.current.lock();
+        guard.as_ref().map_err(|e| poisoned(e.clone()))?;
+        fsutil::write_atomic(&self.path, &encode(&manifest)?)?;
+        *guard = Ok(manifest);
+        Ok(())
+    }
+
     /// Commit nothing but a version number of at least `min + 1`, so that the next version
     /// published to a bucket follows every version already there.
     pub(crate) fn raise_version_above(&self, min: u64) -> Result<()> {

@@ -14,6 +14,8 @@ use barq_core::{Error, ErrorKind, Result};
 pub(crate) struct Poison {
     panicked: OnceLock<String>,
     fenced: OnceLock<String>,
+    /// Set for a read-only replica (the message names the bucket it follows).
+    read_only: OnceLock<String>,
 }
 
 impl Poison {
@@ -27,6 +29,19 @@ impl Poison {
         let _ = self.fenced.set(why);
     }
 
+    /// Make the database a read-only replica: every write fails with `ReadOnly` and `why`.
+    pub(crate) fn set_read_only(&self, why: String) {
+        let _ = self.read_only.set(why);
+    }
+
+    /// `Err(ReadOnly)` on a read-only replica (for writes and tiering operations).
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        match self.read_only.get() {
+            None => Ok(()),
+            Some(why) => Err(Error::new(ErrorKind::ReadOnly, why.clone())),
+        }
+    }
+
     /// Why the database is poisoned, if it is.
     pub(crate) fn reason(&self) -> Option<&str> {
         self.panicked.get().map(String::as_str)
@@ -37,8 +52,9 @@ impl Poison {
         self.fenced.get().map(String::as_str)
     }
 
-    /// `Err(Closed)` once poisoned, `Err(Conflict)` once fenced.
+    /// `Err(ReadOnly)` on a replica, `Err(Closed)` once poisoned, `Err(Conflict)` once fenced.
     pub(crate) fn check(&self) -> Result<()> {
+        self.check_writable()?;
         if let Some(why) = self.panicked.get() {
             return Err(Error::new(
                 ErrorKind::Closed,

@@ -24,4 +24,6 @@ pub(crate) struct Shared {
     pub poison: Arc<crate::poison::Poison>,
     /// Re-runs a sample of indexed searches exactly.
     pub recall: crate::recall::RecallSampler,
+    /// A read-only replica's view of the bucket it follows, and its poll interval.
+    pub replica: Option<(crate::bucket::Follower, std::time::Duration)>,
 }

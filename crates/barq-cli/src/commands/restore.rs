@@ -13,8 +13,7 @@ pub fn restore(cli: &Cli, args: &RestoreArgs) -> Result<()> {
             "restore builds a local data directory: run it without --url / BARQ_URL",
         ));
     }
-    let mut settings = barq_config::load(cli.config.as_deref())?;
-    settings.set_store_url("--from", &args.from)?;
+    let settings = barq_config::load_with_store_url(cli.config.as_deref(), "--from", &args.from)?;
     let dir = &cli.data_dir;
     let spec = barq_config::build_cold_store(&settings.storage, dir)?
         .ok_or_else(|| Error::invalid(format!("--from {:?} names no store", args.from)))?;

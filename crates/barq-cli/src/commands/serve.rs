@@ -11,9 +11,23 @@ use barq_storage::Database;
 use crate::args::{Cli, ServeArgs};
 
 pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
-    let settings = barq_config::load(cli.config.as_deref())?;
+    let settings = match &args.replica_of {
+        None => barq_config::load(cli.config.as_deref())?,
+        Some(url) => barq_config::load_with_store_url(cli.config.as_deref(), "--replica-of", url)?,
+    };
+    let db = match &args.replica_of {
+        None => Arc::new(super::open_with(cli, true, true)?),
+        Some(url) => {
+            let spec = barq_config::build_cold_store(&settings.storage, &cli.data_dir)?
+                .ok_or_else(|| Error::invalid(format!("--replica-of {url:?} names no store")))?;
+            let db = Database::builder(&cli.data_dir)
+                .options(super::options(cli, &settings, true))
+                .cold_store(spec)
+                .open_replica(args.replica_poll_interval.0)?;
+            Arc::new(db)
+        }
+    };
     let store = barq_config::describe(&settings.storage, &cli.data_dir);
-    let db = Arc::new(super::open_with(cli, true, true)?);
     let config = ServerConfig {
         api_key: cli.api_key.clone().filter(|k| !k.is_empty()),
         admin_api_key: args.admin_api_key.clone().filter(|k| !k.is_empty()),
@@ -47,6 +61,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
             listen = %format!("http://{addr}"),
             data_dir = %cli.data_dir.display(),
             cold_store = %store,
+            replica = args.replica_of.is_some(),
             data_key = config.api_key.is_some(),
             admin_key = config.admin_api_key.is_some() || config.api_key.is_some(),
             "barq serve ready"

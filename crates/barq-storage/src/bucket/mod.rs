@@ -26,9 +26,12 @@
 //! that lost its last reference is collected only after it has been unreferenced for the
 //! retention too, so every version a reader may still hold names objects that exist.
 
+mod follow;
 mod publish;
 pub(crate) mod restore;
 
+pub(crate) use follow::Follower;
+pub use follow::ReplicaStatus;
 pub use publish::BucketStatus;
 pub(crate) use publish::Publisher;
 pub use restore::RestoreReport;
@@ -38,7 +41,7 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{Manifest, checksum_string};
+use crate::manifest::{Manifest, StorageTier, checksum_string};
 use crate::tiering::ColdStore;
 use crate::tiering::store::path;
 
@@ -108,6 +111,34 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<PublishedManifest> {
     Ok(p)
 }
 
+/// Place every segment of a published manifest in the cold tier (the bucket is where a
+/// restored node or a replica finds them). Returns the segments and their bytes.
+/// `DataCorruption` if one has no copy in the store (a writer never publishes such a version).
+pub(crate) fn all_cold(manifest: &mut Manifest, now_ms: u64) -> Result<(u64, u64)> {
+    let version = manifest.version;
+    let (mut segments, mut bytes) = (0, 0);
+    for c in manifest.collections.values_mut() {
+        for s in &mut c.segments {
+            if s.remote_key.is_none() {
+                return Err(Error::new(
+                    ErrorKind::DataCorruption,
+                    format!(
+                        "manifest version {version} names segment {} of \"{}\" without a copy in the store",
+                        s.id, c.name
+                    ),
+                ));
+            }
+            if s.tier != StorageTier::Cold {
+                s.tier = StorageTier::Cold;
+                s.moved_at_ms = Some(now_ms);
+            }
+            segments += 1;
+            bytes += s.size_bytes;
+        }
+    }
+    Ok((segments, bytes))
+}
+
 /// `<prefix>/<dir>/<n:020>` plus `suffix`.
 pub(crate) fn numbered_key(cold: &ColdStore, dir: &str, n: u64, suffix: &str) -> String {
     let tail = format!("{dir}/{n:020}{suffix}");
@@ -130,6 +161,15 @@ pub(crate) fn epoch_key(cold: &ColdStore, epoch: u64) -> String {
 
 /// The numbers under `<prefix>/<dir>/`, ascending, with each object's last-modified time (ms).
 pub(crate) async fn list_numbered(cold: &ColdStore, dir: &str) -> Result<Vec<(u64, i64)>> {
+    list_numbered_after(cold, dir, None).await
+}
+
+/// [`list_numbered`], only the numbers above `after` (the listing starts there).
+pub(crate) async fn list_numbered_after(
+    cold: &ColdStore,
+    dir: &str,
+    after: Option<u64>,
+) -> Result<Vec<(u64, i64)>> {
     let root = if cold.prefix().is_empty() {
         dir.to_owned()
     } else {
@@ -139,7 +179,18 @@ pub(crate) async fn list_numbered(cold: &ColdStore, dir: &str) -> Result<Vec<(u6
     cold.counters
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut listing = cold.inner().list(Some(&root));
+    let mut listing = match after {
+        None => cold.inner().list(Some(&root)),
+        Some(n) => {
+            let offset = path(&numbered_key(
+                cold,
+                dir,
+                n,
+                if dir == MANIFEST_DIR { ".json" } else { "" },
+            ));
+            cold.inner().list_with_offset(Some(&root), &offset)
+        }
+    };
     let mut found = Vec::new();
     while let Some(meta) = listing.next().await {
         let meta = meta.map_err(|e| cold.error(&format!("list {root}"), e))?;
@@ -149,6 +200,7 @@ pub(crate) async fn list_numbered(cold: &ColdStore, dir: &str) -> Result<Vec<(u6
         let stem = name.strip_suffix(".json").unwrap_or(name);
         if stem.len() == 20
             && let Ok(n) = stem.parse::<u64>()
+            && after.is_none_or(|a| n > a)
         {
             found.push((n, meta.last_modified.timestamp_millis()));
         }

@@ -8,7 +8,7 @@ use barq_core::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
 use super::newest_version;
-use crate::manifest::{ManifestStore, StorageTier};
+use crate::manifest::ManifestStore;
 use crate::tiering::{ColdStore, ColdStoreSpec};
 
 /// What a restore found and built.
@@ -73,24 +73,7 @@ pub(crate) fn restore_manifest(
         )));
     };
     let mut manifest = published.manifest;
-    let (mut segments, mut bytes) = (0, 0);
-    for c in manifest.collections.values_mut() {
-        for s in &mut c.segments {
-            if s.remote_key.is_none() {
-                return Err(Error::new(
-                    ErrorKind::DataCorruption,
-                    format!(
-                        "manifest version {} names segment {} of \"{}\" without a copy in the store",
-                        manifest.version, s.id, c.name
-                    ),
-                ));
-            }
-            s.tier = StorageTier::Cold;
-            s.moved_at_ms = Some(now_ms);
-            segments += 1;
-            bytes += s.size_bytes;
-        }
-    }
+    let (segments, bytes) = super::all_cold(&mut manifest, now_ms)?;
     crate::fsutil::create_dir_durable(dir)?;
     ManifestStore::install(dir, &manifest)?;
     Ok(RestoreReport {

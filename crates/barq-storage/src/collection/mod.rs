@@ -646,6 +646,48 @@ impl Collection {
         self.state.read().clone()
     }
 
+    /// A replica: serve the segments `entry` lists (a newer manifest version of the bucket).
+    /// A segment it already serves keeps its open reader; a new one is opened Cold; the
+    /// shadowing of rows is recomputed when the list changed.
+    pub(crate) fn follow(&self, entry: &CollectionEntry) -> Result<()> {
+        let snap = self.snapshot();
+        let segments = entry
+            .segments
+            .iter()
+            .map(|s| {
+                match snap
+                    .segments
+                    .iter()
+                    .find(|h| h.entry.id == s.id && h.entry.checksum == s.checksum)
+                {
+                    Some(h) if h.entry == *s => Ok(Arc::clone(h)),
+                    Some(h) => Ok(h.with_entry(s.clone())),
+                    None => open_segment(&self.env, &self.dir, self.name(), s, Arc::default()),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut st = self.state.write();
+        let same = st.segments.len() == segments.len()
+            && st
+                .segments
+                .iter()
+                .zip(&segments)
+                .all(|(a, b)| a.entry.id == b.entry.id);
+        st.segments = segments;
+        if !same {
+            st.shadows = None;
+        }
+        self.next_segment_id
+            .store(entry.next_segment_id, Ordering::Release);
+        Ok(())
+    }
+
+    /// A replica: the collection is gone from the bucket's manifest.
+    pub(crate) fn mark_dropped(&self) {
+        self.dropped.store(true, Ordering::Release);
+        self.notify_swapped();
+    }
+
     /// The newest version of `id`, or `None` if it does not exist or was deleted.
     pub(crate) fn get(&self, id: &str) -> Result<Option<Document>> {
         self.check_open()?;

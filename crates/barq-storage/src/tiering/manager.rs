@@ -245,6 +245,7 @@ impl TieringManager {
     /// Plan with the policy and execute the moves (at most `move_concurrency` at once), collect
     /// orphaned remote objects and persist access statistics.
     pub fn run_maintenance(&self) -> Result<MaintenanceReport> {
+        self.inner.poison.check_writable()?;
         self.inner.run_maintenance()
     }
 
@@ -261,6 +262,7 @@ impl TieringManager {
         to: StorageTier,
         progress: Progress<'_>,
     ) -> Result<MoveOutcome> {
+        self.inner.poison.check_writable()?;
         let c = self.inner.collection(collection)?;
         self.inner.move_recorded(&c, id, to, progress)
     }
@@ -277,6 +279,7 @@ impl TieringManager {
         to: StorageTier,
         progress: &(dyn Fn(usize, u64, u64) + Sync),
     ) -> Result<BatchMoves> {
+        self.inner.poison.check_writable()?;
         let all = self.segments(collection)?;
         let sizes = segments
             .iter()
@@ -344,6 +347,7 @@ impl TieringManager {
     }
 
     fn set_pin(&self, collection: &str, segment: Option<u64>, pinned: bool) -> Result<()> {
+        self.inner.poison.check_writable()?;
         self.inner.collection(collection)?;
         self.inner.manifest.commit(|m| {
             let c = m
@@ -380,6 +384,7 @@ impl TieringManager {
     /// Replace the collection's policy overrides.
     /// Invalid overrides (see [`TieringOverrides::validate`]) are refused and nothing changes.
     pub fn set_overrides(&self, collection: &str, overrides: TieringOverrides) -> Result<()> {
+        self.inner.poison.check_writable()?;
         let options = &self.inner.env.options;
         overrides.validate(collection, &options.policy, options.warm_dir.is_some())?;
         self.inner.manifest.commit(|m| {
@@ -394,6 +399,7 @@ impl TieringManager {
     /// Delete remote objects that no manifest entry references and that are older than the
     /// grace period. Returns how many were deleted.
     pub fn collect_orphans(&self) -> Result<u64> {
+        self.inner.poison.check_writable()?;
         self.inner.collect_orphans()
     }
 
