@@ -10,6 +10,7 @@
 //! ```
 
 mod ann;
+mod bucket;
 mod serve;
 mod tiering;
 
@@ -134,6 +135,9 @@ enum Cmd {
         #[arg(long, default_value_t = 128)]
         dim: usize,
     },
+    /// The bucket as the shared engine: restore time from the bucket, replica lag after a
+    /// flush, query throughput of one node against a writer and two replicas.
+    Bucket(bucket::Args),
     /// The suite used for docs/benchmarks.md.
     All,
     #[command(hide = true)]
@@ -581,6 +585,7 @@ fn main() {
             compact,
         } => search(&dir, rows, dim, k, queries, compact),
         Cmd::Ann(a) => ann::run(&dir, &a),
+        Cmd::Bucket(a) => bucket::run(&dir, &a),
         Cmd::AnnColdQuery {
             data,
             queries,

@@ -64,6 +64,21 @@ fn seg_files(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The name of segment `id`'s object in the cold store: its id and its checksum, from the
+/// manifest.
+fn object_name(env: &Env, id: u64) -> String {
+    let text = std::fs::read_to_string(env.data_dir().join("MANIFEST")).expect("manifest");
+    let m: Value = serde_json::from_str(&text).expect("json");
+    let seg = m["manifest"]["collections"]["docs"]["segments"]
+        .as_array()
+        .expect("segments")
+        .iter()
+        .find(|s| s["id"] == id)
+        .expect("the segment");
+    let crc = seg["checksum"].as_str().expect("checksum");
+    format!("{id:020}-{}.seg", crc.trim_start_matches("crc32c:"))
+}
+
 /// The tier of each segment of "docs" (oldest first), and the database's `tiers`.
 fn tiers(env: &Env) -> (Vec<String>, Value) {
     let status = env.json(&["tier", "status"]);
@@ -102,7 +117,7 @@ fn offload_all_then_hydrate_one() {
     let cold = seg_files(&env.data_dir().join("cold"));
     assert_eq!(cold.len(), 2, "{cold:?}");
     for (path, id) in cold.iter().zip(&ids) {
-        let expected = Path::new("cold/docs/segments").join(format!("{id:020}.seg"));
+        let expected = Path::new("cold/docs/segments").join(object_name(&env, *id));
         assert!(path.ends_with(&expected), "{path:?}");
     }
     assert_eq!(reads(&env), before, "cold reads return the same");
@@ -249,7 +264,8 @@ fn a_failed_segment_does_not_stop_the_others() {
     // A non-empty directory where the first segment's object must go: its upload fails.
     let key = env
         .data_dir()
-        .join(format!("cold/docs/segments/{:020}.seg", ids[0]));
+        .join("cold/docs/segments")
+        .join(object_name(&env, ids[0]));
     std::fs::create_dir_all(key.join("blocker")).expect("mkdir");
 
     let out = env.run(&["tier", "offload", "docs", "--all"]);

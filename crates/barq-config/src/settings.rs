@@ -146,7 +146,7 @@ pub struct TieringSettings {
     /// manifest versions there, so the bucket alone can restore the database or feed replicas.
     /// Default: on when a cold store is configured (`[storage]`), off for the local default.
     pub upload_on_seal: Option<bool>,
-    /// How often pending uploads and the manifest are published. Default 1 s.
+    /// How often pending uploads and the manifest are published. Default 200 ms.
     pub upload_interval: HumanDuration,
     /// Manifest versions in the bucket older than this are deleted (the newest stays), and no
     /// object is collected before it has been unreferenced this long. Default 1 h.
@@ -170,7 +170,7 @@ impl Default for TieringSettings {
             orphan_grace: HumanDuration(Duration::from_secs(3600)),
             verify_uploads: VerifyUploads::ReadBack,
             upload_on_seal: None,
-            upload_interval: HumanDuration(Duration::from_secs(1)),
+            upload_interval: HumanDuration(Duration::from_millis(200)),
             manifest_retention: HumanDuration(Duration::from_secs(3600)),
             unknown: BTreeMap::new(),
         }

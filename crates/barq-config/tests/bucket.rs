@@ -213,8 +213,18 @@ fn a_second_writer_on_the_same_prefix_fences_the_first() {
     common::load(&a);
     assert_eq!(wait_published(&a).epoch, Some(1));
 
+    // The second writer's own data, in segments with the same ids as the first's.
     let b = open(&b_dir, &s.spec(&b_dir));
-    common::load(&b);
+    b.create_collection(
+        barq_core::CollectionConfig::new(COLLECTION, common::DIM as u32, barq_core::Metric::Cosine)
+            .expect("cfg"),
+    )
+    .expect("create");
+    let docs: Vec<Document> = (0..500)
+        .map(|i| Document::new(format!("b{i}"), common::vector(i + 3)))
+        .collect();
+    b.upsert(COLLECTION, &docs).expect("upsert");
+    b.flush(COLLECTION).expect("flush");
     let b_status = wait_published(&b);
     assert_eq!(b_status.epoch, Some(2));
     assert!(
@@ -236,14 +246,26 @@ fn a_second_writer_on_the_same_prefix_fences_the_first() {
         .expect_err("fenced");
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(err.message().contains("epoch 2"), "{err}");
-    // The bucket's newest version is the second writer's.
+    // The bucket's newest version is the second writer's, and every segment it names is there
+    // (the first writer's uploads never replaced one: keys carry each segment's checksum).
     let versions = manifest_versions(&s.independent, &s.prefix);
-    let newest = String::from_utf8(read_object(
-        &s.independent,
-        versions.last().expect("a version"),
-    ))
-    .expect("utf8");
-    assert!(newest.contains(r#""epoch":2"#), "{newest}");
+    let newest = read_object(&s.independent, versions.last().expect("a version"));
+    let newest: serde_json::Value = serde_json::from_slice(&newest).expect("json");
+    assert_eq!(newest["published"]["epoch"], 2, "{newest}");
+    let b_segments = b.tiering().segments(COLLECTION).expect("segments");
+    for seg in newest["published"]["manifest"]["collections"][COLLECTION]["segments"]
+        .as_array()
+        .expect("segments")
+    {
+        let key = seg["remote_key"].as_str().expect("key");
+        let size = seg["size_bytes"].as_u64().expect("size");
+        assert_eq!(read_object(&s.independent, key).len() as u64, size, "{key}");
+        assert!(
+            b_segments
+                .iter()
+                .any(|s| s.remote_key.as_deref() == Some(key))
+        );
+    }
     // The second writer goes on.
     b.upsert(COLLECTION, &[Document::new("y", common::vector(3))])
         .expect("the newer writer writes");
@@ -342,10 +364,23 @@ fn a_store_that_is_down_while_publishing_delays_it_and_loses_nothing() {
     let later = wait_published(&db);
     assert!(later.published_version > first.published_version);
     assert_eq!(later.last_error, None);
-    let versions = manifest_versions(&s.independent, &s.prefix);
-    let mut sorted = versions.clone();
-    sorted.sort();
-    assert_eq!(versions, sorted);
+    // In order: each later version was published later, and names every segment of the one
+    // before that is still live.
+    let published_at: Vec<u64> = manifest_versions(&s.independent, &s.prefix)
+        .iter()
+        .map(|k| {
+            let v: serde_json::Value =
+                serde_json::from_slice(&read_object(&s.independent, k)).expect("json");
+            v["published"]["published_at_ms"]
+                .as_u64()
+                .expect("published_at_ms")
+        })
+        .collect();
+    assert!(published_at.len() >= 2, "{published_at:?}");
+    assert!(
+        published_at.windows(2).all(|w| w[0] <= w[1]),
+        "{published_at:?}"
+    );
     db.close().expect("close");
 
     // And the bucket alone has every flushed document.
@@ -484,7 +519,10 @@ fn a_replica_follows_flushes_compactions_and_drops_and_skips_a_torn_version() {
     );
     let status = r.replica_status().expect("replica");
     assert_eq!(status.version, published.published_version, "{status:?}");
-    assert!(status.last_error.is_some());
+    assert!(
+        status.skipped[0].contains(&format!("{:020}", published.local_version + 1)),
+        "the skipped version is named: {status:?}"
+    );
     writer
         .create_collection(
             barq_core::CollectionConfig::new("more", 4, barq_core::Metric::L2).expect("cfg"),

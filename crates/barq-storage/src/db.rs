@@ -90,7 +90,11 @@ impl Shared {
     /// fsync every WAL with unsynced bytes.
     pub(crate) fn share_with_bucket(&self) {
         if let Err(e) = self.tiering.share_with_bucket() {
-            tracing::debug!(error = %e, "uploads and publishing wait");
+            // Status names every failure; the log names each new one (a pass runs every
+            // upload_interval and would repeat it).
+            if self.tiering.note_share_error(&e) {
+                tracing::warn!(error = %e, "uploads and publishing to the bucket wait");
+            }
         }
     }
 

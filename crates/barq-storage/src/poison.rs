@@ -34,11 +34,18 @@ impl Poison {
         let _ = self.read_only.set(why);
     }
 
-    /// `Err(ReadOnly)` on a read-only replica (for writes and tiering operations).
+    /// `Err(ReadOnly)` on a read-only replica, `Err(Conflict)` once fenced (for writes and
+    /// tiering operations).
     pub(crate) fn check_writable(&self) -> Result<()> {
-        match self.read_only.get() {
+        if let Some(why) = self.read_only.get() {
+            return Err(Error::new(ErrorKind::ReadOnly, why.clone()));
+        }
+        match self.fenced.get() {
             None => Ok(()),
-            Some(why) => Err(Error::new(ErrorKind::ReadOnly, why.clone())),
+            Some(why) => Err(Error::new(
+                ErrorKind::Conflict,
+                format!("this node takes no more writes: {why}"),
+            )),
         }
     }
 
@@ -52,20 +59,14 @@ impl Poison {
         self.fenced.get().map(String::as_str)
     }
 
-    /// `Err(ReadOnly)` on a replica, `Err(Closed)` once poisoned, `Err(Conflict)` once fenced.
+    /// `Err(ReadOnly)` on a replica, `Err(Conflict)` once fenced, `Err(Closed)` once poisoned.
     pub(crate) fn check(&self) -> Result<()> {
         self.check_writable()?;
-        if let Some(why) = self.panicked.get() {
-            return Err(Error::new(
-                ErrorKind::Closed,
-                format!("the database is poisoned and takes no writes: {why}; reopen it"),
-            ));
-        }
-        match self.fenced.get() {
+        match self.panicked.get() {
             None => Ok(()),
             Some(why) => Err(Error::new(
-                ErrorKind::Conflict,
-                format!("this node takes no more writes: {why}"),
+                ErrorKind::Closed,
+                format!("the database is poisoned and takes no writes: {why}; reopen it"),
             )),
         }
     }

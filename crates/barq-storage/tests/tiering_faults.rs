@@ -115,7 +115,7 @@ fn corrupted_cold_reads_are_errors_and_nothing_bad_is_cached() {
 
     // An upload whose read-back is corrupted is not committed, and the bad object is deleted.
     let hot = segment(&db, segment_ids(&db)[1]);
-    let key = format!("barq-test/c/segments/{:020}.seg", hot.id);
+    let key = segment_key("c", &hot);
     let puts = faulty.calls(Op::Put);
     let err = db
         .tiering()
@@ -498,7 +498,7 @@ fn a_multipart_upload_that_fails_half_way_leaves_nothing_behind() {
         size > 4 * PART as u64 && size <= 5 * PART as u64,
         "a segment of five parts: {size} bytes"
     );
-    let key = format!("barq-test/big/segments/{:020}.seg", seg.id);
+    let key = segment_key("big", &seg);
     let seg_dir = dir.path().join("collections/big/segments");
     let check_still_hot = |what: &str| {
         let s = segments(&db, "big")[0].clone();
@@ -799,7 +799,7 @@ fn warm_tier_transitions_and_a_crash_during_a_local_move() {
     let s = segment(&db, id);
     let file = s.file_name.clone();
     let other = segment(&db, ids[1]).file_name;
-    let key = format!("barq-test/c/segments/{id:020}.seg");
+    let key = segment_key("c", &s);
     // Where the segment's bytes are: (in hot dir, in warm dir, remote object).
     let placed = |db: &Database, tier: StorageTier, hot: bool, warm_copy: bool, remote: bool| {
         assert_eq!(segment(db, id).tier, tier);
@@ -1269,4 +1269,10 @@ fn a_batch_of_moves_goes_on_after_a_failure() {
         seen.windows(2).all(|w| w[0].2 <= w[1].2),
         "bytes only grow: {seen:?}"
     );
+}
+
+/// The object key of a segment under the test prefix: its id and checksum.
+fn segment_key(collection: &str, s: &barq_storage::SegmentEntry) -> String {
+    let crc = s.checksum.trim_start_matches("crc32c:");
+    format!("barq-test/{collection}/segments/{:020}-{crc}.seg", s.id)
 }

@@ -31,7 +31,7 @@ pub struct ReplicaStatus {
     pub lag_ms: u64,
     /// When the bucket was last polled, ms since the Unix epoch.
     pub last_poll_ms: Option<u64>,
-    /// Why the last poll failed, until one succeeds.
+    /// Why the last poll (or applying the version it found) failed, until one succeeds.
     pub last_error: Option<String>,
     /// Versions skipped because they did not read or check (torn, altered, gone), newest last.
     pub skipped: Vec<String>,
@@ -70,7 +70,10 @@ impl Follower {
     /// do not are remembered, named in the status and never read again.
     pub(crate) fn next_version(&self, env: &TierEnv) -> Result<Option<PublishedManifest>> {
         let cold = &env.cold;
-        let served = self.state.lock().status.version;
+        let (served, served_epoch) = {
+            let st = self.state.lock();
+            (st.status.version, st.status.epoch)
+        };
         let listed = cold
             .block_on(list_numbered_after(cold, MANIFEST_DIR, served))
             .inspect_err(|e| self.poll_failed(env, e))?;
@@ -88,7 +91,22 @@ impl Follower {
             if self.state.lock().bad.contains(v) {
                 continue;
             }
-            match cold.block_on(read_version(cold, *v)) {
+            // A version of an older writer than the one served (a writer fenced while it
+            // published) is not newer data.
+            let read = cold
+                .block_on(read_version(cold, *v))
+                .and_then(|p| match served_epoch {
+                    Some(e) if p.epoch < e => Err(barq_core::Error::new(
+                        ErrorKind::DataCorruption,
+                        format!(
+                            "manifest version {v} was published by writer epoch {}, older than the \
+                         epoch {e} of the version served",
+                            p.epoch
+                        ),
+                    )),
+                    _ => Ok(p),
+                });
+            match read {
                 Ok(p) => return Ok(Some(p)),
                 Err(e) if matches!(e.kind(), ErrorKind::DataCorruption | ErrorKind::NotFound) => {
                     tracing::error!(version = v, error = %e, "a manifest version of the bucket is skipped");
@@ -97,7 +115,6 @@ impl Follower {
                     st.status.skipped.push(e.to_string());
                     let extra = st.status.skipped.len().saturating_sub(SKIPPED_KEPT);
                     st.status.skipped.drain(..extra);
-                    st.status.last_error = Some(e.to_string());
                     if st.status.newest_version == Some(*v) {
                         st.status.newest_version = served;
                         st.newest_modified_ms = None;
@@ -124,6 +141,7 @@ impl Follower {
         let s = &mut st.status;
         s.version = Some(p.manifest.version);
         s.epoch = Some(p.epoch);
+        s.last_error = None;
         s.published_at_ms = Some(p.published_at_ms);
         if s.newest_version.is_none_or(|n| n < p.manifest.version) {
             s.newest_version = Some(p.manifest.version);

@@ -7,7 +7,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    EPOCH_DIR, MANIFEST_DIR, PublishedManifest, encode, epoch_key, list_numbered, manifest_key,
+    EPOCH_DIR, MANIFEST_DIR, PublishedManifest, encode, epoch_key, list_numbered,
+    list_numbered_after, manifest_key,
 };
 use crate::manifest::{Manifest, ManifestStore};
 use crate::poison::Poison;
@@ -42,8 +43,16 @@ struct State {
     epoch: Option<u64>,
     published: Option<u64>,
     published_at_ms: Option<u64>,
+    /// The segment objects the newest published version names: never orphans while it is the
+    /// newest, however long publishing stalls.
+    published_keys: std::collections::HashSet<String>,
+    /// When this writer last checked that no newer writer claimed the bucket (ms).
+    fence_checked_ms: u64,
     last_error: Option<String>,
 }
+
+/// An idle writer checks for a newer one this often (a writer that publishes checks each time).
+const FENCE_CHECK_MS: u64 = 5_000;
 
 /// See the module docs of [`crate::bucket`].
 #[derive(Debug, Default)]
@@ -51,6 +60,8 @@ pub(crate) struct Publisher {
     state: Mutex<State>,
     /// One publish at a time.
     running: Mutex<()>,
+    /// The failure last logged by the upload loop.
+    last_logged: Mutex<Option<String>>,
 }
 
 /// The segments of `m` that have no copy in the store, and their bytes.
@@ -63,6 +74,50 @@ pub(crate) fn upload_lag(m: &Manifest) -> (u64, u64) {
 }
 
 impl Publisher {
+    /// The segment objects the newest published version names.
+    pub(crate) fn published_keys(&self) -> std::collections::HashSet<String> {
+        self.state.lock().published_keys.clone()
+    }
+
+    /// Claim this writer's epoch if it has none yet (before its first upload, so that it
+    /// never writes to a bucket a newer writer owns), and check that no newer writer claimed
+    /// the bucket since: at once when `now`, else at most every few seconds. `Conflict` once
+    /// fenced.
+    pub(crate) fn ensure_owner(
+        &self,
+        env: &TierEnv,
+        manifest: &ManifestStore,
+        poison: &Poison,
+        now: bool,
+    ) -> Result<u64> {
+        if let Some(why) = poison.fenced() {
+            return Err(Error::new(ErrorKind::Conflict, why.to_owned()));
+        }
+        let (claimed, checked) = {
+            let st = self.state.lock();
+            (st.epoch, st.fence_checked_ms)
+        };
+        let epoch = match claimed {
+            Some(e) => e,
+            None => return self.claim(env, manifest),
+        };
+        let at = env.clock.now_ms();
+        if now || at.saturating_sub(checked) >= FENCE_CHECK_MS {
+            self.check_fence(env, epoch, poison)?;
+            self.state.lock().fence_checked_ms = at;
+        }
+        Ok(epoch)
+    }
+
+    /// Whether `e` is another failure than the last one logged (and remember it).
+    pub(crate) fn note_error(&self, e: &Error) -> bool {
+        let text = e.to_string();
+        let mut last = self.last_logged.lock();
+        let new = last.as_deref() != Some(text.as_str());
+        *last = Some(text);
+        new
+    }
+
     /// Remember why an upload or a publish failed (cleared by the next publish).
     pub(crate) fn record_error(&self, e: &Error) {
         self.state.lock().last_error = Some(e.to_string());
@@ -103,7 +158,10 @@ impl Publisher {
         let r = self.publish_locked(env, manifest, poison);
         let mut st = self.state.lock();
         match &r {
-            Ok(_) => st.last_error = None,
+            Ok(_) => {
+                st.last_error = None;
+                *self.last_logged.lock() = None;
+            }
             Err(e) => st.last_error = Some(e.to_string()),
         }
         r
@@ -115,15 +173,8 @@ impl Publisher {
         manifest: &ManifestStore,
         poison: &Poison,
     ) -> Result<Option<u64>> {
-        if let Some(why) = poison.fenced() {
-            return Err(Error::new(ErrorKind::Conflict, why.to_owned()));
-        }
+        let epoch = self.ensure_owner(env, manifest, poison, false)?;
         let cold = &env.cold;
-        let claimed = self.state.lock().epoch;
-        let epoch = match claimed {
-            Some(e) => e,
-            None => self.claim(env, manifest)?,
-        };
         let snap = manifest.snapshot()?;
         if self
             .state
@@ -136,8 +187,31 @@ impl Publisher {
         if upload_lag(&snap).0 > 0 {
             return Ok(None);
         }
-        self.check_fence(env, epoch, poison)?;
+        self.ensure_owner(env, manifest, poison, true)?;
         let version = snap.version;
+        // A writer fenced just after a newer one listed the bucket may have published above
+        // the number the newer one took: always publish above every version there.
+        if let Some((above, _)) = cold
+            .block_on(list_numbered_after(
+                cold,
+                MANIFEST_DIR,
+                Some(version.saturating_sub(1)),
+            ))?
+            .last()
+        {
+            manifest.raise_version_above(*above)?;
+            tracing::info!(
+                version,
+                above,
+                "the bucket holds a newer version number; publishing above it"
+            );
+            return Ok(None);
+        }
+        let keys: std::collections::HashSet<String> = snap
+            .collections
+            .values()
+            .flat_map(|c| c.segments.iter().filter_map(|s| s.remote_key.clone()))
+            .collect();
         let now = env.clock.now_ms();
         let bytes = encode(&PublishedManifest {
             epoch,
@@ -156,11 +230,13 @@ impl Publisher {
         match put {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Conflict => {
-                // A retried put whose first attempt had landed finds its own bytes.
+                // A put whose earlier attempt had landed (a retry, or a pass that failed after
+                // it) finds a version of this writer's epoch: it is published.
                 let theirs = cold.block_on(cold.retry(&format!("get {key}"), || async {
                     cold.inner().get(&p).await?.bytes().await
                 }))?;
-                if theirs.as_ref() != bytes.as_slice() {
+                let ours = super::decode(&key, &theirs).is_ok_and(|t| t.epoch == epoch);
+                if !ours {
                     self.check_fence(env, epoch, poison)?;
                     let newest = cold
                         .block_on(list_numbered(cold, MANIFEST_DIR))?
@@ -182,6 +258,7 @@ impl Publisher {
         let mut st = self.state.lock();
         st.published = Some(version);
         st.published_at_ms = Some(now);
+        st.published_keys = keys;
         tracing::debug!(version, epoch, "manifest version published");
         Ok(Some(version))
     }
@@ -215,7 +292,11 @@ impl Publisher {
                     {
                         manifest.raise_version_above(*newest)?;
                     }
-                    self.state.lock().epoch = Some(next);
+                    {
+                        let mut st = self.state.lock();
+                        st.epoch = Some(next);
+                        st.fence_checked_ms = env.clock.now_ms();
+                    }
                     tracing::info!(epoch = next, store = %cold.description(), "claimed the writer epoch of the bucket");
                     return Ok(next);
                 }
@@ -254,19 +335,24 @@ impl Publisher {
         }
     }
 
-    /// Delete manifest versions older than the retention, always keeping the newest. Returns
-    /// how many were deleted.
+    /// Delete manifest versions older than the retention, always keeping the newest one that
+    /// reads and checks (and any newer). Returns how many were deleted.
     pub(crate) fn prune(&self, env: &TierEnv) -> Result<u64> {
         let cold = &env.cold;
         let retention = env.options.manifest_retention.as_millis() as i64;
         let now = env.clock.now_ms() as i64;
         let versions = cold.block_on(list_numbered(cold, MANIFEST_DIR))?;
-        let Some(((newest, _), older)) = versions.split_last() else {
+        let old = |m: i64| now - m >= retention;
+        if !versions.iter().any(|(_, m)| old(*m)) {
+            return Ok(0);
+        }
+        let Some(keep) = cold.block_on(super::newest_version(cold))?.0 else {
             return Ok(0);
         };
+        let keep = keep.manifest.version;
         let mut n = 0;
-        for (v, modified) in older {
-            if now - modified < retention || v >= newest {
+        for (v, modified) in &versions {
+            if !old(*modified) || *v >= keep {
                 continue;
             }
             let key = manifest_key(cold, *v);

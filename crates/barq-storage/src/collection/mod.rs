@@ -672,7 +672,7 @@ impl Collection {
                 .segments
                 .iter()
                 .zip(&segments)
-                .all(|(a, b)| a.entry.id == b.entry.id);
+                .all(|(a, b)| a.entry.id == b.entry.id && a.entry.checksum == b.entry.checksum);
         st.segments = segments;
         if !same {
             st.shadows = None;

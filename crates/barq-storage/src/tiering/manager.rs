@@ -412,6 +412,12 @@ impl TieringManager {
         self.inner.share_with_bucket()
     }
 
+    /// Whether `e` differs from the last failure of [`share_with_bucket`](Self::share_with_bucket)
+    /// (so the loop logs each new failure once).
+    pub(crate) fn note_share_error(&self, e: &Error) -> bool {
+        self.inner.bucket.note_error(e)
+    }
+
     /// Check that the cold store answers (one HEAD request, no write). Hot reads and writes do
     /// not need it; moves and cold reads do. A failure makes the store degraded.
     pub fn check_cold_store(&self) -> Result<()> {
@@ -465,6 +471,15 @@ impl Inner {
                     self.env.cold.description()
                 ),
             );
+            self.bucket.record_error(&e);
+            return Err(e);
+        }
+        // Claim the epoch before the first upload: a writer never writes to a bucket that a
+        // newer writer owns.
+        if let Err(e) = self
+            .bucket
+            .ensure_owner(&self.env, &self.manifest, &self.poison, false)
+        {
             self.bucket.record_error(&e);
             return Err(e);
         }
@@ -571,6 +586,16 @@ impl Inner {
 
     pub(crate) fn run_maintenance(&self) -> Result<MaintenanceReport> {
         let _one_at_a_time = self.tier_state.maintenance.lock();
+        // A writer that a newer one fenced must not move, collect or prune anything in the
+        // bucket the newer one owns (its manifest no longer names what is there).
+        if self.env.shared_bucket
+            && let Err(e) = self
+                .bucket
+                .ensure_owner(&self.env, &self.manifest, &self.poison, true)
+            && e.kind() == ErrorKind::Conflict
+        {
+            return Err(e);
+        }
         let now = self.env.clock.now_ms();
         let (states, overrides) = self.plan_input()?;
         let moves = plan(&PlanInput {
@@ -647,7 +672,13 @@ impl Inner {
         if self.env.shared_bucket && degraded.is_none() {
             match self.bucket.prune(&self.env) {
                 Ok(n) => report.versions_pruned = n,
-                Err(e) => report.gc_error = Some(e.to_string()),
+                Err(e) => {
+                    let why = format!("pruning manifest versions: {e}");
+                    report.gc_error = Some(match report.gc_error.take() {
+                        Some(gc) => format!("{gc}; {why}"),
+                        None => why,
+                    });
+                }
             }
         }
         if let Err(e) = self.persist_access() {
@@ -670,13 +701,16 @@ impl Inner {
     }
 
     pub(crate) fn collect_orphans(&self) -> Result<u64> {
+        self.poison.check_writable()?;
         let _no_moves = self.tier_state.gc.write();
         let manifest = self.manifest.snapshot()?;
-        let referenced: HashSet<String> = manifest
+        let mut referenced: HashSet<String> = manifest
             .collections
             .values()
             .flat_map(|c| c.segments.iter().filter_map(|s| s.remote_key.clone()))
             .collect();
+        // What the newest published version names stays, however long publishing stalls.
+        referenced.extend(self.bucket.published_keys());
         let cold = &self.env.cold;
         // With a shared bucket, a retained manifest version may still name the object.
         let grace = if self.env.shared_bucket {

@@ -139,7 +139,8 @@ pub struct TieringOptions {
     /// read replicas (see [`crate::bucket`]). `None`, the default: on when a cold store is
     /// configured, off for the default local `DATA_DIR/cold`.
     pub upload_on_seal: Option<bool>,
-    /// How often pending uploads and the manifest are published. Default 1 s.
+    /// How often pending uploads and the manifest are published. Default 200 ms: a pass with
+    /// nothing new to upload or publish costs no request.
     pub upload_interval: Duration,
     /// Manifest versions in the bucket older than this are deleted (the newest always stays),
     /// and an object is not collected as an orphan before it has been unreferenced this long,
@@ -163,7 +164,7 @@ impl Default for TieringOptions {
             cold_store_required: false,
             store_recheck_interval: Duration::from_secs(10),
             upload_on_seal: None,
-            upload_interval: Duration::from_secs(1),
+            upload_interval: Duration::from_millis(200),
             manifest_retention: Duration::from_secs(3600),
         }
     }

@@ -225,9 +225,13 @@ impl ColdStore {
         &self.prefix
     }
 
-    /// The object key of a segment.
-    pub fn segment_key(&self, collection: &str, segment_id: u64) -> String {
-        let tail = format!("{collection}/segments/{segment_id:020}.seg");
+    /// The object key of a segment: its id and the CRC32C of its bytes (`checksum`, as the
+    /// manifest writes it), so that two segments never share a key — not after a collection
+    /// is dropped and created again with the same name (ids start over), nor when a restored
+    /// node seals a segment under an id a former writer also used.
+    pub fn segment_key(&self, collection: &str, segment_id: u64, checksum: &str) -> String {
+        let crc = checksum.strip_prefix("crc32c:").unwrap_or(checksum);
+        let tail = format!("{collection}/segments/{segment_id:020}-{crc}.seg");
         if self.prefix.is_empty() {
             tail
         } else {

@@ -35,7 +35,7 @@ impl Mover<'_> {
             return Ok(0);
         }
         let cold = &self.env.cold;
-        let key = cold.segment_key(self.slots.name(), entry.id);
+        let key = cold.segment_key(self.slots.name(), entry.id, &entry.checksum);
         let src = self.local_path(entry, entry.tier)?;
         let n = cold.block_on(self.upload(&src, &key, entry.size_bytes, &|_| {}))?;
         self.env.failpoints.check(FP_TIER_AFTER_UPLOAD)?;
@@ -54,10 +54,13 @@ impl Mover<'_> {
         let cold = &env.cold;
         let entry = &h.entry;
         let src = self.local_path(entry, entry.tier)?;
-        let key = cold.segment_key(self.slots.name(), entry.id);
+        // Local+Remote: a verified copy from an earlier upload needs no upload.
+        let key = entry
+            .remote_key
+            .clone()
+            .unwrap_or_else(|| cold.segment_key(self.slots.name(), entry.id, &entry.checksum));
         let p = path(&key);
-        // Local+Remote: a verified copy from an earlier offload needs no upload.
-        let have_remote = if entry.remote_key.as_deref() == Some(key.as_str()) {
+        let have_remote = if entry.remote_key.is_some() {
             match cold.block_on(cold.retry(&format!("head {key}"), || cold.inner().head(&p))) {
                 Ok(meta) => meta.size == entry.size_bytes,
                 Err(e) if e.kind() == ErrorKind::NotFound => false,
