@@ -150,6 +150,7 @@ def test_no_server(new_name: Callable[[], str]) -> None:
         (400, "invalid_argument", barq.InvalidArgument),
         (401, "unauthorized", barq.Unauthorized),
         (403, "forbidden", barq.Forbidden),
+        (403, "read_only", barq.ReadOnly),
         (404, "not_found", barq.NotFound),
         (405, "method_not_allowed", barq.MethodNotAllowed),
         (409, "conflict", barq.Conflict),

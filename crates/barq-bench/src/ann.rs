@@ -76,14 +76,14 @@ fn gauss(rng: &mut StdRng) -> f32 {
 
 /// Gaussian clusters: `centres` centres drawn N(0, 1) per coordinate, each row a centre plus
 /// N(0, `spread`²) noise.
-struct Mixture {
+pub(crate) struct Mixture {
     dim: usize,
     centres: Vec<f32>,
     spread: f32,
 }
 
 impl Mixture {
-    fn new(dim: usize, centres: usize, spread: f32, rng: &mut StdRng) -> Mixture {
+    pub(crate) fn new(dim: usize, centres: usize, spread: f32, rng: &mut StdRng) -> Mixture {
         Mixture {
             dim,
             centres: (0..centres * dim).map(|_| gauss(rng)).collect(),
@@ -91,7 +91,7 @@ impl Mixture {
         }
     }
 
-    fn draw(&self, rng: &mut StdRng) -> Vec<f32> {
+    pub(crate) fn draw(&self, rng: &mut StdRng) -> Vec<f32> {
         let c = rng.random_range(0..self.centres.len() / self.dim);
         self.centres[c * self.dim..(c + 1) * self.dim]
             .iter()

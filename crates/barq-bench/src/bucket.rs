@@ -108,15 +108,18 @@ pub(crate) fn run(dir: &Path, a: &Args) {
             CollectionConfig::new(COLLECTION, a.dim as u32, Metric::L2).expect("cfg"),
         )
         .expect("create");
+    // Gaussian clusters, as `barq-bench ann` uses (uniform random vectors have no neighbours
+    // an index could find faster than a scan).
     let mut rng = StdRng::seed_from_u64(7);
+    let mix = crate::ann::Mixture::new(a.dim, 1000, 0.5, &mut rng);
     let started = Instant::now();
     let batch = 10_000;
     for start in (0..a.rows).step_by(batch) {
         let n = batch.min(a.rows - start);
-        let v = crate::random_vectors(&mut rng, n, a.dim);
-        writer
-            .upsert(COLLECTION, &crate::docs("d", start, &v, a.dim))
-            .expect("upsert");
+        let docs: Vec<Document> = (start..start + n)
+            .map(|i| Document::new(format!("d{i}"), mix.draw(&mut rng)))
+            .collect();
+        writer.upsert(COLLECTION, &docs).expect("upsert");
     }
     writer
         .compact(COLLECTION)
@@ -130,9 +133,7 @@ pub(crate) fn run(dir: &Path, a: &Args) {
         stats.segment_bytes >> 20,
         started.elapsed().as_secs_f64()
     );
-    let queries: Vec<Vec<f32>> = (0..64)
-        .map(|_| crate::random_vectors(&mut rng, 1, a.dim))
-        .collect();
+    let queries: Vec<Vec<f32>> = (0..64).map(|_| mix.draw(&mut rng)).collect();
 
     // Restore.
     let mut restores = Vec::new();
@@ -152,14 +153,27 @@ pub(crate) fn run(dir: &Path, a: &Args) {
             .restore()
             .expect("restore");
         let took = t.elapsed().as_secs_f64();
+        let before = db.tiering().status().expect("status").counters;
         let t = Instant::now();
         db.search(COLLECTION, &SearchRequest::new(query.clone(), 10))
             .expect("first query");
         let first = t.elapsed().as_secs_f64();
+        let after = db.tiering().status().expect("status").counters;
+        let fetched = (
+            after.remote_requests - before.remote_requests,
+            after.remote_bytes_fetched - before.remote_bytes_fetched,
+        );
         assert_eq!(db.count(COLLECTION).expect("count"), a.rows as u64);
         restores.push(took);
         first_queries.push(first);
-        emit_restore(a, round, took, first, report.segments, report.bytes);
+        emit_restore(
+            a,
+            round,
+            took,
+            (first, fetched),
+            report.segments,
+            report.bytes,
+        );
         db.close().expect("close");
     }
     let restore_median = median(&mut restores);
@@ -177,9 +191,8 @@ pub(crate) fn run(dir: &Path, a: &Args) {
     let mut lags = Vec::new();
     for f in 0..a.flushes {
         let id = format!("lag-{f}");
-        let v = crate::random_vectors(&mut rng, 1, a.dim);
         writer
-            .upsert(COLLECTION, &[Document::new(id.clone(), v)])
+            .upsert(COLLECTION, &[Document::new(id.clone(), mix.draw(&mut rng))])
             .expect("upsert");
         writer.flush(COLLECTION).expect("flush");
         let flushed = Instant::now();
@@ -211,16 +224,32 @@ pub(crate) fn run(dir: &Path, a: &Args) {
                 .expect("warm-up");
         }
     }
+    let requests = |dbs: &[&Database]| -> u64 {
+        dbs.iter()
+            .map(|d| {
+                d.tiering()
+                    .status()
+                    .expect("status")
+                    .counters
+                    .remote_requests
+            })
+            .sum()
+    };
     let one = throughput(&all[..1], &queries, a.query_threads, a.seconds);
+    let replica_alone = throughput(&all[1..2], &queries, a.query_threads, a.seconds);
+    let before = requests(&all);
     let three = throughput(&all, &queries, a.query_threads, a.seconds);
+    let store_requests = requests(&all) - before;
     emit_json(json!({
         "bench": "bucket", "measure": "query_throughput", "rows": a.rows, "dim": a.dim,
         "threads": a.query_threads, "seconds": a.seconds,
-        "one_node_qps": one, "writer_and_two_replicas_qps": three,
+        "one_node_qps": one, "one_replica_qps": replica_alone,
+        "writer_and_two_replicas_qps": three,
+        "store_requests_during_the_three_node_run": store_requests,
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
     }));
     eprintln!(
-        "restore median {restore_median:.3}s (first query {:.3}s); replica lag median {median_lag:.3}s max {max_lag:.3}s (poll {:?}); QPS one node {one:.0}, writer + 2 replicas {three:.0}",
+        "restore median {restore_median:.3}s (first query {:.3}s); replica lag median {median_lag:.3}s max {max_lag:.3}s (poll {:?}); QPS one node {one:.0}, one replica {replica_alone:.0}, writer + 2 replicas {three:.0} ({store_requests} store requests)",
         median(&mut first_queries),
         poll
     );
@@ -229,10 +258,18 @@ pub(crate) fn run(dir: &Path, a: &Args) {
     crate::tiering::delete_prefix(&store, &prefix);
 }
 
-fn emit_restore(a: &Args, round: usize, took: f64, first: f64, segments: u64, bytes: u64) {
+fn emit_restore(
+    a: &Args,
+    round: usize,
+    took: f64,
+    (first, (requests, bytes_fetched)): (f64, (u64, u64)),
+    segments: u64,
+    bytes: u64,
+) {
     emit_json(json!({
         "bench": "bucket", "measure": "restore", "round": round, "rows": a.rows, "dim": a.dim,
         "store": a.store, "restore_s": took, "first_query_s": first,
+        "first_query_requests": requests, "first_query_bytes": bytes_fetched,
         "segments": segments, "segment_bytes": bytes,
     }));
 }

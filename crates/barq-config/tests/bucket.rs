@@ -560,3 +560,82 @@ fn a_replica_follows_flushes_compactions_and_drops_and_skips_a_torn_version() {
         .expect_err("a writer's directory");
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
 }
+
+#[test]
+fn old_versions_are_pruned_after_the_retention_and_no_object_a_retained_version_names_is_collected()
+{
+    let Some(s) = setup("prune") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let real_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let clock = Arc::new(barq_testkit::ManualClock::new(real_now));
+    let mut o = sharing();
+    o.tiering.orphan_grace = Duration::ZERO;
+    o.tiering.manifest_retention = Duration::from_secs(3600);
+    let db = Database::builder(&data)
+        .options(o)
+        .cold_store(s.spec(&data))
+        .clock(clock.clone())
+        .open()
+        .expect("open");
+    common::load(&db);
+    let before_compaction = wait_published(&db);
+    let old_keys: Vec<String> = db
+        .tiering()
+        .segments(COLLECTION)
+        .expect("segments")
+        .into_iter()
+        .filter_map(|s| s.remote_key)
+        .collect();
+    assert_eq!(old_keys.len(), 2);
+    db.compact(COLLECTION).expect("compact");
+    let after = wait_published(&db);
+    assert!(after.published_version > before_compaction.published_version);
+    let versions = manifest_versions(&s.independent, &s.prefix);
+    assert!(versions.len() >= 2, "{versions:?}");
+
+    // Within the retention: nothing is pruned, and the compaction's inputs stay (an older
+    // version still names them), although orphan_grace is zero.
+    let report = db.tiering().run_maintenance().expect("maintenance");
+    assert_eq!(
+        (report.versions_pruned, report.orphans_deleted),
+        (0, 0),
+        "{report:?}"
+    );
+    let keys = list(&s.independent, &s.prefix);
+    for k in &old_keys {
+        assert!(
+            keys.contains(k),
+            "{k} is kept while a retained version names it"
+        );
+    }
+
+    // Past the retention: every version but the newest is pruned and the inputs go; the
+    // newest version and every object it names stay.
+    clock.advance(Duration::from_secs(2 * 3600));
+    let report = db.tiering().run_maintenance().expect("maintenance");
+    assert_eq!(
+        report.versions_pruned as usize,
+        versions.len() - 1,
+        "{report:?}"
+    );
+    assert_eq!(report.orphans_deleted, 2, "{report:?}");
+    let left = manifest_versions(&s.independent, &s.prefix);
+    assert_eq!(left, [versions.last().expect("newest").clone()]);
+    let keys = list(&s.independent, &s.prefix);
+    for k in &old_keys {
+        assert!(!keys.contains(k), "{k} is collected");
+    }
+    db.close().expect("close");
+    let restored_dir = dir.path().join("restored");
+    let (restored, report) = Database::builder(&restored_dir)
+        .options(sharing())
+        .cold_store(s.spec(&restored_dir))
+        .restore()
+        .expect("restore after pruning");
+    assert_eq!(Some(report.version), after.published_version);
+    assert_eq!(restored.count(COLLECTION).expect("count"), 1999);
+}

@@ -516,6 +516,8 @@ fn api_over_faulty_store(config: ServerConfig) -> (Api, Arc<barq_testkit::Faulty
         tiering: TieringOptions {
             maintenance_interval: None,
             store_recheck_interval: std::time::Duration::from_millis(50),
+            // The offloads under test are the only uploads.
+            upload_on_seal: Some(false),
             ..TieringOptions::default()
         },
         ..Options::default()

@@ -359,6 +359,17 @@ fn cold_indexed_search_answers_as_hot_and_fetches_under_2_percent_of_the_segment
             .expect("cold");
         assert_eq!(&got, want);
     }
+    // The same queries again are answered from the cache: extents, id pages and re-rank rows.
+    for (q, want) in qs.iter().zip(&hot) {
+        let (got, again) = db
+            .search_explained("c", &SearchRequest::new(q.clone(), 10))
+            .expect("cold");
+        assert_eq!(&got, want);
+        assert_eq!(
+            again.cold_requests, 0,
+            "a repeated cold query fetches nothing: {again:?}"
+        );
+    }
     // Without the kept metadata (lost, or damaged) the search fetches it, answers the same, and
     // keeps it again.
     drop(db);

@@ -67,6 +67,11 @@ impl Busy {
         Ok(BusyGuard { busy: self, id })
     }
 
+    /// Whether `id` is held for `what`.
+    pub(crate) fn holds(&self, id: u64, what: &str) -> bool {
+        self.0.lock().get(&id).is_some_and(|w| *w == what)
+    }
+
     /// Whether `id` is held.
     pub(crate) fn contains(&self, id: u64) -> bool {
         self.0.lock().contains_key(&id)

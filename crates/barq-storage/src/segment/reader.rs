@@ -609,7 +609,7 @@ impl Segment {
             .collect();
         let fetched = self
             .source
-            .read_many(&ranges)
+            .read_many_rechecked(&ranges)
             .map_err(|e| self.context(e, format_args!("re-rank vectors")))?;
         let mut out = vec![Vec::new(); rows.len()];
         let mut span = 0;
@@ -621,6 +621,7 @@ impl Segment {
             let at = ((row - spans[span].start) * row_bytes) as usize;
             let bytes = fetched[span].slice(at..at + row_bytes as usize);
             if crc32c::crc32c(&bytes) != crc {
+                self.source.forget_rechecked();
                 return Err(SegmentError::Checksum {
                     segment: self.source.describe(),
                     start: ranges[span].start + at as u64,

@@ -58,6 +58,17 @@ pub trait RangeSource: Send + Sync + Debug {
         ranges.iter().map(|r| self.read(r.clone())).collect()
     }
 
+    /// [`read_many`](Self::read_many) for a caller that checks every piece it uses each time
+    /// it uses it (re-rank vectors, row by row): a remote source keeps these ranges in its
+    /// cache apart from the verified ones, so repeated queries do not fetch them again.
+    fn read_many_rechecked(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.read_many(ranges)
+    }
+
+    /// A piece of a range from [`read_many_rechecked`](Self::read_many_rechecked) failed its
+    /// check: drop the cached copies, so the next read fetches them again.
+    fn forget_rechecked(&self) {}
+
     /// Verified metadata of this file kept as `key` in a local store that survives restarts
     /// (a remote source's; `None` for a local file, whose bytes are at hand anyway).
     fn kept(&self, _key: &str) -> Option<Bytes> {

@@ -338,14 +338,23 @@ impl ColdCache {
             k.remove(ns);
         }
         let mut g = self.inner.lock();
-        g.filling.remove(ns);
-        if let Some(map) = g.entries.remove(ns) {
-            for e in map.values() {
-                g.lru.remove(&e.tick);
-                g.bytes -= e.len;
+        for ns in [ns.to_owned(), rechecked_namespace(ns)] {
+            g.filling.remove(&ns);
+            if let Some(map) = g.entries.remove(&ns) {
+                for e in map.values() {
+                    g.lru.remove(&e.tick);
+                    g.bytes -= e.len;
+                }
             }
         }
     }
+}
+
+/// The namespace of a segment's ranges whose reader checks them at every use
+/// ([`RangeSource::read_many_rechecked`](crate::segment::RangeSource::read_many_rechecked)),
+/// apart from its verified ranges so that no verified read is ever answered from them.
+pub(crate) fn rechecked_namespace(ns: &str) -> String {
+    format!("{ns}#rechecked")
 }
 
 #[cfg(test)]

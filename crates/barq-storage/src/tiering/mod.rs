@@ -19,8 +19,13 @@
 //!   Local+Remote  ◀──────────────────────────────────────── Downloading
 //!  (Hot/Warm with remote_key: offloading again is verify-by-size → commit → delete local)
 //! ```
+//! Upload on seal ([`TieringOptions::upload_on_seal`]) takes a sealed Local segment straight to
+//! Local+Remote (upload → verify → commit the `remote_key`; nothing is deleted), and the
+//! manifest versions that name it are then published to the bucket ([`crate::bucket`]).
+//!
 //! The transitional states (Uploading, Downloading, Copying between Hot and Warm) exist only
-//! while a move holds the segment's *busy* mark and are never written to the manifest.
+//! while a move or an upload holds the segment's *busy* mark and are never written to the
+//! manifest.
 //!
 //! Invariants:
 //! - the manifest names exactly one tier per segment, and the bytes are there before the

@@ -161,6 +161,30 @@ impl RangeSource for RemoteSource {
         )
     }
 
+    fn read_many_rechecked(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        use futures::{StreamExt, TryStreamExt};
+        let tally = Tally::current();
+        let tally = tally.as_deref();
+        let ns = super::cache::rechecked_namespace(&self.namespace);
+        let ns = ns.as_str();
+        self.store.block_on(
+            futures::stream::iter(ranges.iter().map(|r| async move {
+                if let Some(b) = self.cache.get(ns, r) {
+                    return Ok(b);
+                }
+                let bytes = self.fetch(r.clone(), tally).await?.0;
+                self.cache.insert(ns, r.clone(), bytes)
+            }))
+            .buffered(RANGES_IN_FLIGHT)
+            .try_collect(),
+        )
+    }
+
+    fn forget_rechecked(&self) {
+        self.cache
+            .remove_namespace(&super::cache::rechecked_namespace(&self.namespace));
+    }
+
     fn kept(&self, key: &str) -> Option<Bytes> {
         self.cache.get_kept(&self.namespace, key)
     }
