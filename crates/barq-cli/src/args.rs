@@ -312,6 +312,10 @@ pub struct ServeArgs {
     /// How long shutdown waits for asynchronous operations.
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub drain_timeout: barq_config::HumanDuration,
+    /// Where clients reach this server (e.g. http://10.0.0.5:6464): published to the bucket
+    /// with each manifest version, so that its replicas name it when they refuse a write.
+    #[arg(long, env = "BARQ_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
     /// Serve as a read-only replica of the bucket a writer shares (upload on seal):
     /// s3://bucket/prefix, gs://…, az://… or file:///path. --data-dir is then the replica's own
     /// cache directory, never a writer's.

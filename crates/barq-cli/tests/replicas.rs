@@ -136,7 +136,11 @@ fn one_writer_and_two_replicas_follow_through_a_sigkill_and_a_restart() {
     let prefix = unique("replicas");
     let url = format!("s3://{bucket}/{prefix}");
     let env = store_env(&endpoint, &bucket, &prefix);
-    let mut writer = Server::start(&tmp.path().join("writer"), &env, &[]);
+    let mut writer = Server::start(
+        &tmp.path().join("writer"),
+        &env,
+        &["--advertise-url", "http://writer.example:6464"],
+    );
     let w = Client::new(&writer, None);
     let (s, v) = w.post(
         "/v1/collections",
@@ -164,11 +168,11 @@ fn one_writer_and_two_replicas_follow_through_a_sigkill_and_a_restart() {
     let (s, v) = r.post("/v1/collections/docs/documents", &docs(0..1));
     assert_eq!(s, 403, "{v}");
     assert_eq!(v["error"]["code"], "read_only");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&prefix), "names the bucket: {v}");
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(&prefix)),
-        "{v}"
+        message.contains("the writer is at http://writer.example:6464"),
+        "names the writer: {v}"
     );
     for path in [
         "/v1/collections/docs/flush",

@@ -111,6 +111,7 @@ impl Shared {
                         version = p.manifest.version,
                         "replica follows a new manifest version"
                     );
+                    self.poison.set_writer_url(p.writer_url.clone());
                     follower.applied(&p);
                 }
                 Err(e) => {

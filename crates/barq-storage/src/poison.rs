@@ -16,6 +16,8 @@ pub(crate) struct Poison {
     fenced: OnceLock<String>,
     /// Set for a read-only replica (the message names the bucket it follows).
     read_only: OnceLock<String>,
+    /// Where the replica's writer is, once a version it published said.
+    writer_url: parking_lot::RwLock<Option<String>>,
 }
 
 impl Poison {
@@ -34,11 +36,20 @@ impl Poison {
         let _ = self.read_only.set(why);
     }
 
+    /// A replica: the writer of the version served is at `url` (named by refused writes).
+    pub(crate) fn set_writer_url(&self, url: Option<String>) {
+        *self.writer_url.write() = url;
+    }
+
     /// `Err(ReadOnly)` on a read-only replica, `Err(Conflict)` once fenced (for writes and
     /// tiering operations).
     pub(crate) fn check_writable(&self) -> Result<()> {
         if let Some(why) = self.read_only.get() {
-            return Err(Error::new(ErrorKind::ReadOnly, why.clone()));
+            let message = match self.writer_url.read().as_deref() {
+                Some(url) => format!("{why}; the writer is at {url}"),
+                None => why.clone(),
+            };
+            return Err(Error::new(ErrorKind::ReadOnly, message));
         }
         match self.fenced.get() {
             None => Ok(()),

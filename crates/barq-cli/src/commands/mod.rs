@@ -101,12 +101,17 @@ fn dispatch(cli: &Cli, ctx: &Context<'_>) -> Result<()> {
 /// Open the data directory. It must exist unless `create`. (The engine itself refuses a
 /// directory that holds other files but no manifest.)
 fn open(cli: &Cli, create: bool) -> Result<Database> {
-    open_with(cli, create, false)
+    open_with(cli, create, false, None)
 }
 
 /// [`open`], with the maintenance loop of the configuration and background compaction when
-/// `maintain` (for a server).
-fn open_with(cli: &Cli, create: bool, maintain: bool) -> Result<Database> {
+/// `maintain` (for a server), and the URL a server publishes as its writer's (`writer_url`).
+fn open_with(
+    cli: &Cli,
+    create: bool,
+    maintain: bool,
+    writer_url: Option<String>,
+) -> Result<Database> {
     let dir = &cli.data_dir;
     if !create && !dir.exists() {
         return Err(Error::not_found(format!(
@@ -117,7 +122,8 @@ fn open_with(cli: &Cli, create: bool, maintain: bool) -> Result<Database> {
     }
     let settings = barq_config::load(cli.config.as_deref())?;
     let cold_store = barq_config::build_cold_store(&settings.storage, dir)?;
-    let options = options(cli, &settings, maintain);
+    let mut options = options(cli, &settings, maintain);
+    options.tiering.writer_url = writer_url;
     tracing::debug!(dir = %dir.display(), "opening database");
     let mut builder = Database::builder(dir).options(options);
     if let Some(spec) = cold_store {

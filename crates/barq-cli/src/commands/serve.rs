@@ -16,7 +16,12 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         Some(url) => barq_config::load_with_store_url(cli.config.as_deref(), "--replica-of", url)?,
     };
     let db = match &args.replica_of {
-        None => Arc::new(super::open_with(cli, true, true)?),
+        None => Arc::new(super::open_with(
+            cli,
+            true,
+            true,
+            args.advertise_url.clone(),
+        )?),
         Some(url) => {
             let spec = barq_config::build_cold_store(&settings.storage, &cli.data_dir)?
                 .ok_or_else(|| Error::invalid(format!("--replica-of {url:?} names no store")))?;

@@ -22,6 +22,9 @@ pub struct ReplicaStatus {
     pub epoch: Option<u64>,
     /// When that version was published, ms since the Unix epoch.
     pub published_at_ms: Option<u64>,
+    /// Where clients reach the writer that published it, if it says.
+    #[serde(default)]
+    pub writer_url: Option<String>,
     /// The newest version seen in the bucket (versions that did not check excluded).
     pub newest_version: Option<u64>,
     /// How far the served version's number is behind the newest one.
@@ -143,6 +146,7 @@ impl Follower {
         s.epoch = Some(p.epoch);
         s.last_error = None;
         s.published_at_ms = Some(p.published_at_ms);
+        s.writer_url = p.writer_url.clone();
         if s.newest_version.is_none_or(|n| n < p.manifest.version) {
             s.newest_version = Some(p.manifest.version);
         }

@@ -57,6 +57,9 @@ pub struct PublishedManifest {
     pub epoch: u64,
     /// When it was published, ms since the Unix epoch.
     pub published_at_ms: u64,
+    /// Where clients reach the writer, if it says ([`TieringOptions::writer_url`](crate::tiering::TieringOptions::writer_url)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_url: Option<String>,
     /// The manifest (its `version` is the object's number).
     pub manifest: Manifest,
 }

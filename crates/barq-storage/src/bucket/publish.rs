@@ -216,6 +216,7 @@ impl Publisher {
         let bytes = encode(&PublishedManifest {
             epoch,
             published_at_ms: now,
+            writer_url: env.options.writer_url.clone(),
             manifest: snap,
         })?;
         let key = manifest_key(cold, version);

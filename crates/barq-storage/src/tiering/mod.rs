@@ -147,6 +147,10 @@ pub struct TieringOptions {
     /// How often pending uploads and the manifest are published. Default 200 ms: a pass with
     /// nothing new to upload or publish costs no request.
     pub upload_interval: Duration,
+    /// Where clients reach this writer (e.g. `http://10.0.0.5:6464`), published with each
+    /// manifest version so that replicas can name it when they refuse a write. `None`: not
+    /// published.
+    pub writer_url: Option<String>,
     /// Manifest versions in the bucket older than this are deleted (the newest always stays),
     /// and an object is not collected as an orphan before it has been unreferenced this long,
     /// so a reader of any retained version finds every segment it names. Default 1 h.
@@ -170,6 +174,7 @@ impl Default for TieringOptions {
             store_recheck_interval: Duration::from_secs(10),
             upload_on_seal: None,
             upload_interval: Duration::from_millis(200),
+            writer_url: None,
             manifest_retention: Duration::from_secs(3600),
         }
     }
