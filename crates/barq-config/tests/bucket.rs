@@ -326,6 +326,45 @@ fn a_torn_manifest_version_is_skipped_by_restore_with_the_reason() {
 }
 
 #[test]
+fn a_missing_newest_version_leaves_the_one_before_it_to_restore() {
+    let Some(s) = setup("missing") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let db = open(&data, &s.spec(&data));
+    common::load(&db);
+    wait_published(&db);
+    let expected = observe(&db);
+    db.upsert(COLLECTION, &[Document::new("later", common::vector(9))])
+        .expect("upsert");
+    db.flush(COLLECTION).expect("flush");
+    wait_published(&db);
+    db.close().expect("close");
+    let versions = manifest_versions(&s.independent, &s.prefix);
+    assert!(versions.len() >= 2, "{versions:?}");
+    let (newest, before) = (&versions[versions.len() - 1], &versions[versions.len() - 2]);
+    common::runtime().block_on(async {
+        s.independent
+            .delete(&object_store::path::Path::from(newest.as_str()))
+            .await
+            .expect("delete the newest version");
+    });
+    let restored_dir = dir.path().join("restored");
+    let (restored, report) = Database::builder(&restored_dir)
+        .options(sharing())
+        .cold_store(s.spec(&restored_dir))
+        .restore()
+        .expect("restore");
+    assert!(
+        before.ends_with(&format!("{:020}.json", report.version)),
+        "{before} restored, not {}",
+        report.version
+    );
+    // The state of that version: everything but the last flush.
+    assert_eq!(observe(&restored), expected);
+    assert!(restored.get(COLLECTION, "later").expect("get").is_none());
+}
+
+#[test]
 fn a_store_that_is_down_while_publishing_delays_it_and_loses_nothing() {
     let Some(s) = setup("down") else { return };
     let dir = tempfile::tempdir().expect("tempdir");
