@@ -8,6 +8,9 @@
 //! - two writer processes started on one prefix: the second fences the first, whose writes
 //!   then fail with 409.
 
+#[path = "support/data.rs"]
+#[allow(dead_code)]
+mod data;
 #[path = "support/server.rs"]
 #[allow(dead_code)]
 mod server;
@@ -15,47 +18,9 @@ mod server;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use data::{DIM, docs, s3_env, vector};
+use serde_json::json;
 use server::{Client, Server};
-
-const DIM: usize = 8;
-
-fn vector(i: usize) -> Vec<f32> {
-    (0..DIM)
-        .map(|d| {
-            if d == 0 {
-                i as f32
-            } else {
-                ((i * 31 + d * 7) % 97) as f32 / 97.0
-            }
-        })
-        .collect()
-}
-
-fn docs(range: std::ops::Range<usize>) -> String {
-    let docs: Vec<Value> = range
-        .map(|i| json!({"id": format!("doc-{i}"), "vector": vector(i), "payload": {"i": i}}))
-        .collect();
-    json!({ "documents": docs }).to_string()
-}
-
-fn s3_env() -> Option<(String, String)> {
-    let (Ok(e), Ok(b)) = (
-        std::env::var("BARQ_TEST_S3_ENDPOINT"),
-        std::env::var("BARQ_TEST_S3_BUCKET"),
-    ) else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "BARQ_TEST_S3_ENDPOINT is not set: CI must start the S3 server (scripts/test-services.sh start)"
-            );
-        }
-        eprintln!(
-            "skipping: no S3 test server (`scripts/test-services.sh start`, then eval its `env`)"
-        );
-        return None;
-    };
-    Some((e, b))
-}
 
 fn unique(tag: &str) -> String {
     let nanos = std::time::SystemTime::now()

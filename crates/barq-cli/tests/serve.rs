@@ -8,36 +8,18 @@
 //! - SIGKILL during an offload, and again during a hydration → restart → every acknowledged
 //!   write is readable and every segment is in exactly one consistent state.
 
+#[path = "support/data.rs"]
+#[allow(dead_code)]
+mod data;
 #[path = "support/server.rs"]
 #[allow(dead_code)]
 mod server;
 
 use std::path::Path;
 
+use data::{DIM, docs, s3_env, vector};
 use serde_json::{Value, json};
 use server::{Client, Server};
-
-const DIM: usize = 8;
-
-/// Distinct per document: the first component is the document's number.
-fn vector(i: usize) -> Vec<f32> {
-    (0..DIM)
-        .map(|d| {
-            if d == 0 {
-                i as f32
-            } else {
-                ((i * 31 + d * 7) % 97) as f32 / 97.0
-            }
-        })
-        .collect()
-}
-
-fn docs(range: std::ops::Range<usize>) -> String {
-    let docs: Vec<Value> = range
-        .map(|i| json!({"id": format!("doc-{i}"), "vector": vector(i), "payload": {"i": i}}))
-        .collect();
-    json!({ "documents": docs }).to_string()
-}
 
 fn create(c: &Client, dim: usize) {
     let (s, v) = c.post(
@@ -79,26 +61,6 @@ fn segment_files(data: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-fn s3_env() -> Option<(String, String)> {
-    match (
-        std::env::var("BARQ_TEST_S3_ENDPOINT"),
-        std::env::var("BARQ_TEST_S3_BUCKET"),
-    ) {
-        (Ok(e), Ok(b)) => Some((e, b)),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "BARQ_TEST_S3_ENDPOINT is not set: CI must start the S3 server (scripts/test-services.sh start)"
-            )
-        }
-        _ => {
-            eprintln!(
-                "skipping: no S3 test server (`scripts/test-services.sh start`, then eval its `env`)"
-            );
-            None
-        }
-    }
 }
 
 fn list(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {

@@ -82,6 +82,17 @@ impl Setup {
     fn spec(&self, data: &Path) -> ColdStoreSpec {
         common::s3_spec(&self.endpoint, &self.bucket, &self.prefix, data)
     }
+
+    /// Restore a new data directory at `data` from this bucket, as a sharing writer.
+    fn restore(
+        &self,
+        data: &Path,
+    ) -> barq_core::Result<(Database, barq_storage::bucket::RestoreReport)> {
+        Database::builder(data)
+            .options(sharing())
+            .cold_store(self.spec(data))
+            .restore()
+    }
 }
 
 #[test]
@@ -156,11 +167,7 @@ fn restore_from_the_bucket_alone_serves_every_flushed_document() {
     std::fs::remove_dir_all(&data).expect("destroy the data directory");
 
     let restored_dir = dir.path().join("restored");
-    let (restored, report) = Database::builder(&restored_dir)
-        .options(sharing())
-        .cold_store(s.spec(&restored_dir))
-        .restore()
-        .expect("restore");
+    let (restored, report) = s.restore(&restored_dir).expect("restore");
     assert_eq!(report.version, published.local_version);
     assert_eq!((report.collections, report.segments), (1, 2));
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
@@ -196,11 +203,7 @@ fn restore_from_the_bucket_alone_serves_every_flushed_document() {
     assert!(status.local_version > report.version);
 
     // A restore into a directory that holds data is refused, and writes nothing.
-    let err = Database::builder(&restored_dir)
-        .options(sharing())
-        .cold_store(s.spec(&restored_dir))
-        .restore()
-        .expect_err("not empty");
+    let err = s.restore(&restored_dir).expect_err("not empty");
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
 }
 
@@ -307,11 +310,7 @@ fn a_torn_manifest_version_is_skipped_by_restore_with_the_reason() {
         }
     });
     let restored_dir = dir.path().join("restored");
-    let (restored, report) = Database::builder(&restored_dir)
-        .options(sharing())
-        .cold_store(s.spec(&restored_dir))
-        .restore()
-        .expect("restore");
+    let (restored, report) = s.restore(&restored_dir).expect("restore");
     assert_eq!(report.version, published.local_version);
     assert_eq!(report.skipped.len(), 2, "{:?}", report.skipped);
     assert!(
@@ -349,11 +348,7 @@ fn a_missing_newest_version_leaves_the_one_before_it_to_restore() {
             .expect("delete the newest version");
     });
     let restored_dir = dir.path().join("restored");
-    let (restored, report) = Database::builder(&restored_dir)
-        .options(sharing())
-        .cold_store(s.spec(&restored_dir))
-        .restore()
-        .expect("restore");
+    let (restored, report) = s.restore(&restored_dir).expect("restore");
     assert!(
         before.ends_with(&format!("{:020}.json", report.version)),
         "{before} restored, not {}",
@@ -424,11 +419,7 @@ fn a_store_that_is_down_while_publishing_delays_it_and_loses_nothing() {
 
     // And the bucket alone has every flushed document.
     let restored_dir = dir.path().join("restored");
-    let (restored, _) = Database::builder(&restored_dir)
-        .options(sharing())
-        .cold_store(s.spec(&restored_dir))
-        .restore()
-        .expect("restore");
+    let (restored, _) = s.restore(&restored_dir).expect("restore");
     assert_eq!(restored.count(COLLECTION).expect("count"), 1999 + 300);
     assert!(restored.get(COLLECTION, "down299").expect("get").is_some());
 }
@@ -670,11 +661,7 @@ fn old_versions_are_pruned_after_the_retention_and_no_object_a_retained_version_
     }
     db.close().expect("close");
     let restored_dir = dir.path().join("restored");
-    let (restored, report) = Database::builder(&restored_dir)
-        .options(sharing())
-        .cold_store(s.spec(&restored_dir))
-        .restore()
-        .expect("restore after pruning");
+    let (restored, report) = s.restore(&restored_dir).expect("restore");
     assert_eq!(Some(report.version), after.published_version);
     assert_eq!(restored.count(COLLECTION).expect("count"), 1999);
 }

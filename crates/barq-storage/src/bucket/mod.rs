@@ -144,12 +144,7 @@ pub(crate) fn all_cold(manifest: &mut Manifest, now_ms: u64) -> Result<(u64, u64
 
 /// `<prefix>/<dir>/<n:020>` plus `suffix`.
 pub(crate) fn numbered_key(cold: &ColdStore, dir: &str, n: u64, suffix: &str) -> String {
-    let tail = format!("{dir}/{n:020}{suffix}");
-    if cold.prefix().is_empty() {
-        tail
-    } else {
-        format!("{}/{tail}", cold.prefix())
-    }
+    cold.key(&format!("{dir}/{n:020}{suffix}"))
 }
 
 /// The key of manifest version `version`.
@@ -173,12 +168,7 @@ pub(crate) async fn list_numbered_after(
     dir: &str,
     after: Option<u64>,
 ) -> Result<Vec<(u64, i64)>> {
-    let root = if cold.prefix().is_empty() {
-        dir.to_owned()
-    } else {
-        format!("{}/{dir}", cold.prefix())
-    };
-    let root = path(&root);
+    let root = path(&cold.key(dir));
     cold.counters
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -123,37 +123,15 @@ impl SegmentSlots for Collection {
         remote_key: Option<String>,
         now_ms: u64,
     ) -> Result<SegmentEntry> {
-        let name = &self.config.name;
-        self.manifest.commit(|m| {
-            let s = m
-                .collections
-                .get_mut(name)
-                .and_then(|c| c.segments.iter_mut().find(|s| s.id == id))
-                .ok_or_else(|| {
-                    Error::not_found(format!("segment {id} of \"{name}\" vanished during a move"))
-                })?;
+        self.commit_segment(id, "a move", |s| {
             s.tier = tier;
             s.remote_key = remote_key;
             s.moved_at_ms = Some(now_ms);
-            Ok(s.clone())
         })
     }
 
     fn commit_remote_copy(&self, id: u64, remote_key: String) -> Result<SegmentEntry> {
-        let name = &self.config.name;
-        self.manifest.commit(|m| {
-            let s = m
-                .collections
-                .get_mut(name)
-                .and_then(|c| c.segments.iter_mut().find(|s| s.id == id))
-                .ok_or_else(|| {
-                    Error::not_found(format!(
-                        "segment {id} of \"{name}\" vanished during its upload"
-                    ))
-                })?;
-            s.remote_key = Some(remote_key);
-            Ok(s.clone())
-        })
+        self.commit_segment(id, "its upload", |s| s.remote_key = Some(remote_key))
     }
 
     fn replace_handle(&self, new: Arc<SegmentHandle>) {
@@ -165,6 +143,30 @@ impl SegmentSlots for Collection {
 }
 
 impl Collection {
+    /// Edit segment `id`'s manifest entry in one durable commit; `NotFound` naming `during` if
+    /// it is gone. Returns the new entry.
+    fn commit_segment(
+        &self,
+        id: u64,
+        during: &str,
+        edit: impl FnOnce(&mut SegmentEntry),
+    ) -> Result<SegmentEntry> {
+        let name = &self.config.name;
+        self.manifest.commit(|m| {
+            let s = m
+                .collections
+                .get_mut(name)
+                .and_then(|c| c.segments.iter_mut().find(|s| s.id == id))
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "segment {id} of \"{name}\" vanished during {during}"
+                    ))
+                })?;
+            edit(s);
+            Ok(s.clone())
+        })
+    }
+
     /// The current handle of segment `id`.
     pub(crate) fn handle(&self, id: u64) -> Result<Arc<SegmentHandle>> {
         self.state

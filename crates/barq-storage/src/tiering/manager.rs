@@ -460,9 +460,6 @@ impl Inner {
         if !self.env.shared_bucket {
             return Ok(None);
         }
-        if let Some(why) = self.poison.fenced() {
-            return Err(Error::new(ErrorKind::Conflict, why.to_owned()));
-        }
         if self.env.cold.health().state == super::ColdStoreState::Degraded {
             let e = Error::new(
                 ErrorKind::Unavailable,

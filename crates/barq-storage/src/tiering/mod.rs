@@ -296,11 +296,7 @@ impl TierEnv {
     pub(crate) fn check_reachable(&self) -> barq_core::Result<()> {
         use object_store::ObjectStoreExt;
         let cold = &self.cold;
-        let key = if cold.prefix().is_empty() {
-            ".barq-ready".to_owned()
-        } else {
-            format!("{}/.barq-ready", cold.prefix())
-        };
+        let key = cold.key(".barq-ready");
         let p = object_store::path::Path::from(key.as_str());
         match cold.block_on(cold.inner().head(&p)) {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),

@@ -231,9 +231,13 @@ impl ColdStore {
     /// node seals a segment under an id a former writer also used.
     pub fn segment_key(&self, collection: &str, segment_id: u64, checksum: &str) -> String {
         let crc = checksum.strip_prefix("crc32c:").unwrap_or(checksum);
-        let tail = format!("{collection}/segments/{segment_id:020}-{crc}.seg");
+        self.key(&format!("{collection}/segments/{segment_id:020}-{crc}.seg"))
+    }
+
+    /// `tail` under the key prefix.
+    pub fn key(&self, tail: &str) -> String {
         if self.prefix.is_empty() {
-            tail
+            tail.to_owned()
         } else {
             format!("{}/{tail}", self.prefix)
         }
