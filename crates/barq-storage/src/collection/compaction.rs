@@ -64,9 +64,6 @@ pub struct CompactionOutcome {
     pub dropped_rows: u64,
 }
 
-/// The longest a compaction waits for an upload on seal of one of its inputs to finish.
-const UPLOAD_WAIT: Duration = Duration::from_secs(120);
-
 impl Collection {
     /// Delete the local copies of segments that left the manifest and forget their cached
     /// ranges. Their remote objects are left to orphan collection, which deletes them after the
@@ -160,38 +157,25 @@ impl Collection {
 
     /// Merge the segments at `run`. Caller holds `compaction_lock`.
     fn compact_run(&self, run: Range<usize>) -> Result<CompactionOutcome> {
-        // An upload on seal holds its segment only while it copies it: wait for it rather than
-        // fail (a move or another holder still fails at once).
-        let deadline = std::time::Instant::now() + UPLOAD_WAIT;
-        let (snap, inputs, _busy) = loop {
-            let snap = self.snapshot();
-            let inputs: Vec<Arc<SegmentHandle>> = snap.segments[run.clone()].to_vec();
-            let marked = inputs
-                .iter()
-                .map(|h| self.busy.mark(&self.config.name, h.entry.id, "compacting"))
-                .collect::<Result<Vec<_>>>();
-            match marked {
-                Ok(busy) => break (snap, inputs, busy),
-                Err(e)
-                    if e.kind() == barq_core::ErrorKind::Conflict
-                        && inputs
-                            .iter()
-                            .any(|h| self.busy.holds(h.entry.id, "uploading"))
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        let shadows = self.shadows_for(&snap)?;
-        // A move may have finished between the snapshot and the busy marks.
+        let snap = self.snapshot();
+        // Marking waits for an upload on seal of an input (see `Busy::mark`).
+        let _busy = snap.segments[run.clone()]
+            .iter()
+            .map(|h| self.busy.mark(&self.config.name, h.entry.id, "compacting"))
+            .collect::<Result<Vec<_>>>()?;
+        // A move may have finished between the snapshot and the busy marks; an upload that
+        // finished only recorded a remote copy of the same file.
         let now = self.snapshot();
+        let same = |a: &SegmentHandle, b: &SegmentHandle| {
+            a.entry.id == b.entry.id
+                && a.entry.tier == b.entry.tier
+                && a.entry.checksum == b.entry.checksum
+        };
         if now.segments.len() != snap.segments.len()
             || !now.segments[run.clone()]
                 .iter()
-                .zip(&inputs)
-                .all(|(a, b)| Arc::ptr_eq(a, b))
+                .zip(&snap.segments[run.clone()])
+                .all(|(a, b)| same(a, b))
         {
             return Err(Error::new(
                 barq_core::ErrorKind::Conflict,
@@ -201,6 +185,9 @@ impl Collection {
                 ),
             ));
         }
+        let snap = now;
+        let shadows = self.shadows_for(&snap)?;
+        let inputs: Vec<Arc<SegmentHandle>> = snap.segments[run.clone()].to_vec();
         let drop_tombstones = run.start == 0;
 
         // The surviving rows of every input, sorted by id (ids are unique among them).

@@ -16,7 +16,7 @@ pub(crate) mod flush;
 pub(crate) mod search;
 mod slots;
 
-pub(crate) use slots::{Busy, SegmentSlots};
+pub(crate) use slots::{Busy, SegmentSlots, UPLOADING};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

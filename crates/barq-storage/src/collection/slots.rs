@@ -42,34 +42,48 @@ pub(crate) trait SegmentSlots: Sync {
     fn replace_handle(&self, new: Arc<SegmentHandle>);
 }
 
+/// What an upload on seal marks its segment with.
+pub(crate) const UPLOADING: &str = "uploading";
+
+/// The longest a move or a compaction waits for an upload on seal of its segment.
+const UPLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Segments being moved or compacted, with what holds each.
 #[derive(Debug, Default)]
 pub(crate) struct Busy(Mutex<HashMap<u64, &'static str>>);
 
 impl Busy {
-    /// Hold `id` for `what` in `collection`, or fail with `Conflict`.
+    /// Hold `id` for `what` in `collection`, or fail with `Conflict`. An upload on seal holds
+    /// its segment only while it copies it: a move or a compaction waits for it (at most
+    /// [`UPLOAD_WAIT`]) instead of failing.
     pub(crate) fn mark(
         &self,
         collection: &str,
         id: u64,
         what: &'static str,
     ) -> Result<BusyGuard<'_>> {
-        let mut busy = self.0.lock();
-        if let Some(other) = busy.get(&id) {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "segment {id} of collection \"{collection}\" is busy ({other}); try again later"
-                ),
-            ));
+        let deadline = std::time::Instant::now() + UPLOAD_WAIT;
+        loop {
+            let mut busy = self.0.lock();
+            match busy.get(&id) {
+                None => {
+                    busy.insert(id, what);
+                    return Ok(BusyGuard { busy: self, id });
+                }
+                Some(&UPLOADING) if what != UPLOADING && std::time::Instant::now() < deadline => {
+                    drop(busy);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Some(other) => {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "segment {id} of collection \"{collection}\" is busy ({other}); try again later"
+                        ),
+                    ));
+                }
+            }
         }
-        busy.insert(id, what);
-        Ok(BusyGuard { busy: self, id })
-    }
-
-    /// Whether `id` is held for `what`.
-    pub(crate) fn holds(&self, id: u64, what: &str) -> bool {
-        self.0.lock().get(&id).is_some_and(|w| *w == what)
     }
 
     /// Whether `id` is held.

@@ -28,7 +28,7 @@ impl Mover<'_> {
     /// is Cold or already has a copy.
     pub(crate) fn copy_to_store(&self, id: u64) -> Result<u64> {
         self.slots.check_open()?;
-        let _busy = self.slots.mark_busy(id, "uploading")?;
+        let _busy = self.slots.mark_busy(id, crate::collection::UPLOADING)?;
         let h = self.slots.handle(id)?;
         let entry = &h.entry;
         if entry.tier == StorageTier::Cold || entry.remote_key.is_some() {
