@@ -85,6 +85,41 @@ def test_upsert_get_search_delete(client: barq.Client, collection: str) -> None:
     assert [h.id for h in client.search(collection, [1, 0, 0])] == ["c"]
 
 
+def test_filtered_search_count_and_indexed_fields(
+    client: barq.Client, new_name: Callable[[], str]
+) -> None:
+    name = new_name()
+    created = client.create_collection(name, 2, "l2", indexed_fields={"lang": "keyword"})
+    assert created.indexed_fields == (barq.IndexedField("lang", "keyword"),)
+    try:
+        ids = [f"d{i:02}" for i in range(20)]
+        client.upsert(
+            name,
+            ids,
+            [[float(i), 0.0] for i in range(20)],
+            [{"lang": "en" if i % 2 else "de", "year": 2000 + i} for i in range(20)],
+        )
+        english = {"must": [{"key": "lang", "match": {"value": "en"}}]}
+        hits = client.search(name, [10.2, 0.0], k=2, filter=english)
+        assert [h.id for h in hits] == ["d11", "d09"]
+        recent = {"must": [{"key": "year", "range": {"gte": 2015}}], "must_not": [english]}
+        assert [h.id for h in client.search(name, [0.0, 0.0], k=3, filter=recent)] == [
+            "d16",
+            "d18",
+        ]
+        assert client.count(name) == 20
+        assert client.count(name, english) == 10
+        with pytest.raises(barq.InvalidArgument) as e:
+            client.search(name, [0.0, 0.0], filter={"must": [{"key": "lang", "like": "e%"}]})
+        assert "filter.must[0]" in e.value.message
+        fields = client.add_indexed_fields(name, {"year": "integer"})
+        assert [f.path for f in fields] == ["lang", "year"]
+        with pytest.raises(barq.InvalidArgument):
+            client.add_indexed_fields(name, {"year": "bool"})
+    finally:
+        client.drop_collection(name)
+
+
 def test_ids_are_percent_encoded(client: barq.Client, collection: str) -> None:
     ids = ["a b/é?", "x%2Fy", "..", ".", "#frag", "?q=1"]
     client.upsert(collection, ids, [[1, 0, 0]] * len(ids))

@@ -191,8 +191,19 @@ closer); results are always best first.
 Examples:
   barq search docs --vector '[0.1, 0.2, 0.3]'
   barq search docs --vector 0.1,0.2,0.3 -k 3 --with-payload
-  barq --json search docs --vector '[0.1, 0.2, 0.3]'")]
+  barq search docs --vector 0.1,0.2,0.3 --filter '{\"must\": [{\"key\": \"lang\", \"match\": {\"value\": \"en\"}}, {\"key\": \"year\", \"range\": {\"gte\": 2020}}]}'
+  barq --json search docs --vector '[0.1, 0.2, 0.3]'
+
+A filter is evaluated inside the scan, never after it: the k results are the k nearest among
+the documents that match. A bad filter is an error that names the condition, and nothing runs.")]
     Search(SearchArgs),
+
+    /// Count the live documents of a collection, or those a filter matches.
+    #[command(after_help = "\
+Examples:
+  barq count docs
+  barq count docs --filter '{\"must\": [{\"key\": \"lang\", \"match\": {\"value\": \"en\"}}]}'")]
+    Count(CountArgs),
 
     /// Write the collection's in-memory documents to a segment file now.
     #[command(after_help = "Example:\n  barq flush docs")]
@@ -202,15 +213,17 @@ Examples:
     #[command(after_help = "Example:\n  barq compact docs")]
     Compact(NameArg),
 
-    /// Build the missing IVF indexes of the collection's large hot segments now.
+    /// Build the missing indexes of the collection's large hot segments now.
     #[command(after_help = "\
-Segments of at least index_min_rows rows (20,000 by default) get an index; background
-compaction does the same one segment at a time. `barq stats NAME` shows which segments are
-indexed.
+Segments of at least index_min_rows rows (20,000 by default) get an IVF index; background
+compaction does the same one segment at a time. An indexed segment whose payload index lacks
+a field the collection indexes (added with --field, or through the API) is rewritten with it.
+`barq stats NAME` shows which segments are indexed.
 
-Example:
-  barq index docs")]
-    Index(NameArg),
+Examples:
+  barq index docs
+  barq index docs --field lang:keyword --field year:integer")]
+    Index(IndexArgs),
 
     /// Show statistics of every collection, or of one.
     #[command(after_help = "Examples:\n  barq stats\n  barq stats docs\n  barq --json stats")]
@@ -340,6 +353,7 @@ Names are 1 to 64 characters of [a-z0-9_-], starting with a letter or digit. The
 
 Examples:
   barq collection create docs --dim 384 --metric cosine
+  barq collection create docs --dim 384 --metric cosine --index-field lang:keyword --index-field year:integer
   barq --data-dir /var/lib/barq collection create sift --dim 128 --metric l2")]
     Create(CreateArgs),
 
@@ -362,6 +376,29 @@ pub struct CreateArgs {
     /// Distance metric: cosine, l2 or dot.
     #[arg(long, value_name = "METRIC")]
     pub metric: String,
+    /// Index a payload field in every sealed segment, as PATH:TYPE with TYPE keyword, integer,
+    /// float or bool (repeatable).
+    #[arg(long = "index-field", value_name = "PATH:TYPE")]
+    pub index_fields: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// Collection name.
+    pub name: String,
+    /// First add this payload field to the collection's indexed fields, as PATH:TYPE with TYPE
+    /// keyword, integer, float or bool (repeatable).
+    #[arg(long = "field", value_name = "PATH:TYPE")]
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// Collection name.
+    pub name: String,
+    /// Count only the documents this filter matches (JSON, as for `barq search --filter`).
+    #[arg(long, value_name = "JSON")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -446,10 +483,15 @@ pub struct SearchArgs {
     /// [default: 0.95].
     #[arg(long, value_name = "R", conflicts_with = "nprobe")]
     pub recall: Option<f32>,
-    /// Also print what the search did: each segment's plan (index or exact), clusters probed,
-    /// rows scanned and re-ranked, requests and bytes fetched from the cold store.
+    /// Also print what the search did: each segment's plan (index, exact or matches), rows
+    /// the filter matched and how, clusters probed, rows scanned and re-ranked, requests and
+    /// bytes fetched from the cold store.
     #[arg(long)]
     pub explain: bool,
+    /// Only documents this filter matches: JSON such as
+    /// '{"must": [{"key": "lang", "match": {"value": "en"}}]}' (see docs/api.md).
+    #[arg(long, value_name = "JSON")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -431,6 +431,7 @@ fn every_subcommand_has_help_with_examples() {
         &["get"],
         &["delete"],
         &["search"],
+        &["count"],
         &["flush"],
         &["compact"],
         &["index"],
@@ -535,4 +536,112 @@ fn index_builds_missing_indexes_and_search_explains_itself() {
     let text = run_ok(&["search", "v", "--vector", &q, "--explain"]);
     assert!(text.contains("PLAN") && text.contains("index"), "{text}");
     assert!(text.contains("clusters probed"), "{text}");
+}
+
+#[test]
+fn search_and_count_take_a_filter_and_index_adds_payload_fields() {
+    let env = Env::new();
+    let out = env.ok(&[
+        "collection",
+        "create",
+        "f",
+        "--dim",
+        "2",
+        "--metric",
+        "l2",
+        "--index-field",
+        "lang:keyword",
+    ]);
+    assert!(out.contains("indexing lang:keyword"), "{out}");
+    env.fails(
+        &[
+            "collection",
+            "create",
+            "g",
+            "--dim",
+            "2",
+            "--metric",
+            "l2",
+            "--index-field",
+            "lang:text",
+        ],
+        2,
+    );
+    let docs: String = (0..30)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"d{i:02}\", \"vector\": [{i}, 0], \"payload\": {{\"lang\": \"{}\", \"year\": {}}}}}\n",
+                if i % 3 == 0 { "en" } else { "de" },
+                2000 + i
+            )
+        })
+        .collect();
+    let file = env.file("docs.jsonl", docs);
+    env.ok(&["upsert", "f", "--file", &file]);
+    env.ok(&["flush", "f"]);
+    let filter = r#"{"must": [{"key": "lang", "match": {"value": "en"}}, {"key": "year", "range": {"lt": 2020}}]}"#;
+    let hits = env.json(&[
+        "search",
+        "f",
+        "--vector",
+        "[14, 0]",
+        "-k",
+        "2",
+        "--filter",
+        filter,
+        "--explain",
+    ]);
+    assert_eq!(hits["hits"][0]["id"], "d15", "{hits}");
+    assert_eq!(hits["hits"][1]["id"], "d12", "{hits}");
+    assert_eq!(hits["explain"]["segments"][0]["rows_matched"], 7, "{hits}");
+    let text = env.ok(&[
+        "search",
+        "f",
+        "--vector",
+        "[14, 0]",
+        "--filter",
+        filter,
+        "--explain",
+    ]);
+    assert!(
+        text.contains("MATCHED") && text.contains("payload scan"),
+        "{text}"
+    );
+    let none = env.ok(&[
+        "search",
+        "f",
+        "--vector",
+        "[1, 0]",
+        "--filter",
+        r#"{"must": [{"key": "lang", "match": {"value": "fr"}}]}"#,
+    ]);
+    assert!(none.contains("no document matches the filter"), "{none}");
+    assert_eq!(
+        env.ok(&["count", "f", "--filter", filter]),
+        "7 documents match in \"f\"\n"
+    );
+    assert_eq!(env.json(&["count", "f"])["count"], 30);
+    let err = env.fails(
+        &[
+            "search",
+            "f",
+            "--vector",
+            "[1, 0]",
+            "--filter",
+            r#"{"must": [{"key": "lang", "match": {"valu": 1}}]}"#,
+        ],
+        2,
+    );
+    assert!(err.contains("filter.must[0].match"), "{err}");
+    let err = env.fails(&["count", "f", "--filter", "{not json"], 2);
+    assert!(err.contains("invalid --filter"), "{err}");
+    let built = env.json(&["index", "f", "--field", "year:integer"]);
+    assert!(built["indexed"].as_array().is_some(), "{built}");
+    let stats = env.json(&["stats", "f"]);
+    assert_eq!(
+        stats["indexed_fields"],
+        serde_json::json!([{"path": "lang", "type": "keyword"}, {"path": "year", "type": "integer"}]),
+        "{stats}"
+    );
+    env.fails(&["index", "f", "--field", "year:bool"], 2);
 }

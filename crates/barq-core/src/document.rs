@@ -91,7 +91,8 @@ impl Document {
     }
 }
 
-/// A collection's settings, fixed at creation.
+/// A collection's settings: name, dimension and metric are fixed at creation; indexed fields
+/// can be added later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectionConfig {
     /// `[a-z0-9][a-z0-9_-]{0,63}`.
@@ -100,6 +101,9 @@ pub struct CollectionConfig {
     pub dimension: u32,
     /// How vectors are compared.
     pub metric: Metric,
+    /// Payload fields each sealed segment indexes (more can be added later).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexed_fields: Vec<crate::IndexedField>,
 }
 
 /// One search result.

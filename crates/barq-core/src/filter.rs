@@ -144,16 +144,7 @@ impl Filter {
 impl Condition {
     /// Whether the document with `id` and `payload` meets the condition.
     pub fn matches(&self, id: &str, payload: Option<&crate::Payload>) -> bool {
-        let at = |key: &[String]| -> Vec<&Value> {
-            let mut found = Vec::new();
-            if let Some(p) = payload
-                && let Some((first, rest)) = key.split_first()
-                && let Some(v) = p.get(first)
-            {
-                collect(v, rest, &mut found);
-            }
-            found
-        };
+        let at = |key: &[String]| values_at(payload, key);
         match self {
             Condition::Match { key, value } => at(key).iter().any(|v| value.equals(v)),
             Condition::MatchAny { key, any } => at(key)
@@ -170,8 +161,131 @@ impl Condition {
     }
 }
 
+impl Condition {
+    /// The payload path the condition is on (`None` for `has_id` and nested filters).
+    pub fn key(&self) -> Option<&[String]> {
+        match self {
+            Condition::Match { key, .. }
+            | Condition::MatchAny { key, .. }
+            | Condition::Range { key, .. }
+            | Condition::Exists { key }
+            | Condition::IsNull { key } => Some(key),
+            Condition::HasId(_) | Condition::Nested(_) => None,
+        }
+    }
+}
+
+/// The values at `key` in `payload`, arrays expanded: the values every condition on `key` is
+/// evaluated against (a payload index holds exactly these).
+pub fn values_at<'a>(payload: Option<&'a crate::Payload>, key: &[String]) -> Vec<&'a Value> {
+    let mut found = Vec::new();
+    if let Some(p) = payload
+        && let Some((first, rest)) = key.split_first()
+        && let Some(v) = p.get(first)
+    {
+        collect(v, rest, &mut found);
+    }
+    found
+}
+
+/// Parse a payload path (`meta.lang`) into its field names.
+pub fn parse_path(s: &str) -> Option<Vec<String>> {
+    let parts: Vec<String> = s.split('.').map(str::to_owned).collect();
+    (!s.is_empty() && !parts.iter().any(String::is_empty)).then_some(parts)
+}
+
+/// The type of an indexed payload field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    /// Strings: a row bitmap per distinct value (`match`).
+    Keyword,
+    /// Integers: a row bitmap per distinct value (`match`, and `range` over the values).
+    Integer,
+    /// Numbers: the values sorted with their rows (`range`, and `match` of integers).
+    Float,
+    /// Booleans: a row bitmap per value.
+    Bool,
+}
+
+impl FieldType {
+    /// Lowercase name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::Keyword => "keyword",
+            FieldType::Integer => "integer",
+            FieldType::Float => "float",
+            FieldType::Bool => "bool",
+        }
+    }
+}
+
+/// A payload field a collection indexes in each sealed segment, so that filters on it read a
+/// bitmap instead of every payload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexedField {
+    /// The payload path (`meta.lang`).
+    pub path: String,
+    /// The type of the values indexed; values of other types stay correct through the rows'
+    /// payloads.
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+}
+
+/// Indexed fields one collection may declare.
+pub const MAX_INDEXED_FIELDS: usize = 64;
+
+impl IndexedField {
+    /// A field of `field_type` at `path`.
+    pub fn new(path: impl Into<String>, field_type: FieldType) -> IndexedField {
+        IndexedField {
+            path: path.into(),
+            field_type,
+        }
+    }
+
+    /// The path's field names.
+    pub fn key(&self) -> Vec<String> {
+        parse_path(&self.path).unwrap_or_default()
+    }
+}
+
+/// Check a collection's indexed fields: valid paths, no path twice, at most
+/// [`MAX_INDEXED_FIELDS`].
+pub fn validate_indexed_fields(fields: &[IndexedField]) -> Result<()> {
+    if fields.len() > MAX_INDEXED_FIELDS {
+        return Err(Error::invalid(format!(
+            "a collection indexes at most {MAX_INDEXED_FIELDS} payload fields, not {}",
+            fields.len()
+        )));
+    }
+    for (i, f) in fields.iter().enumerate() {
+        if parse_path(&f.path).is_none() || f.path.len() > 256 {
+            return Err(Error::invalid(format!(
+                "indexed_fields[{i}].path: \"{}\" is not a path (dot-separated field names, none empty, at most 256 bytes)",
+                f.path
+            )));
+        }
+        if fields[..i].iter().any(|g| g.path == f.path) {
+            return Err(Error::invalid(format!(
+                "indexed_fields[{i}].path: \"{}\" is indexed twice",
+                f.path
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl MatchValue {
-    fn equals(&self, v: &Value) -> bool {
+    /// Whether a payload number `x` equals this value (only an integer can).
+    pub fn equals_number(&self, x: f64) -> bool {
+        matches!(self, MatchValue::Integer(i) if x == *i as f64)
+    }
+
+    /// Whether the payload value `v` equals this one (an integer equals a number of the same
+    /// value; other types never equal each other).
+    pub fn equals(&self, v: &Value) -> bool {
         match (self, v) {
             (MatchValue::Keyword(s), Value::String(x)) => s == x,
             (MatchValue::Bool(b), Value::Bool(x)) => b == x,
@@ -414,14 +528,12 @@ fn parse_key(v: Option<&Value>, at: &str) -> Result<Vec<String>> {
         .ok_or_else(|| invalid(&at, "missing: the payload path the condition is on"))?
         .as_str()
         .ok_or_else(|| invalid(&at, "expected a string such as \"meta.lang\""))?;
-    let parts: Vec<String> = s.split('.').map(str::to_owned).collect();
-    if s.is_empty() || parts.iter().any(String::is_empty) {
-        return Err(invalid(
+    parse_path(s).ok_or_else(|| {
+        invalid(
             &at,
             format!("\"{s}\" is not a path (dot-separated field names, none empty)"),
-        ));
-    }
-    Ok(parts)
+        )
+    })
 }
 
 fn parse_value(v: &Value, at: &str) -> Result<MatchValue> {

@@ -22,7 +22,7 @@ pub use document::{
     encode_base64_vector,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use filter::Filter;
+pub use filter::{FieldType, Filter, IndexedField};
 pub use metric::Metric;
 pub use validate::{
     MAX_DIMENSION, MAX_ID_BYTES, MAX_K, MAX_PAYLOAD_BYTES, validate_collection_name,

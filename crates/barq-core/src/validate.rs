@@ -129,7 +129,15 @@ impl CollectionConfig {
             name,
             dimension,
             metric,
+            indexed_fields: Vec::new(),
         })
+    }
+
+    /// The same settings, with these payload fields indexed (validated).
+    pub fn with_indexed_fields(mut self, fields: Vec<crate::IndexedField>) -> Result<Self> {
+        crate::filter::validate_indexed_fields(&fields)?;
+        self.indexed_fields = fields;
+        Ok(self)
     }
 }
 

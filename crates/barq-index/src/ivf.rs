@@ -214,13 +214,38 @@ impl PreparedQuery {
             .zip(factors.chunks_exact(FACTORS))
             .enumerate()
         {
-            let ip = self.code.estimate_dot(code, f, c_dot_q);
-            let key = match self.metric {
-                // ‖q‖² is the same for every row: leave it out.
-                Metric::L2 => 2.0 * ip - f[2],
-                Metric::Cosine | Metric::Dot => ip,
+            emit(i, self.key(code, f, c_dot_q));
+        }
+    }
+
+    /// [`PreparedQuery::scan`] of only the rows `rows` of the cluster (ascending or not).
+    pub fn scan_rows(
+        &self,
+        centroid: &[f32],
+        codes: &[u8],
+        factors: &[f32],
+        rows: impl IntoIterator<Item = usize>,
+        mut emit: impl FnMut(usize, f32),
+    ) {
+        let c_dot_q = barq_core::dot(centroid, &self.vector);
+        for i in rows {
+            let (Some(code), Some(f)) = (
+                codes.get(i * self.code_len..(i + 1) * self.code_len),
+                factors.get(i * FACTORS..(i + 1) * FACTORS),
+            ) else {
+                continue;
             };
-            emit(i, key);
+            emit(i, self.key(code, f, c_dot_q));
+        }
+    }
+
+    #[inline]
+    fn key(&self, code: &[u8], f: &[f32], c_dot_q: f32) -> f32 {
+        let ip = self.code.estimate_dot(code, f, c_dot_q);
+        match self.metric {
+            // ‖q‖² is the same for every row: leave it out.
+            Metric::L2 => 2.0 * ip - f[2],
+            Metric::Cosine | Metric::Dot => ip,
         }
     }
 }

@@ -46,6 +46,11 @@ pub(crate) fn routes() -> Router<AppState> {
             post(delete_documents),
         )
         .route("/v1/collections/{name}/search", post(search))
+        .route("/v1/collections/{name}/count", post(count))
+        .route(
+            "/v1/collections/{name}/indexed-fields",
+            post(add_indexed_fields),
+        )
         .route("/v1/collections/{name}/flush", post(flush))
         .route("/v1/collections/{name}/compact", post(compact))
         .route("/v1/collections/{name}/index", post(build_indexes))
@@ -192,6 +197,8 @@ struct CreateCollection {
     name: String,
     dimension: u32,
     metric: Metric,
+    #[serde(default)]
+    indexed_fields: Vec<barq_core::IndexedField>,
 }
 
 async fn list_collections(State(s): State<AppState>) -> ApiResult {
@@ -202,7 +209,8 @@ async fn create_collection(
     State(s): State<AppState>,
     Body(req): Body<CreateCollection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let config = CollectionConfig::new(req.name, req.dimension, req.metric)?;
+    let config = CollectionConfig::new(req.name, req.dimension, req.metric)?
+        .with_indexed_fields(req.indexed_fields)?;
     let db = db(&s);
     let created = config.clone();
     blocking(move || db.create_collection(config)).await?;
@@ -336,6 +344,56 @@ struct Search {
     /// Return what the search did.
     #[serde(default)]
     explain: bool,
+    /// Only documents this filter matches.
+    #[serde(default)]
+    filter: Option<Value>,
+}
+
+/// A filter from a request body, validated (a 400 naming the condition).
+fn parse_filter(v: Option<&Value>) -> Result<Option<barq_core::Filter>, ApiError> {
+    Ok(v.map(barq_core::Filter::from_json).transpose()?)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Count {
+    #[serde(default)]
+    filter: Option<Value>,
+}
+
+async fn count(
+    State(s): State<AppState>,
+    Path(n): Path<String>,
+    OptionalBody(req): OptionalBody<Count>,
+) -> ApiResult {
+    let n = name(&n)?;
+    let filter = parse_filter(req.filter.as_ref())?;
+    let db = db(&s);
+    let c = n.clone();
+    let count = blocking(move || match &filter {
+        Some(f) => db.count_matching(&c, f),
+        None => db.count(&c),
+    })
+    .await?;
+    json(&json!({"collection": n, "count": count}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddIndexedFields {
+    indexed_fields: Vec<barq_core::IndexedField>,
+}
+
+async fn add_indexed_fields(
+    State(s): State<AppState>,
+    Path(n): Path<String>,
+    Body(req): Body<AddIndexedFields>,
+) -> ApiResult {
+    let n = name(&n)?;
+    let db = db(&s);
+    let c = n.clone();
+    let fields = blocking(move || db.add_indexed_fields(&c, &req.indexed_fields)).await?;
+    json(&json!({"collection": n, "indexed_fields": fields}))
 }
 
 async fn search(
@@ -352,6 +410,7 @@ async fn search(
         exact: req.exact,
         nprobe: req.nprobe,
         recall: req.recall,
+        filter: parse_filter(req.filter.as_ref())?,
     };
     let (results, stats) = blocking(move || db.search_explained(&n, &request)).await?;
     s.inner.metrics.observe_search(&stats);

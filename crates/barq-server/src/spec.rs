@@ -60,14 +60,16 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/v1/openapi.json", Data, None, "This document"),
     r("GET", "/v1/collections", Data, None, "List collections"),
     r("GET", "/v1/stats", Data, None, "Statistics of every collection, and the data directory"),
-    r("POST", "/v1/collections", Data, REQ, "Create a collection: {name, dimension, metric}"),
+    r("POST", "/v1/collections", Data, REQ, "Create a collection: {name, dimension, metric, indexed_fields}"),
     r("GET", "/v1/collections/{name}", Data, None, "A collection's settings and statistics, with segments and bytes per tier"),
     r("DELETE", "/v1/collections/{name}", Admin, None, "Drop a collection and all its documents"),
     r("POST", "/v1/collections/{name}/documents", Data, REQ, "Insert or replace documents: {documents: [{id, vector, payload}]}"),
     r("GET", "/v1/collections/{name}/documents/{id}", Data, None, "Get a document"),
     r("DELETE", "/v1/collections/{name}/documents/{id}", Data, None, "Delete a document"),
     r("POST", "/v1/collections/{name}/delete-documents", Data, REQ, "Delete documents: {ids: [...]}"),
-    r("POST", "/v1/collections/{name}/search", Data, REQ, "The k nearest neighbours of a vector: {vector, k, with_payload, exact, nprobe, recall, explain}"),
+    r("POST", "/v1/collections/{name}/search", Data, REQ, "The k nearest neighbours of a vector among the documents a filter matches: {vector, k, filter, with_payload, exact, nprobe, recall, explain}"),
+    r("POST", "/v1/collections/{name}/count", Data, OPT, "Count the live documents a filter matches (every live document without one): {filter}"),
+    r("POST", "/v1/collections/{name}/indexed-fields", Admin, REQ, "Index more payload fields: {indexed_fields: [{path, type}]}; existing segments pick them up at their next compaction or index build"),
     r("POST", "/v1/collections/{name}/flush", Data, None, "Write the collection's in-memory documents to a segment"),
     r("POST", "/v1/collections/{name}/compact", Admin, OPT, "Merge the collection's segments into one ({async})"),
     r("POST", "/v1/collections/{name}/index", Admin, OPT, "Build the missing IVF indexes of the collection's large hot segments now ({async})"),
@@ -114,9 +116,17 @@ pub fn openapi() -> Value {
             }
         });
         if let Some(kind) = route.body {
+            let schema = match route.path.rsplit('/').next() {
+                Some("search") => json!({"$ref": "#/components/schemas/SearchRequest"}),
+                Some("count") => json!({
+                    "type": "object",
+                    "properties": {"filter": {"$ref": "#/components/schemas/Filter"}}
+                }),
+                _ => json!({"type": "object"}),
+            };
             op["requestBody"] = json!({
                 "required": kind == "required",
-                "content": {"application/json": {"schema": {"type": "object"}}}
+                "content": {"application/json": {"schema": schema}}
             });
         }
         if route.access == Access::Public {
@@ -139,6 +149,21 @@ pub fn openapi() -> Value {
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
+                "Filter": filter_schema(),
+                "SearchRequest": {
+                    "type": "object",
+                    "required": ["vector"],
+                    "properties": {
+                        "vector": {"description": "An array of numbers, or base64 of little-endian f32", "oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]},
+                        "k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+                        "filter": {"$ref": "#/components/schemas/Filter"},
+                        "with_payload": {"type": "boolean"},
+                        "exact": {"type": "boolean"},
+                        "nprobe": {"type": "integer", "minimum": 1},
+                        "recall": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                        "explain": {"type": "boolean"}
+                    }
+                },
                 "Error": {
                     "type": "object",
                     "required": ["error"],
@@ -168,4 +193,40 @@ fn operation_id(route: &RouteSpec) -> String {
         );
     }
     id
+}
+
+/// The JSON Schema of a filter (see `barq_core::filter`).
+fn filter_schema() -> Value {
+    let key =
+        json!({"type": "string", "description": "A dot-separated payload path, e.g. meta.lang"});
+    let scalar = json!({"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]});
+    let condition = json!({"oneOf": [
+        {"type": "object", "required": ["key", "match"], "additionalProperties": false, "properties": {
+            "key": key,
+            "match": {"oneOf": [
+                {"type": "object", "required": ["value"], "additionalProperties": false, "properties": {"value": scalar}},
+                {"type": "object", "required": ["any"], "additionalProperties": false, "properties": {"any": {"type": "array", "items": scalar, "maxItems": barq_core::filter::MAX_FILTER_VALUES}}}
+            ]}
+        }},
+        {"type": "object", "required": ["key", "range"], "additionalProperties": false, "properties": {
+            "key": key,
+            "range": {"type": "object", "additionalProperties": false, "minProperties": 1, "properties": {
+                "gt": {"type": "number"}, "gte": {"type": "number"}, "lt": {"type": "number"}, "lte": {"type": "number"}
+            }}
+        }},
+        {"type": "object", "required": ["exists"], "additionalProperties": false, "properties": {"exists": {"type": "object", "required": ["key"], "properties": {"key": key}}}},
+        {"type": "object", "required": ["is_null"], "additionalProperties": false, "properties": {"is_null": {"type": "object", "required": ["key"], "properties": {"key": key}}}},
+        {"type": "object", "required": ["has_id"], "additionalProperties": false, "properties": {"has_id": {"type": "array", "items": {"type": "string"}, "maxItems": barq_core::filter::MAX_FILTER_VALUES}}},
+        {"$ref": "#/components/schemas/Filter"}
+    ]});
+    json!({
+        "type": "object",
+        "description": format!("must: every condition holds; should: at least one does; must_not: none does. Nested at most {} levels, at most {} conditions.", barq_core::filter::MAX_FILTER_DEPTH, barq_core::filter::MAX_FILTER_CONDITIONS),
+        "additionalProperties": false,
+        "properties": {
+            "must": {"type": "array", "items": condition},
+            "should": {"type": "array", "items": condition},
+            "must_not": {"type": "array", "items": condition}
+        }
+    })
 }

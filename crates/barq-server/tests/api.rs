@@ -459,9 +459,17 @@ fn the_openapi_document_lists_exactly_the_routes_that_are_served() {
                     "POST /v1/tiering/maintenance"
                 ]
                 .contains(&format!("{} {}", r.method, r.path).as_str())
-                    || ["compact", "index", "offload", "hydrate", "pin", "unpin"]
-                        .iter()
-                        .any(|w| r.path.ends_with(w)),
+                    || [
+                        "compact",
+                        "index",
+                        "indexed-fields",
+                        "offload",
+                        "hydrate",
+                        "pin",
+                        "unpin"
+                    ]
+                    .iter()
+                    .any(|w| r.path.ends_with(w)),
                 "{} {} should not need the admin key",
                 r.method,
                 r.path
@@ -901,4 +909,130 @@ fn indexes_are_built_on_demand_shown_per_segment_and_searches_explain_themselves
     ] {
         assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
     }
+}
+
+#[test]
+fn filtered_search_count_and_indexed_fields_over_http_and_bad_filters_are_400s() {
+    let a = api(ServerConfig::default());
+    let (s, v) = a.post(
+        "/v1/collections",
+        r#"{"name":"docs","dimension":2,"metric":"l2","indexed_fields":[{"path":"lang","type":"keyword"}]}"#,
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v["indexed_fields"],
+        json!([{"path": "lang", "type": "keyword"}])
+    );
+    let docs: Vec<Value> = (0..40)
+        .map(|i| {
+            json!({"id": format!("d{i:02}"), "vector": [i as f32, 0.0],
+                   "payload": {"lang": if i % 4 == 0 { "en" } else { "de" }, "year": 2000 + i}})
+        })
+        .collect();
+    // Half in a segment, half in the memtable.
+    for (i, half) in docs.chunks(20).enumerate() {
+        let (s, v) = a.post(
+            "/v1/collections/docs/documents",
+            &json!({"documents": half}).to_string(),
+        );
+        assert_eq!(s, StatusCode::OK, "{v}");
+        if i == 0 {
+            let (s, _) = a.post("/v1/collections/docs/flush", "");
+            assert_eq!(s, StatusCode::OK);
+        }
+    }
+    let search = json!({"vector": [21.0, 0.0], "k": 3, "explain": true,
+        "filter": {"must": [{"key": "lang", "match": {"value": "en"}},
+                            {"key": "year", "range": {"gte": 2010}}]}});
+    let (s, v) = a.post("/v1/collections/docs/search", &search.to_string());
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let ids: Vec<&str> = v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|h| h["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["d20", "d24", "d16"], "the nearest among the matches");
+    assert_eq!(
+        v["explain"]["rows_matched"], 2,
+        "d12 and d16 in the segment: {v}"
+    );
+    assert_eq!(
+        v["explain"]["segments"][0]["filter"], "payload scan",
+        "year is not indexed"
+    );
+    let (s, v) = a.post(
+        "/v1/collections/docs/count",
+        r#"{"filter":{"must":[{"key":"lang","match":{"value":"en"}}]}}"#,
+    );
+    assert_eq!((s, v["count"].clone()), (StatusCode::OK, json!(10)), "{v}");
+    let (s, v) = a.post("/v1/collections/docs/count", "");
+    assert_eq!((s, v["count"].clone()), (StatusCode::OK, json!(40)), "{v}");
+    let (s, v) = a.post(
+        "/v1/collections/docs/indexed-fields",
+        r#"{"indexed_fields":[{"path":"year","type":"integer"}]}"#,
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["indexed_fields"].as_array().map(Vec::len), Some(2));
+    let (s, v) = a.get("/v1/collections/docs");
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v["indexed_fields"][1],
+        json!({"path": "year", "type": "integer"})
+    );
+    // Bad filters: a 400 that names the condition, and nothing runs.
+    for (filter, names) in [
+        (
+            json!({"must": [{"key": "lang", "equals": "en"}]}),
+            "filter.must[0]",
+        ),
+        (
+            json!({"must": [{"key": "year", "range": {"from": 1}}]}),
+            "filter.must[0].range",
+        ),
+        (
+            json!({"should": [{"key": "lang", "match": {"value": [1]}}]}),
+            "filter.should[0].match",
+        ),
+        (
+            json!({"must": [{"key": "", "match": {"value": 1}}]}),
+            "filter.must[0].key",
+        ),
+        (json!({"maybe": []}), "unknown field \"maybe\""),
+        (json!([1]), "filter"),
+    ] {
+        let body = json!({"vector": [1.0, 0.0], "filter": filter.clone()}).to_string();
+        let (s, v) = a.post("/v1/collections/docs/search", &body);
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{filter}: {v}");
+        assert_eq!(error_code(&v), "invalid_argument", "{v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(names), "{filter}: {message}");
+        let (s, _) = a.post(
+            "/v1/collections/docs/count",
+            &json!({"filter": filter}).to_string(),
+        );
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+    }
+    let mut deep = json!({"must": [{"key": "lang", "match": {"value": "en"}}]});
+    for _ in 0..9 {
+        deep = json!({"must": [deep]});
+    }
+    let (s, v) = a.post(
+        "/v1/collections/docs/search",
+        &json!({"vector": [1.0, 0.0], "filter": deep}).to_string(),
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nest at most"),
+        "{v}"
+    );
+    let (s, v) = a.post(
+        "/v1/collections/docs/indexed-fields",
+        r#"{"indexed_fields":[{"path":"lang","type":"integer"}]}"#,
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(a.documents("docs"), 40);
 }

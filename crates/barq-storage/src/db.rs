@@ -64,7 +64,7 @@ impl Shared {
             let delay = self.options.index_delay;
             let done = c.compact_size_tiered().and_then(|merged| match merged {
                 Some(o) => Ok(Some(o)),
-                None => c.index_one(Some(delay)),
+                None => c.index_one(Some(delay), false),
             });
             if let Err(e) = done {
                 tracing::error!(collection = %c.name(), error = %e, "background compaction failed");
@@ -245,6 +245,9 @@ pub struct CollectionStats {
     /// top-k hits; `None` before the first sample.
     #[serde(default)]
     pub sampled_recall: Option<f64>,
+    /// Payload fields the collection indexes.
+    #[serde(default)]
+    pub indexed_fields: Vec<barq_core::IndexedField>,
 }
 
 /// One sealed segment in [`CollectionStats`].
@@ -572,7 +575,8 @@ impl Database {
     /// Create a collection. Fails with [`ErrorKind::Conflict`] if it exists.
     pub fn create_collection(&self, config: CollectionConfig) -> Result<()> {
         self.shared.poison.check()?;
-        let config = CollectionConfig::new(config.name, config.dimension, config.metric)?;
+        let config = CollectionConfig::new(config.name, config.dimension, config.metric)?
+            .with_indexed_fields(config.indexed_fields)?;
         let mut map = self.shared.collections.write();
         if map.contains_key(&config.name) {
             return Err(Error::new(
@@ -604,6 +608,7 @@ impl Database {
             segments: Vec::new(),
             pinned: false,
             tiering: Default::default(),
+            indexed_fields: config.indexed_fields.clone(),
         };
         self.shared.manifest.commit(|m| {
             m.collections.insert(entry.name.clone(), entry);
@@ -619,13 +624,27 @@ impl Database {
             .collections
             .read()
             .values()
-            .map(|c| c.config().clone())
+            .map(|c| c.current_config())
             .collect()
     }
 
     /// The settings of one collection.
     pub fn collection_config(&self, name: &str) -> Result<CollectionConfig> {
-        Ok(self.collection(name)?.config().clone())
+        Ok(self.collection(name)?.current_config())
+    }
+
+    /// Index more payload fields of a collection: new segments index them at once; existing
+    /// segments at their next compaction or [`Database::build_indexes`]. A field already
+    /// indexed with the same type is left as it is; with another type it is an error, and
+    /// nothing changes. Returns every field now indexed.
+    pub fn add_indexed_fields(
+        &self,
+        collection: &str,
+        fields: &[barq_core::IndexedField],
+    ) -> Result<Vec<barq_core::IndexedField>> {
+        self.shared.poison.check_writable()?;
+        let c = self.collection(collection)?;
+        c.add_indexed_fields(fields)
     }
 
     /// Drop a collection and all its data.
@@ -720,6 +739,12 @@ impl Database {
         Ok(self.search_explained(collection, request)?.0)
     }
 
+    /// Number of live documents `filter` matches (evaluated as a search evaluates it: through
+    /// the segments' payload indexes where they cover its conditions).
+    pub fn count_matching(&self, collection: &str, filter: &barq_core::Filter) -> Result<u64> {
+        self.collection(collection)?.count_matching(Some(filter))
+    }
+
     /// [`search`](Self::search), with what the search did: the plan of each segment, clusters
     /// probed, rows scanned and re-ranked, requests and bytes fetched from the cold store.
     pub fn search_explained(
@@ -734,6 +759,10 @@ impl Database {
         if !request.exact && indexed && local && self.shared.recall.due() {
             let ann: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
             let exact = SearchRequest::new(request.vector.clone(), request.k).exact(true);
+            let exact = SearchRequest {
+                filter: request.filter.clone(),
+                ..exact
+            };
             let submitted = self
                 .shared
                 .recall
@@ -790,7 +819,7 @@ impl Database {
         self.shared.poison.check_writable()?;
         let c = self.collection(collection)?;
         let mut done = Vec::new();
-        while let Some(o) = c.index_one(None)? {
+        while let Some(o) = c.index_one(None, true)? {
             done.push(o);
         }
         Ok(done)
@@ -855,6 +884,7 @@ impl Database {
         let mems = snap.memtables_newest_first();
         let memtable_rows: u64 = mems.iter().map(|m| m.read().row_count() as u64).sum();
         Ok(CollectionStats {
+            indexed_fields: c.indexed_fields().to_vec(),
             name: c.name().to_owned(),
             dimension: c.config().dimension,
             metric: c.config().metric,

@@ -140,6 +140,9 @@ pub struct CollectionEntry {
         skip_serializing_if = "crate::tier::TieringOverrides::is_empty"
     )]
     pub tiering: crate::tier::TieringOverrides,
+    /// Payload fields each sealed segment indexes (omitted when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexed_fields: Vec<barq_core::IndexedField>,
 }
 
 /// The whole manifest.
@@ -417,6 +420,7 @@ mod tests {
                         created_at_ms: 1,
                         flushed_seq: 7,
                         next_segment_id: 2,
+                        indexed_fields: Vec::new(),
                         segments: vec![SegmentEntry {
                             id: 1,
                             file_name: "1.seg".into(),

@@ -73,6 +73,11 @@ pub struct Options {
     /// Fraction of the searches through an index that are run again exactly in the background
     /// to measure recall (`CollectionStats::sampled_recall`); 0 turns it off. Default 0.01.
     pub recall_sample_rate: f64,
+    /// With a filter, an indexed segment with at most this many live matching rows is searched
+    /// by exact distances over just those rows; above it, through its index with the matches
+    /// applied inside the scan. Default 2,048 (at 128 dimensions, 1 MiB of vectors: for a cold
+    /// segment about what an unfiltered search fetches).
+    pub filter_exact_max_rows: u64,
 }
 
 /// Named points between the steps of a durable operation where a test can make the operation
@@ -162,6 +167,7 @@ impl Default for Options {
             index_delay: Duration::from_secs(5),
             index: barq_index::IndexParams::default(),
             recall_sample_rate: 0.01,
+            filter_exact_max_rows: 2048,
         }
     }
 }

@@ -79,7 +79,8 @@ fn invalid_input_is_rejected_and_nothing_is_written() {
         db.create_collection(CollectionConfig {
             name: "../x".into(),
             dimension: 3,
-            metric: Metric::L2
+            metric: Metric::L2,
+            indexed_fields: Vec::new(),
         })
         .expect_err("name")
         .kind(),

@@ -8,24 +8,11 @@ use std::time::Duration;
 
 use barq_core::{CollectionConfig, Document, ErrorKind, Metric, SearchHit};
 use barq_storage::{Database, Durability, FailPoints, Options, SearchRequest, StorageTier};
+use barq_testkit::Lcg as Data;
 
 const DIM: usize = 64;
 
 /// A seeded gaussian-ish mixture: 40 centres, rows spread around them.
-struct Data(u64);
-impl Data {
-    fn unit(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
-    }
-    fn gauss(&mut self) -> f32 {
-        (0..4).map(|_| self.unit()).sum::<f32>()
-    }
-}
-
 fn centres() -> Vec<Vec<f32>> {
     let mut d = Data(99);
     (0..40)

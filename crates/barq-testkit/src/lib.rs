@@ -124,3 +124,23 @@ impl barq_core::Clock for ManualClock {
         self.0.load(std::sync::atomic::Ordering::Acquire)
     }
 }
+
+/// A seeded linear congruential generator: reproducible test data without a dependency.
+#[derive(Debug, Clone)]
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// A value in [-0.5, 0.5).
+    pub fn unit(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
+    }
+
+    /// A roughly gaussian value: the sum of four [`Lcg::unit`]s (mean 0, variance 1/3).
+    pub fn gauss(&mut self) -> f32 {
+        (0..4).map(|_| self.unit()).sum::<f32>()
+    }
+}

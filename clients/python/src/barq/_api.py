@@ -25,6 +25,7 @@ from ._types import (
     DeleteResult,
     Document,
     Hit,
+    IndexedField,
     Json,
     MaintenanceResult,
     MoveResult,
@@ -135,9 +136,40 @@ def stats() -> Request[Stats]:
     return Request("GET", "/v1/stats", Stats._parse, idempotent=True)
 
 
-def create_collection(name: str, dimension: int, metric: str) -> Request[Collection]:
-    body = dumps({"name": name, "dimension": dimension, "metric": metric})
-    return Request("POST", "/v1/collections", Collection._parse, body=body)
+FieldsArg = Optional[Mapping[str, str]]
+
+
+def fields_json(fields: FieldsArg) -> list[Json]:
+    """`{"lang": "keyword", "year": "integer"}` as the API's indexed fields."""
+    return [{"path": p, "type": t} for p, t in (fields or {}).items()]
+
+
+def create_collection(
+    name: str, dimension: int, metric: str, indexed_fields: FieldsArg = None
+) -> Request[Collection]:
+    body: Json = {"name": name, "dimension": dimension, "metric": metric}
+    if indexed_fields:
+        body["indexed_fields"] = fields_json(indexed_fields)
+    return Request("POST", "/v1/collections", Collection._parse, body=dumps(body))
+
+
+def add_indexed_fields(collection: str, fields: Mapping[str, str]) -> Request[list[IndexedField]]:
+    body = dumps({"indexed_fields": fields_json(fields)})
+    return Request(
+        "POST",
+        col(collection, "indexed-fields"),
+        lambda d: [IndexedField._parse(f) for f in d["indexed_fields"]],
+        body=body,
+        access=ADMIN,
+        idempotent=True,
+    )
+
+
+def count(collection: str, filter: Optional[Mapping[str, Any]]) -> Request[int]:
+    body = dumps({} if filter is None else {"filter": filter})
+    return Request(
+        "POST", col(collection, "count"), lambda d: int(d["count"]), body=body, idempotent=True
+    )
 
 
 def get_collection(name: str) -> Request[CollectionStats]:
@@ -166,11 +198,17 @@ def delete(collection: str, ids: Union[str, Sequence[str]]) -> Request[DeleteRes
 
 
 def search(
-    collection: str, vector: _vectors.VectorLike, k: int, with_payload: bool
+    collection: str,
+    vector: _vectors.VectorLike,
+    k: int,
+    with_payload: bool,
+    filter: Optional[Mapping[str, Any]] = None,
 ) -> Request[list[Hit]]:
     body: Json = {"vector": _vectors.vector_b64(vector), "k": k}
     if with_payload:
         body["with_payload"] = True
+    if filter is not None:
+        body["filter"] = filter
     return Request(
         "POST",
         col(collection, "search"),

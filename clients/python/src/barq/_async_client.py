@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import (
     TYPE_CHECKING,
+    Any,
     Callable,
     Literal,
     Optional,
@@ -28,6 +29,7 @@ from ._types import (
     DeleteResult,
     Document,
     Hit,
+    IndexedField,
     Json,
     MaintenanceResult,
     Metric,
@@ -139,10 +141,29 @@ class AsyncClient:
 
     # Collections.
 
-    async def create_collection(self, name: str, dimension: int, metric: Metric) -> Collection:
-        """Create a collection; `metric` is `"cosine"`, `"l2"` or `"dot"`. Raises `Conflict`
-        if it exists."""
-        return await self._send(_api.create_collection(name, dimension, metric))
+    async def create_collection(
+        self,
+        name: str,
+        dimension: int,
+        metric: Metric,
+        *,
+        indexed_fields: Optional[Mapping[str, str]] = None,
+    ) -> Collection:
+        """Create a collection; `metric` is `"cosine"`, `"l2"` or `"dot"`; `indexed_fields`
+        maps payload paths to `"keyword"`, `"integer"`, `"float"` or `"bool"` for filters.
+        Raises `Conflict` if it exists."""
+        return await self._send(_api.create_collection(name, dimension, metric, indexed_fields))
+
+    async def add_indexed_fields(
+        self, collection: str, fields: Mapping[str, str]
+    ) -> list[IndexedField]:
+        """Index more payload fields (admin); existing segments pick them up at their next
+        compaction or index build. Returns every field now indexed."""
+        return await self._send(_api.add_indexed_fields(collection, fields))
+
+    async def count(self, collection: str, filter: Optional[Mapping[str, Any]] = None) -> int:
+        """The number of live documents, or of those `filter` matches."""
+        return await self._send(_api.count(collection, filter))
 
     async def list_collections(self) -> list[Collection]:
         """Every collection, by name."""
@@ -226,9 +247,12 @@ class AsyncClient:
         vector: _vectors.VectorLike,
         k: int = 10,
         with_payload: bool = False,
+        filter: Optional[Mapping[str, Any]] = None,
     ) -> list[Hit]:
-        """The `k` nearest documents to `vector` (a list or a 1-D array), best first."""
-        return await self._send(_api.search(collection, vector, k, with_payload))
+        """The `k` nearest documents to `vector` (a list or a 1-D array), best first; with
+        `filter` (`{"must": [{"key": "lang", "match": {"value": "en"}}]}`, see the API docs),
+        the nearest among the documents it matches. A bad filter raises `InvalidArgument`."""
+        return await self._send(_api.search(collection, vector, k, with_payload, filter))
 
     # Flush and compaction.
 

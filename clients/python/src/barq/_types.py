@@ -21,10 +21,29 @@ class Collection:
     name: str
     dimension: int
     metric: str
+    indexed_fields: tuple[IndexedField, ...] = ()
 
     @classmethod
     def _parse(cls, d: Json) -> Collection:
-        return cls(name=d["name"], dimension=d["dimension"], metric=d["metric"])
+        return cls(
+            name=d["name"],
+            dimension=d["dimension"],
+            metric=d["metric"],
+            indexed_fields=tuple(IndexedField._parse(f) for f in d.get("indexed_fields", [])),
+        )
+
+
+@dataclass(frozen=True)
+class IndexedField:
+    """A payload field the collection indexes for filters: `type` is `"keyword"`,
+    `"integer"`, `"float"` or `"bool"`."""
+
+    path: str
+    type: str
+
+    @classmethod
+    def _parse(cls, d: Json) -> IndexedField:
+        return cls(path=d["path"], type=d["type"])
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ impl Backend<'_> {
                     "name": config.name,
                     "dimension": config.dimension,
                     "metric": config.metric,
+                    "indexed_fields": config.indexed_fields,
                 });
                 c.call::<Value>("POST", "/v1/collections", &[], Some(&body))
                     .map(|_| ())
@@ -112,6 +113,7 @@ impl Backend<'_> {
                             name: s.name,
                             dimension: s.dimension,
                             metric: s.metric,
+                            indexed_fields: s.indexed_fields,
                         };
                         (config, s.documents)
                     })
@@ -142,6 +144,7 @@ impl Backend<'_> {
                     name: s.name,
                     dimension: s.dimension,
                     metric: s.metric,
+                    indexed_fields: s.indexed_fields,
                 })
             }
         }
@@ -217,6 +220,7 @@ impl Backend<'_> {
         &self,
         name: &str,
         request: &SearchRequest,
+        filter_json: Option<&Value>,
         explain: bool,
     ) -> Result<(Vec<SearchHit>, Option<Value>)> {
         match self {
@@ -242,6 +246,9 @@ impl Backend<'_> {
                 if let Some(r) = request.recall {
                     body["recall"] = r.into();
                 }
+                if let Some(f) = filter_json {
+                    body["filter"] = f.clone();
+                }
                 let answer: Explained = c.call(
                     "POST",
                     "/v1/collections/{name}/search",
@@ -261,6 +268,56 @@ impl Backend<'_> {
     }
 
     /// Build the missing indexes of `name` now: one outcome per segment indexed.
+    pub fn add_indexed_fields(
+        &self,
+        name: &str,
+        fields: &[barq_core::IndexedField],
+    ) -> Result<Vec<barq_core::IndexedField>> {
+        match self {
+            Backend::Local(db) => db.add_indexed_fields(name, fields),
+            Backend::Remote(c) => {
+                #[derive(serde::Deserialize)]
+                struct Added {
+                    indexed_fields: Vec<barq_core::IndexedField>,
+                }
+                let added: Added = c.call(
+                    "POST",
+                    "/v1/collections/{name}/indexed-fields",
+                    &[name],
+                    Some(&json!({"indexed_fields": fields})),
+                )?;
+                Ok(added.indexed_fields)
+            }
+        }
+    }
+
+    /// Live documents, or those `filter` (its JSON and the parsed form) matches.
+    pub fn count_matching(
+        &self,
+        name: &str,
+        filter: Option<(&Value, &barq_core::Filter)>,
+    ) -> Result<u64> {
+        match self {
+            Backend::Local(db) => match filter {
+                Some((_, f)) => db.count_matching(name, f),
+                None => db.count(name),
+            },
+            Backend::Remote(c) => {
+                #[derive(serde::Deserialize)]
+                struct Counted {
+                    count: u64,
+                }
+                let body = match filter {
+                    Some((v, _)) => json!({"filter": v}),
+                    None => json!({}),
+                };
+                let counted: Counted =
+                    c.call("POST", "/v1/collections/{name}/count", &[name], Some(&body))?;
+                Ok(counted.count)
+            }
+        }
+    }
+
     pub fn build_indexes(&self, name: &str) -> Result<Vec<CompactionOutcome>> {
         match self {
             Backend::Local(db) => db.build_indexes(name),

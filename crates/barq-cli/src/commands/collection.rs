@@ -10,7 +10,30 @@ use crate::output::{Align, Table};
 /// The validated settings of `collection create`.
 fn config(args: &CreateArgs) -> Result<CollectionConfig> {
     let metric: Metric = args.metric.parse()?;
-    CollectionConfig::new(args.name.clone(), args.dim, metric)
+    let fields = args
+        .index_fields
+        .iter()
+        .map(|f| parse_field(f, "--index-field"))
+        .collect::<Result<Vec<_>>>()?;
+    CollectionConfig::new(args.name.clone(), args.dim, metric)?.with_indexed_fields(fields)
+}
+
+/// A payload field to index, given as `PATH:TYPE`.
+pub fn parse_field(text: &str, flag: &str) -> Result<barq_core::IndexedField> {
+    let bad = |why: &str| {
+        barq_core::Error::invalid(format!(
+            "invalid {flag} \"{text}\": {why}; expected PATH:TYPE with TYPE keyword, integer, float or bool"
+        ))
+    };
+    let (path, ty) = text.rsplit_once(':').ok_or_else(|| bad("no type"))?;
+    let field_type = match ty {
+        "keyword" => barq_core::FieldType::Keyword,
+        "integer" => barq_core::FieldType::Integer,
+        "float" => barq_core::FieldType::Float,
+        "bool" => barq_core::FieldType::Bool,
+        _ => return Err(bad(&format!("unknown type \"{ty}\""))),
+    };
+    Ok(barq_core::IndexedField::new(path, field_type))
 }
 
 /// Validate `collection create`'s arguments before the data directory is touched.
@@ -23,8 +46,18 @@ pub fn create(ctx: &Context<'_>, args: &CreateArgs) -> Result<()> {
     ctx.db.create_collection(&config)?;
     tracing::debug!(collection = %config.name, "collection created");
     ctx.out.emit(&config, || {
+        let fields: Vec<String> = config
+            .indexed_fields
+            .iter()
+            .map(|f| format!("{}:{}", f.path, f.field_type.name()))
+            .collect();
+        let indexed = if fields.is_empty() {
+            String::new()
+        } else {
+            format!(", indexing {}", fields.join(", "))
+        };
         format!(
-            "created collection \"{}\" (dimension {}, metric {})",
+            "created collection \"{}\" (dimension {}, metric {}{indexed})",
             config.name, config.dimension, config.metric
         )
     })

@@ -67,7 +67,16 @@ struct Indexed<'a> {
     indexed: Vec<barq_storage::CompactionOutcome>,
 }
 
-pub fn index(ctx: &Context<'_>, name: &str) -> Result<()> {
+pub fn index(ctx: &Context<'_>, args: &crate::args::IndexArgs) -> Result<()> {
+    let name = args.name.as_str();
+    let fields = args
+        .fields
+        .iter()
+        .map(|f| super::collection::parse_field(f, "--field"))
+        .collect::<Result<Vec<_>>>()?;
+    if !fields.is_empty() {
+        ctx.db.add_indexed_fields(name, &fields)?;
+    }
     let spinner = super::spinner(&format!("building the indexes of \"{name}\""), ctx.quiet);
     let built = ctx.db.build_indexes(name);
     spinner.finish_and_clear();

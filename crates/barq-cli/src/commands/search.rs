@@ -24,7 +24,14 @@ pub fn search(ctx: &Context<'_>, args: &SearchArgs) -> Result<()> {
         .exact(args.exact);
     request.nprobe = args.nprobe;
     request.recall = args.recall;
-    let (hits, explain) = ctx.db.search(&args.name, &request, args.explain)?;
+    let filter = parse_filter(args.filter.as_deref())?;
+    request.filter = filter.as_ref().map(|(_, f)| f.clone());
+    let (hits, explain) = ctx.db.search(
+        &args.name,
+        &request,
+        filter.as_ref().map(|(v, _)| v),
+        args.explain,
+    )?;
     let result = SearchResult {
         collection: &args.name,
         metric: config.metric,
@@ -38,10 +45,12 @@ pub fn search(ctx: &Context<'_>, args: &SearchArgs) -> Result<()> {
             .map(explain_text)
             .unwrap_or_default();
         if result.hits.is_empty() {
-            return format!(
-                "no results: collection \"{}\" is empty{explained}",
-                args.name
-            );
+            let why = if args.filter.is_some() {
+                "no document matches the filter"
+            } else {
+                "the collection is empty"
+            };
+            return format!("no results in \"{}\": {why}{explained}", args.name);
         }
         let score = if config.metric.higher_is_better() {
             "SIMILARITY"
@@ -73,6 +82,42 @@ pub fn search(ctx: &Context<'_>, args: &SearchArgs) -> Result<()> {
     })
 }
 
+/// A `--filter` argument: its JSON and the validated filter (nothing runs when it is bad).
+fn parse_filter(text: Option<&str>) -> Result<Option<(serde_json::Value, barq_core::Filter)>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::invalid(format!("invalid --filter: {e}; expected a JSON object")))?;
+    let f = barq_core::Filter::from_json(&v)?;
+    Ok(Some((v, f)))
+}
+
+#[derive(Debug, Serialize)]
+struct Counted<'a> {
+    collection: &'a str,
+    count: u64,
+}
+
+/// `barq count`.
+pub fn count(ctx: &Context<'_>, args: &crate::args::CountArgs) -> Result<()> {
+    let filter = parse_filter(args.filter.as_deref())?;
+    let count = ctx
+        .db
+        .count_matching(&args.name, filter.as_ref().map(|(v, f)| (v, f)))?;
+    let result = Counted {
+        collection: &args.name,
+        count,
+    };
+    let what = if args.filter.is_some() {
+        "documents match"
+    } else {
+        "documents"
+    };
+    ctx.out
+        .emit(&result, || format!("{count} {what} in \"{}\"", args.name))
+}
+
 /// The statistics of `--explain` as text: a line of totals, then one row per segment.
 fn explain_text(stats: &serde_json::Value) -> String {
     let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
@@ -94,6 +139,7 @@ fn explain_text(stats: &serde_json::Value) -> String {
             ("TIER", Align::Left),
             ("PLAN", Align::Left),
             ("ROWS", Align::Right),
+            ("MATCHED", Align::Right),
             ("PROBED", Align::Right),
             ("SCANNED", Align::Right),
             ("RERANKED", Align::Right),
@@ -104,6 +150,10 @@ fn explain_text(stats: &serde_json::Value) -> String {
                 s["tier"].as_str().unwrap_or("").to_owned(),
                 s["plan"].as_str().unwrap_or("").to_owned(),
                 n(s, "rows").to_string(),
+                match s["rows_matched"].as_u64() {
+                    Some(m) => format!("{m} ({})", s["filter"].as_str().unwrap_or("")),
+                    None => "-".to_owned(),
+                },
                 format!("{}/{}", n(s, "clusters_probed"), n(s, "clusters")),
                 n(s, "rows_scanned").to_string(),
                 n(s, "rows_reranked").to_string(),

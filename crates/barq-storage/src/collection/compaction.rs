@@ -114,7 +114,14 @@ impl Collection {
     /// Index one sealed Hot segment of at least `index_min_rows` rows that has no index yet
     /// (the oldest first), by rewriting it alone; `None` when there is none. With `min_age`,
     /// only a segment sealed at least that long ago.
-    pub(crate) fn index_one(&self, min_age: Option<Duration>) -> Result<Option<CompactionOutcome>> {
+    ///
+    /// With `refresh_filters`, also an indexed Hot segment whose payload index lacks a field
+    /// the collection indexes now (rewritten with the whole index rebuilt).
+    pub(crate) fn index_one(
+        &self,
+        min_age: Option<Duration>,
+        refresh_filters: bool,
+    ) -> Result<Option<CompactionOutcome>> {
         self.check_open()?;
         let _c = self.compaction_lock.lock();
         let snap = self.snapshot();
@@ -125,7 +132,24 @@ impl Collection {
                 .saturating_sub(age.as_millis() as u64)
         });
         let mut pick = None;
+        let fields = self.indexed_fields();
         for (i, h) in snap.segments.iter().enumerate() {
+            if refresh_filters
+                && !fields.is_empty()
+                && h.entry.tier == StorageTier::Hot
+                && !self.busy.contains(h.entry.id)
+                && h.segment()?.is_indexed()
+            {
+                let has = h.segment()?.filter_index()?;
+                let missing = fields.iter().any(|f| {
+                    !has.as_ref()
+                        .is_some_and(|x| x.fields.iter().any(|g| g.field == *f))
+                });
+                if missing {
+                    pick = Some(i);
+                    break;
+                }
+            }
             if h.entry.tier == StorageTier::Hot
                 && sealed_before.is_none_or(|t| h.entry.created_at_ms <= t)
                 && h.entry.rows >= self.options.index_min_rows
@@ -225,6 +249,7 @@ impl Collection {
                 inputs[0].segment()?,
                 &path,
                 &self.options.index,
+                &self.indexed_fields(),
                 self.env.clock.now_ms(),
             )?;
             Some(SegmentEntry {
@@ -286,7 +311,13 @@ impl Collection {
             if index {
                 self.env.failpoints.check(FP_INDEX_BEFORE_BUILD)?;
                 let plain = Segment::open(Arc::new(MmapSource::open(&staging)?))?;
-                info = write_indexed(&plain, &path, &self.options.index, self.env.clock.now_ms())?;
+                info = write_indexed(
+                    &plain,
+                    &path,
+                    &self.options.index,
+                    &self.indexed_fields(),
+                    self.env.clock.now_ms(),
+                )?;
             }
             Some(SegmentEntry {
                 // The output stands for the whole run, so it takes the run's sequence range.

@@ -12,6 +12,7 @@
 //! the id; search excludes rows shadowed by newer sources (see `shadows` and `search`).
 
 pub(crate) mod compaction;
+mod filtered;
 pub(crate) mod flush;
 pub(crate) mod search;
 mod slots;
@@ -137,6 +138,8 @@ impl State {
 #[derive(Debug)]
 pub(crate) struct Collection {
     config: CollectionConfig,
+    /// The payload fields indexed now (`config.indexed_fields` holds those of the creation).
+    indexed_fields: RwLock<Arc<Vec<barq_core::IndexedField>>>,
     dir: PathBuf,
     options: Options,
     manifest: Arc<ManifestStore>,
@@ -293,6 +296,7 @@ impl Collection {
             monotonic_ms()
         };
         Collection {
+            indexed_fields: RwLock::new(Arc::new(config.indexed_fields.clone())),
             config,
             dir,
             options,
@@ -336,6 +340,7 @@ impl Collection {
             name: entry.name.clone(),
             dimension: entry.dimension,
             metric: entry.metric,
+            indexed_fields: entry.indexed_fields.clone(),
         };
         let seg_dir = segments_dir(&dir);
         fsutil::create_dir_durable(&seg_dir)?;
@@ -397,6 +402,59 @@ impl Collection {
     /// The collection's name, dimension and metric.
     pub(crate) fn config(&self) -> &CollectionConfig {
         &self.config
+    }
+
+    /// The collection's settings with the payload fields indexed now.
+    pub(crate) fn current_config(&self) -> CollectionConfig {
+        CollectionConfig {
+            indexed_fields: self.indexed_fields().to_vec(),
+            ..self.config.clone()
+        }
+    }
+
+    /// The payload fields indexed now.
+    pub(crate) fn indexed_fields(&self) -> Arc<Vec<barq_core::IndexedField>> {
+        Arc::clone(&self.indexed_fields.read())
+    }
+
+    /// Add payload fields to index; see `Database::add_indexed_fields`.
+    pub(crate) fn add_indexed_fields(
+        &self,
+        fields: &[barq_core::IndexedField],
+    ) -> Result<Vec<barq_core::IndexedField>> {
+        self.check_open()?;
+        let mut now = self.indexed_fields.write();
+        let mut all: Vec<barq_core::IndexedField> = now.to_vec();
+        for (i, f) in fields.iter().enumerate() {
+            match all.iter().find(|g| g.path == f.path) {
+                Some(g) if g.field_type == f.field_type => {}
+                Some(g) => {
+                    return Err(Error::invalid(format!(
+                        "indexed_fields[{i}]: \"{}\" is already indexed as {}, not {}",
+                        f.path,
+                        g.field_type.name(),
+                        f.field_type.name()
+                    )));
+                }
+                None => all.push(f.clone()),
+            }
+        }
+        barq_core::filter::validate_indexed_fields(&all)?;
+        if all.len() == now.len() {
+            return Ok(all);
+        }
+        let name = self.config.name.clone();
+        let list = all.clone();
+        self.manifest.commit(|m| {
+            let entry = m
+                .collections
+                .get_mut(&name)
+                .ok_or_else(|| no_such_collection(&name))?;
+            entry.indexed_fields = list;
+            Ok(())
+        })?;
+        *now = Arc::new(all.clone());
+        Ok(all)
     }
 
     /// The collection's name.

@@ -22,8 +22,9 @@ use std::collections::BinaryHeap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use barq_core::{Kernel, Metric, Result, SearchHit, validate_k, validate_query_vector};
+use barq_core::{Filter, Kernel, Metric, Result, SearchHit, validate_k, validate_query_vector};
 use rayon::prelude::*;
+use roaring::RoaringBitmap;
 
 use super::{Collection, SharedMemtable, decode_payload};
 use crate::StorageTier;
@@ -50,6 +51,8 @@ pub struct SearchRequest {
     pub nprobe: Option<usize>,
     /// Recall@10 to aim for when `nprobe` is not given (0 < recall ≤ 1); `None`: 0.95.
     pub recall: Option<f32>,
+    /// Only documents this filter matches (evaluated inside the scan, never after it).
+    pub filter: Option<Filter>,
 }
 
 /// The recall target of a search that names none.
@@ -65,7 +68,14 @@ impl SearchRequest {
             exact: false,
             nprobe: None,
             recall: None,
+            filter: None,
         }
+    }
+
+    /// Only documents `filter` matches.
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(filter);
+        self
     }
 
     /// Search exactly (brute force), ignoring indexes.
@@ -106,6 +116,10 @@ pub struct SearchStats {
     pub rows_scanned: u64,
     /// Rows re-ranked with their f32 vectors.
     pub rows_reranked: u64,
+    /// Segment rows the filter matched (live rows; memtable rows are filtered as they are
+    /// scanned); absent without a filter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_matched: Option<u64>,
     /// Ranged reads sent to the cold store (cache misses; retries not counted).
     pub cold_requests: u64,
     /// Bytes those reads fetched.
@@ -121,7 +135,9 @@ pub struct SegmentSearch {
     pub id: u64,
     /// Where it lives.
     pub tier: StorageTier,
-    /// `"index"` (routed, codes scanned, re-ranked) or `"exact"` (every row).
+    /// `"index"` (routed, codes scanned, re-ranked; with a filter, only matching rows, probing
+    /// on until enough of them were scanned), `"exact"` (every row; with a filter, every
+    /// matching row) or `"matches"` (exact distances over a filter's few matching rows only).
     pub plan: &'static str,
     /// Rows in the segment, tombstones included.
     pub rows: u64,
@@ -133,6 +149,14 @@ pub struct SegmentSearch {
     pub rows_scanned: u64,
     /// Rows re-ranked with their f32 vectors.
     pub rows_reranked: u64,
+    /// Live rows the filter matched; absent without a filter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_matched: Option<u64>,
+    /// How the filter's matches were found: `"payload index"` (bitmaps of indexed fields) or
+    /// `"payload scan"` (every row's payload read: a condition's field is not indexed here);
+    /// absent without a filter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +268,12 @@ struct Ctx<'a> {
     memtables: Vec<SharedMemtable>,
     any_memtable_rows: bool,
     segments: &'a [Arc<crate::collection::SegmentHandle>],
+    /// The search's filter.
+    filter: Option<&'a Filter>,
+    /// `Options::filter_exact_max_rows`.
+    filter_exact_max_rows: u64,
+    /// With a filter: each segment's live matching rows and how they were found.
+    matched: Vec<Option<(RoaringBitmap, &'static str)>>,
     /// Each segment's verified blocks, read once per query (for a cold segment: one fetch,
     /// shared by all of its chunk tasks).
     blocks: Vec<SegBlocks>,
@@ -277,6 +307,12 @@ impl Ctx<'_> {
                         .kernel
                         .rank(&vecs[row * dim..(row + 1) * dim], norms[row]);
                     if top.accepts(rank) && !Collection::in_memtables(newer, m.row(row as u32).id) {
+                        if let Some(f) = self.filter {
+                            let r = m.row(row as u32);
+                            if !super::filtered::row_matches(f, r.id, r.payload)? {
+                                continue;
+                            }
+                        }
                         top.push(Cand {
                             rank,
                             src: Source::Mem(*mi),
@@ -295,8 +331,12 @@ impl Ctx<'_> {
                 let norms: &[f32] = b.norms.as_deref().unwrap_or(&[]);
                 let tombs = &b.tombstones;
                 let dead = &self.shadows.dead[*si];
+                let matched = self.matched[*si].as_ref().map(|(m, _)| m);
                 for row in range.clone() {
-                    if bit(tombs, row) || bit(dead, row) {
+                    if bit(tombs, row)
+                        || bit(dead, row)
+                        || matched.is_some_and(|m| !m.contains(row as u32))
+                    {
                         continue;
                     }
                     scanned += 1;
@@ -330,6 +370,12 @@ impl Ctx<'_> {
     /// how it was searched, and the candidates' ids and entries where the extents carry them
     /// (format 3).
     fn ann(&self, si: usize, req: &SearchRequest) -> Result<Ann> {
+        let matched = self.matched[si].as_ref();
+        if let Some((m, how)) = matched
+            && m.len() <= self.filter_exact_max_rows
+        {
+            return self.exact_matches(si, m, how);
+        }
         let seg = self.segments[si].segment()?;
         let index = seg
             .index()?
@@ -341,15 +387,18 @@ impl Ctx<'_> {
             .nprobe
             .unwrap_or_else(|| head.nprobe_for(req.recall.unwrap_or(DEFAULT_RECALL)))
             .clamp(1, head.clusters().max(1));
-        let clusters: Vec<u32> = head
-            .route(&pq.vector, nprobe)
-            .into_iter()
-            .map(|(c, _)| c)
-            .collect();
+        let want = self.k * head.rerank_factor;
+        let clusters: Vec<u32> = match matched {
+            None => head
+                .route(&pq.vector, nprobe)
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect(),
+            Some((m, _)) => probe_matches(&index, &pq.vector, nprobe, m, want as u64),
+        };
         let extents = seg.cluster_extents(&clusters)?;
         let b = &self.blocks[si];
         let (tombs, dead) = (&b.tombstones, &self.shadows.dead[si]);
-        let want = self.k * head.rerank_factor;
         // (estimate, row, vector crc, position in `clusters`)
         let mut est: Vec<(f32, u64, u32, u32)> = Vec::new();
         let mut scanned = 0u64;
@@ -357,13 +406,31 @@ impl Ctx<'_> {
         for (p, (&c, bytes)) in clusters.iter().zip(&extents).enumerate() {
             let codes = index.split_extent(c, bytes)?;
             let rows = index.cluster_rows(c);
-            scanned += rows.end - rows.start;
-            pq.scan(head.centroid(c), codes.codes, &codes.factors, |i, key| {
-                let row = rows.start + i as u64;
-                if !(bit(tombs, row) || bit(dead, row)) {
-                    est.push((key, row, codes.crcs[i], p as u32));
-                }
-            });
+            if let Some((m, _)) = matched {
+                // Only the matching rows (live ones: the bitmap has no tombstone or dead row).
+                let picked = m
+                    .range(rows.start as u32..rows.end as u32)
+                    .map(|r| (u64::from(r) - rows.start) as usize);
+                let before = est.len();
+                pq.scan_rows(
+                    head.centroid(c),
+                    codes.codes,
+                    &codes.factors,
+                    picked,
+                    |i, key| {
+                        est.push((key, rows.start + i as u64, codes.crcs[i], p as u32));
+                    },
+                );
+                scanned += (est.len() - before) as u64;
+            } else {
+                scanned += rows.end - rows.start;
+                pq.scan(head.centroid(c), codes.codes, &codes.factors, |i, key| {
+                    let row = rows.start + i as u64;
+                    if !(bit(tombs, row) || bit(dead, row)) {
+                        est.push((key, row, codes.crcs[i], p as u32));
+                    }
+                });
+            }
             split.push((rows.start, codes.entries));
         }
         if est.len() > want {
@@ -436,9 +503,148 @@ impl Ctx<'_> {
             clusters_probed: clusters.len() as u32,
             rows_scanned: scanned,
             rows_reranked: picks.len() as u64,
+            rows_matched: matched.map(|(m, _)| m.len()),
+            filter: matched.map(|(_, how)| *how),
         };
         Ok((top, stats, known))
     }
+
+    /// The candidates of indexed segment `si` by exact distances over its live matching rows
+    /// `m` only (plan `"matches"`).
+    fn exact_matches(&self, si: usize, m: &RoaringBitmap, how: &'static str) -> Result<Ann> {
+        let seg = self.segments[si].segment()?;
+        let b = &self.blocks[si];
+        let rows: Vec<u64> = m.iter().map(u64::from).collect();
+        // A Cold segment searched through its index has no VECTORS block loaded: only the
+        // matching rows are read.
+        let fetched = match &b.vectors {
+            Some(_) => None,
+            None => Some(seg.vectors_of_spread_rows(&rows)?),
+        };
+        let dim = self.dim;
+        let vector_of = |i: usize| -> &[f32] {
+            match (&fetched, &b.vectors) {
+                (Some(f), _) => &f.vectors[i],
+                (None, Some(all)) => {
+                    let r = rows[i] as usize;
+                    &all[r * dim..(r + 1) * dim]
+                }
+                (None, None) => &[],
+            }
+        };
+        let norms = b.norms.as_deref();
+        let mut top = TopK::new(self.k);
+        for (i, &row) in rows.iter().enumerate() {
+            let v = vector_of(i);
+            let norm = norms
+                .and_then(|n| n.get(row as usize).copied())
+                .unwrap_or_else(|| barq_core::norm(v));
+            let rank = self.kernel.rank(v, norm);
+            if top.accepts(rank) {
+                if self.any_memtable_rows
+                    && Collection::in_memtables(&self.memtables, &seg.id_of(row)?)
+                {
+                    continue;
+                }
+                top.push(Cand {
+                    rank,
+                    src: Source::Seg(si),
+                    row,
+                });
+            }
+        }
+        let top = top.into_vec();
+        // A cold segment's hits: their entries from the extents the spread read located.
+        let mut known = Known::new();
+        if let Some(spread) = &fetched {
+            let hit_rows: Vec<u64> = top.iter().map(|c| c.row).collect();
+            if let Some(entries) = seg.spread_entries(spread, &hit_rows)? {
+                for (row, loc) in hit_rows.into_iter().zip(entries) {
+                    known.insert((si, row), loc);
+                }
+            }
+        }
+        let h = &self.segments[si];
+        let stats = SegmentSearch {
+            id: h.entry.id,
+            tier: h.entry.tier,
+            plan: "matches",
+            rows: h.rows(),
+            clusters: seg.index()?.map_or(0, |i| i.head.clusters() as u32),
+            clusters_probed: 0,
+            rows_scanned: rows.len() as u64,
+            rows_reranked: 0,
+            rows_matched: Some(m.len()),
+            filter: Some(how),
+        };
+        Ok((top, stats, known))
+    }
+}
+
+/// The clusters a filtered index search probes, nearest centroid first. Clusters without a
+/// match are passed over without being read. The search probes every cluster holding matches
+/// whose centroid lies within the unfiltered search's reach of the nearest such cluster — the
+/// ratio of the `nprobe`-th centroid's distance to the nearest one's, applied to the nearest
+/// matching centroid's distance (for dot, the difference of the two) — so that a filter whose matches lie far from the query is searched as
+/// thoroughly around them as an unfiltered search is around the query; and at least `nprobe`
+/// clusters holding matches, and on until `max(want, C·√s)` matching rows were scanned, where C
+/// is the rows the `nprobe` nearest clusters hold (what an unfiltered search scans) and s the
+/// share of the segment's rows that match. It stops early once it has seen every match.
+fn probe_matches(
+    index: &crate::segment::SegmentIndex,
+    query: &[f32],
+    nprobe: usize,
+    m: &RoaringBitmap,
+    want: u64,
+) -> Vec<u32> {
+    let head = &index.head;
+    let order = head.route(query, head.clusters());
+    // Route keys as distances: Euclidean for l2 and cosine (the keys are squared), the
+    // negated dot product for dot.
+    let dist = |key: f32| match head.metric {
+        Metric::Dot => key,
+        Metric::L2 | Metric::Cosine => key.max(0.0).sqrt(),
+    };
+    let rows_of = |c: u32| {
+        let r = index.cluster_rows(c);
+        r.end - r.start
+    };
+    let nprobe = nprobe.clamp(1, order.len().max(1));
+    let unfiltered: u64 = order.iter().take(nprobe).map(|&(c, _)| rows_of(c)).sum();
+    let (nearest, last) = match (order.first(), order.get(nprobe - 1)) {
+        (Some(a), Some(b)) => (dist(a.1), dist(b.1)),
+        _ => (0.0, 0.0),
+    };
+    // How far past the nearest centroid an unfiltered search reaches: a ratio of distances for
+    // l2 and cosine (so that it scales to matches far from the query), a difference for dot.
+    let reach = |from: f32| match head.metric {
+        Metric::Dot => from + (last - nearest),
+        Metric::L2 | Metric::Cosine if nearest > 0.0 => from * (last / nearest),
+        Metric::L2 | Metric::Cosine => from + last,
+    };
+    let total = m.len();
+    let share = total as f64 / (head.rows().max(1) as f64);
+    let target = want
+        .max((unfiltered as f64 * share.sqrt()).ceil() as u64)
+        .min(total);
+    let mut seen = 0u64;
+    let mut out = Vec::new();
+    let mut limit = f32::INFINITY;
+    for &(c, key) in &order {
+        if seen >= total || (out.len() >= nprobe && seen >= target && dist(key) > limit) {
+            break;
+        }
+        let r = index.cluster_rows(c);
+        let n = m.range_cardinality(r.start as u32..r.end as u32);
+        if n > 0 {
+            if out.is_empty() {
+                limit = reach(dist(key));
+            }
+            out.push(c);
+            seen += n;
+        }
+    }
+    out
 }
 
 /// What [`Ctx::ann`] found in one segment: its candidates, how it searched, and the ids and
@@ -700,7 +906,31 @@ impl Collection {
             )
         };
         let (shadows, blocks) = (shadows?, blocks?);
+        let matched = match &req.filter {
+            None => vec![None; snap.segments.len()],
+            Some(f) => {
+                let one = |si: &usize| -> Result<Option<(RoaringBitmap, &'static str)>> {
+                    let (mut m, how) =
+                        super::filtered::segment_matches(snap.segments[*si].segment()?, f)?;
+                    let (tombs, dead) = (&blocks[*si].tombstones, &shadows.dead[*si]);
+                    m.retain(|r| !(bit(tombs, u64::from(r)) || bit(dead, u64::from(r))));
+                    Ok(Some((m, how)))
+                };
+                let all: Vec<usize> = (0..snap.segments.len()).collect();
+                if io {
+                    on_io_threads(&all, one)?
+                } else {
+                    let tally = Tally::current();
+                    all.par_iter()
+                        .map(|si| Tally::install(tally.clone(), || one(si)))
+                        .collect::<Result<_>>()?
+                }
+            }
+        };
         let ctx = Ctx {
+            filter: req.filter.as_ref(),
+            filter_exact_max_rows: self.options.filter_exact_max_rows,
+            matched,
             blocks,
             kernel: Kernel::new(self.config.metric, &req.vector),
             dim: self.config.dimension as usize,
@@ -718,6 +948,9 @@ impl Collection {
             h.access.touch(self.env.clock.now_ms());
             if !req.exact && h.segment()?.is_indexed() {
                 indexed.push(si);
+                continue;
+            }
+            if ctx.matched[si].as_ref().is_some_and(|(m, _)| m.is_empty()) {
                 continue;
             }
             total_rows += rows;
@@ -763,8 +996,9 @@ impl Collection {
             .segments
             .iter()
             .zip(&exact_scanned)
-            .filter(|(h, _)| req.exact || !h.segment().is_ok_and(|s| s.is_indexed()))
-            .map(|(h, &n)| SegmentSearch {
+            .zip(&ctx.matched)
+            .filter(|((h, _), _)| req.exact || !h.segment().is_ok_and(|s| s.is_indexed()))
+            .map(|((h, &n), matched)| SegmentSearch {
                 id: h.entry.id,
                 tier: h.entry.tier,
                 plan: "exact",
@@ -773,6 +1007,8 @@ impl Collection {
                 clusters_probed: 0,
                 rows_scanned: n,
                 rows_reranked: 0,
+                rows_matched: matched.as_ref().map(|(m, _)| m.len()),
+                filter: matched.as_ref().map(|(_, how)| *how),
             })
             .collect();
         let mut all: Vec<Cand> = Vec::new();
@@ -790,6 +1026,10 @@ impl Collection {
         stats.rows_scanned =
             stats.memtable_rows + searched.iter().map(|s| s.rows_scanned).sum::<u64>();
         stats.rows_reranked = searched.iter().map(|s| s.rows_reranked).sum();
+        stats.rows_matched = req
+            .filter
+            .as_ref()
+            .map(|_| searched.iter().filter_map(|s| s.rows_matched).sum());
         stats.segments = searched;
         all.sort_unstable_by(|a, b| b.rank.total_cmp(&a.rank));
         // Keep everything tied with the k-th rank so that ties are broken by id, not by layout.

@@ -55,6 +55,10 @@
 //! │            entry-end u32, entries (the version 1 entry: no row field)      │
 //! ```
 //!
+//! A version 3 segment of a collection with indexed payload fields also holds FILTER_DATA and
+//! FILTER_HEAD (kinds 10 and 11) between CLUSTERS and INDEX_HEAD: per field, row bitmaps of its
+//! values (see `segment::filters` and docs/format.md §1.9).
+//!
 //! Reading: one read of the file's tail gives trailer and footer (the footer holds the page
 //! fences, so a point lookup then needs one page, one vector and one payload range, each
 //! verified by its own checksum). Whole-block reads are verified by the block's checksum.
@@ -119,8 +123,11 @@ pub enum BlockKind {
     /// Version 2: the index head (parameters, centroids, cluster directory); the last block
     /// before the footer, so that the tail read that opens a segment usually brings it too.
     IndexHead = 9,
-    // Kinds 10 to 19 are reserved for payload indexes (per-field blocks and per-cluster
-    // summaries).
+    /// The payload indexes' bitmaps and sorted values (`segment::filters`).
+    FilterData = 10,
+    /// The payload indexes' directory: fields, values and where each part lies.
+    FilterHead = 11,
+    // Kinds 12 to 19 are reserved for further payload index blocks.
 }
 
 impl BlockKind {
@@ -140,10 +147,15 @@ impl BlockKind {
         BlockKind::IndexHead,
     ];
 
+    /// The optional blocks of a payload index, in file order (between CLUSTERS and
+    /// INDEX_HEAD).
+    pub const FILTER: [BlockKind; 2] = [BlockKind::FilterData, BlockKind::FilterHead];
+
     fn from_u32(v: u32) -> Option<BlockKind> {
         BlockKind::ALL
             .into_iter()
             .chain(BlockKind::INDEX)
+            .chain(BlockKind::FILTER)
             .find(|k| *k as u32 == v)
     }
 
@@ -159,6 +171,8 @@ impl BlockKind {
             BlockKind::RowEntries => "row entries",
             BlockKind::Clusters => "clusters",
             BlockKind::IndexHead => "index head",
+            BlockKind::FilterData => "filter data",
+            BlockKind::FilterHead => "filter head",
         }
     }
 }

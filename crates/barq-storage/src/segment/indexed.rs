@@ -63,6 +63,34 @@ impl SegmentIndex {
         u64::from(o[c as usize])..u64::from(o[c as usize + 1])
     }
 
+    /// The cluster holding `row` (`None` for a tombstone row after the last cluster).
+    pub fn cluster_of(&self, row: u64) -> Option<u32> {
+        let o = &self.head.offsets;
+        let i = o.partition_point(|&x| u64::from(x) <= row);
+        (i > 0 && i < o.len()).then(|| (i - 1) as u32)
+    }
+
+    /// The file offset of the vector CRC32C of `row` inside cluster `c`'s extent.
+    pub fn crc_offset(&self, c: u32, row: u64) -> u64 {
+        let rows = self.cluster_rows(c);
+        let n = rows.end - rows.start;
+        self.extents[c as usize].offset
+            + n * (self.code_len() + barq_index::rabitq::FACTORS * 4) as u64
+            + (row - rows.start) * 4
+    }
+
+    /// The file range of the entry table (`n u32`, `n × entry-end u32`) of cluster `c`'s entry
+    /// page inside its extent (format 3); the entries follow it.
+    pub fn entry_table(&self, c: u32) -> Option<std::ops::Range<u64>> {
+        if !self.extent_entries {
+            return None;
+        }
+        let rows = self.cluster_rows(c);
+        let n = rows.end - rows.start;
+        let start = self.extents[c as usize].offset + n * self.extent_row_len() as u64;
+        Some(start..start + 4 + 4 * n)
+    }
+
     /// Split a verified extent of cluster `c` into its codes, factors and vector CRCs.
     pub fn split_extent<'a>(&self, c: u32, extent: &'a [u8]) -> Result<ClusterCodes<'a>> {
         let rows = (self.cluster_rows(c).end - self.cluster_rows(c).start) as usize;
@@ -278,6 +306,7 @@ pub fn write_indexed(
     src: &Segment,
     final_path: &Path,
     params: &IndexParams,
+    fields: &[barq_core::IndexedField],
     created_at_ms: u64,
 ) -> Result<SegmentInfo> {
     if src.is_indexed() {
@@ -346,11 +375,13 @@ pub fn write_indexed(
         tombs: &tombs,
         dim,
     };
-    let (built, written) = std::thread::scope(|s| {
+    let (built, written, filters) = std::thread::scope(|s| {
         let writer = s.spawn(|| rows_in.write(src, &mut w, &tmp));
+        let filters = s.spawn(|| payload_index(src, fields, &order, &entry_of_src, &entries));
         let built = part.encode();
-        (built, writer.join())
+        (built, writer.join(), filters.join())
     });
+    let filters = filters.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
     let built_in = started.elapsed();
     let RowBlocks {
         mut blocks,
@@ -394,6 +425,9 @@ pub fn write_indexed(
         offset: clusters_start,
         len: w.pos - clusters_start,
     });
+    if !filters.is_empty() {
+        blocks.extend(filters.write(&mut w, &tmp)?);
+    }
     let index = SegmentIndex {
         head: built.head,
         extents,
@@ -424,6 +458,34 @@ pub fn write_indexed(
         created_at_ms,
         crc,
     })
+}
+
+/// The payload index of `fields` over the rows of a segment being indexed: new row `p` holds
+/// source row `order[p]`, whose entry is `entries[entry_of_src[order[p]]]`.
+fn payload_index(
+    src: &Segment,
+    fields: &[barq_core::IndexedField],
+    order: &[usize],
+    entry_of_src: &[u32],
+    entries: &[(u64, OwnedEntry, Vec<u8>)],
+) -> Result<super::FilterBuilder> {
+    let mut b = super::FilterBuilder::new(fields);
+    if b.is_empty() {
+        return Ok(b);
+    }
+    src.load_payloads()?;
+    for (p, &r) in order.iter().enumerate() {
+        let (_, entry, _) = &entries[entry_of_src[r] as usize];
+        if entry.tombstone || !entry.has_payload {
+            continue;
+        }
+        let Some(bytes) = src.payload_of(entry)? else {
+            continue;
+        };
+        let payload = crate::collection::decode_payload(&bytes)?;
+        b.add(p as u32, Some(&payload));
+    }
+    Ok(b)
 }
 
 /// What [`write_indexed`] writes in row order, before the codes exist.

@@ -7,6 +7,7 @@
 //! cluster order of its IVF index, each id-page entry naming its row.
 
 mod error;
+pub mod filters;
 pub mod format;
 mod indexed;
 mod reader;
@@ -15,8 +16,9 @@ mod tally;
 mod writer;
 
 pub use error::SegmentError;
+pub use filters::{FilterBuilder, FilterIndex};
 pub use indexed::{ClusterCodes, ExtentRef, SegmentIndex, write_indexed};
-pub use reader::{Block, Lookup, OwnedEntry, Segment};
+pub use reader::{Block, Lookup, OwnedEntry, Segment, SpreadRows};
 pub use source::{MmapSource, RangeSource};
 pub use tally::Tally;
 pub use writer::{RowInput, SegmentInfo, SegmentWriter};

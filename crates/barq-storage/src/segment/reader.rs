@@ -20,15 +20,23 @@ use super::source::RangeSource;
 const KEPT_TAIL: &str = "tail";
 /// Blocks a remote source keeps beside the footer: what each query of an indexed segment needs
 /// before its cluster extents.
-const KEPT_BLOCKS: [BlockKind; 3] = [
+const KEPT_BLOCKS: [BlockKind; 4] = [
     BlockKind::IndexHead,
     BlockKind::Tombstones,
     BlockKind::RowEntries,
+    BlockKind::FilterHead,
 ];
 
 /// Ranged reads one batch of re-rank rows is coalesced into, at most: each costs a request,
 /// while the bytes between rows it reads with them are cheap next to a round trip.
 const RERANK_RANGES: usize = 16;
+
+/// Payload index parts that share a ranged read when at most this many bytes lie between them.
+const PART_GAP_BYTES: u64 = 16 * 1024;
+
+/// Rows of a spread read (exact distances over a filter's few matches) that share a range when
+/// at most this many rows lie between them.
+const SPREAD_GAP_ROWS: u64 = 4;
 
 /// Row spans covering the ascending `rows` in at most `max` spans: adjacent rows share a span,
 /// then the smallest gaps are closed until `max` remain.
@@ -146,6 +154,7 @@ pub struct Segment {
     tombstones: OnceLock<Block<u64>>,
     row_entries: OnceLock<Block<u32>>,
     index: OnceLock<Arc<super::SegmentIndex>>,
+    filter: OnceLock<Option<Arc<super::FilterIndex>>>,
     id_pages: OnceLock<Bytes>,
     payloads: OnceLock<Bytes>,
     page_verified: Box<[AtomicBool]>,
@@ -262,6 +271,7 @@ impl Segment {
             tombstones: OnceLock::new(),
             row_entries: OnceLock::new(),
             index: OnceLock::new(),
+            filter: OnceLock::new(),
             id_pages: OnceLock::new(),
             payloads: OnceLock::new(),
             page_verified,
@@ -534,6 +544,124 @@ impl Segment {
         Ok(Some(Arc::clone(self.index.get_or_init(|| Arc::new(index)))))
     }
 
+    /// The payload index's head (read and verified once, then kept); `None` when the segment
+    /// indexes no payload field.
+    pub fn filter_index(&self) -> Result<Option<Arc<super::FilterIndex>>> {
+        if let Some(f) = self.filter.get() {
+            return Ok(f.clone());
+        }
+        let Some(data) = self
+            .footer
+            .blocks
+            .iter()
+            .find(|b| b.kind == BlockKind::FilterData)
+            .copied()
+        else {
+            return Ok(self.filter.get_or_init(|| None).clone());
+        };
+        let bytes = self.read_block(BlockKind::FilterHead)?;
+        let index = super::FilterIndex::decode(&bytes, &data)
+            .map_err(|e| self.context_corrupt(e, "filter head"))?;
+        Ok(self.filter.get_or_init(|| Some(Arc::new(index))).clone())
+    }
+
+    /// The payload index parts `parts`, each verified against its own checksum, by offset; a
+    /// remote source fetches them in one parallel batch, parts at most [`PART_GAP_BYTES`]
+    /// apart sharing a ranged read.
+    pub fn filter_parts(&self, parts: &[super::filters::PartRef]) -> Result<super::filters::Parts> {
+        let mut want: Vec<super::filters::PartRef> =
+            parts.iter().copied().filter(|p| p.len > 0).collect();
+        want.sort_unstable_by_key(|p| p.offset);
+        want.dedup_by_key(|p| p.offset);
+        let end = |p: &super::filters::PartRef| p.offset + u64::from(p.len);
+        let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
+        for p in &want {
+            match ranges.last_mut() {
+                Some(r) if p.offset <= r.end + PART_GAP_BYTES => r.end = r.end.max(end(p)),
+                _ => ranges.push(p.offset..end(p)),
+            }
+        }
+        let fetched = self
+            .source
+            .read_many_rechecked(&ranges)
+            .map_err(|e| self.context(e, format_args!("filter parts")))?;
+        let mut out = super::filters::Parts::with_capacity(want.len());
+        let mut i = 0;
+        for p in &want {
+            while ranges[i].end < end(p) {
+                i += 1;
+            }
+            let at = (p.offset - ranges[i].start) as usize;
+            let bytes = fetched[i].slice(at..at + p.len as usize);
+            if crc32c::crc32c(&bytes) != p.crc {
+                self.source.forget_rechecked();
+                return Err(SegmentError::Checksum {
+                    segment: self.source.describe(),
+                    start: p.offset,
+                    end: end(p),
+                }
+                .into());
+            }
+            out.insert(p.offset, bytes);
+        }
+        Ok(out)
+    }
+
+    /// Call `f(row, id, payload)` for every row that is not a tombstone, in id order, with the
+    /// whole PAYLOADS block read (and verified) once.
+    pub fn for_each_payload(
+        &self,
+        mut f: impl FnMut(u64, &str, Option<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
+        let payloads = match self.payloads.get() {
+            Some(p) => p.clone(),
+            None => self.read_block(BlockKind::Payloads)?,
+        };
+        self.for_each_entry(|row, e| {
+            if e.is_tombstone() {
+                return Ok(());
+            }
+            let id = std::str::from_utf8(e.id)
+                .map_err(|_| self.corrupt(format_args!("the id of row {row} is not UTF-8")))?;
+            let payload = if e.has_payload() {
+                let (a, b) = (
+                    e.payload_offset as usize,
+                    e.payload_offset as usize + e.payload_len as usize,
+                );
+                Some(
+                    payloads
+                        .get(a..b)
+                        .ok_or_else(|| self.corrupt("payload past the payloads block"))?,
+                )
+            } else {
+                None
+            };
+            f(row, id, payload)
+        })
+    }
+
+    /// The ids and payloads of `rows` (payloads fetched in one parallel batch from a remote
+    /// source).
+    pub fn payloads_of_rows(&self, rows: &[u64]) -> Result<Vec<(String, Option<Bytes>)>> {
+        let located = rows
+            .iter()
+            .map(|&r| {
+                self.with_entry(r, |e| {
+                    (String::from_utf8(e.id.to_vec()), OwnedEntry::from(e))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let entries: Vec<OwnedEntry> = located.iter().map(|(_, e)| e.clone()).collect();
+        self.load_payloads_of(&entries)?;
+        located
+            .into_iter()
+            .map(|(id, e)| {
+                let id = id.map_err(|_| self.corrupt("a segment id is not UTF-8"))?;
+                Ok((id, self.payload_of(&e)?))
+            })
+            .collect()
+    }
+
     /// The index head if it was read already (no I/O).
     pub fn loaded_index(&self) -> Option<Arc<super::SegmentIndex>> {
         self.index.get().cloned()
@@ -603,6 +731,181 @@ impl Segment {
             &order.iter().map(|&i| rows[i].0).collect::<Vec<_>>(),
             RERANK_RANGES,
         );
+        self.vectors_in_spans(rows, &order, &spans)
+    }
+
+    /// The f32 vectors of `rows` of an indexed segment, each checked against its CRC32C, for a
+    /// search that computes exact distances over a few scattered rows, in one parallel batch of
+    /// ranged reads: per cluster holding rows, one range from the CRC of its first row to the
+    /// end of its extent's entry table (format 3), and the vectors, adjacent rows (at most
+    /// [`SPREAD_GAP_ROWS`] apart) sharing a range. The entry tables let
+    /// [`Segment::spread_entries`] read the entries of the few rows that become hits without
+    /// the id pages. From the kept VECTORS block when it is loaded.
+    pub fn vectors_of_spread_rows(&self, rows: &[u64]) -> Result<SpreadRows> {
+        let index = self
+            .index()?
+            .ok_or_else(|| Error::invalid("the segment has no index"))?;
+        let mut sorted = rows.to_vec();
+        sorted.sort_unstable();
+        // Per cluster holding rows: its first and last row among them.
+        let mut groups: Vec<(u32, u64, u64)> = Vec::new();
+        for &r in &sorted {
+            let c = index
+                .cluster_of(r)
+                .ok_or_else(|| self.corrupt(format_args!("row {r} is in no cluster")))?;
+            match groups.last_mut() {
+                Some((gc, _, last)) if *gc == c => *last = r,
+                _ => groups.push((c, r, r)),
+            }
+        }
+        let mut ranges: Vec<std::ops::Range<u64>> = groups
+            .iter()
+            .map(|&(c, first, last)| {
+                let at = index.crc_offset(c, first);
+                let end = match index.entry_table(c) {
+                    Some(table) => table.end,
+                    None => at + (last - first + 1) * 4,
+                };
+                at..end
+            })
+            .collect();
+        let block = self.footer.block(BlockKind::Vectors)?;
+        let row_bytes = u64::from(self.footer.dim) * 4;
+        let mut spans: Vec<std::ops::Range<u64>> = Vec::new();
+        if self.vectors.get().is_none() {
+            for &r in &sorted {
+                match spans.last_mut() {
+                    Some(s) if r <= s.end + SPREAD_GAP_ROWS => s.end = s.end.max(r + 1),
+                    _ => spans.push(r..r + 1),
+                }
+            }
+            if let Some(last) = spans.last()
+                && last.end * row_bytes > block.len
+            {
+                return Err(self.corrupt("row past the vectors block"));
+            }
+        }
+        ranges.extend(
+            spans
+                .iter()
+                .map(|s| block.offset + s.start * row_bytes..block.offset + s.end * row_bytes),
+        );
+        let mut fetched = self
+            .source
+            .read_many_rechecked(&ranges)
+            .map_err(|e| self.context(e, format_args!("matching rows")))?;
+        let vector_bytes = fetched.split_off(groups.len());
+        let mut crc_of: std::collections::HashMap<u64, u32> = Default::default();
+        let mut tables = std::collections::HashMap::new();
+        for (&(c, first, last), (b, range)) in groups.iter().zip(fetched.iter().zip(&ranges)) {
+            for r in first..=last {
+                let at = ((r - first) * 4) as usize;
+                let w = b
+                    .get(at..at + 4)
+                    .ok_or_else(|| self.corrupt("vector checksums are truncated"))?;
+                crc_of.insert(r, u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+            }
+            if let Some(table) = index.entry_table(c) {
+                let from = (table.start - range.start) as usize;
+                tables.insert(c, b.slice(from..b.len()));
+            }
+        }
+        let with_crc: Vec<(u64, u32)> = rows.iter().map(|r| (*r, crc_of[r])).collect();
+        let vectors = if self.vectors.get().is_some() {
+            self.vectors_of_rows(&with_crc)?
+        } else {
+            let mut order: Vec<usize> = (0..rows.len()).collect();
+            order.sort_unstable_by_key(|&i| rows[i]);
+            self.check_spans(
+                &with_crc,
+                &order,
+                &spans,
+                &vector_bytes,
+                &ranges[groups.len()..],
+            )?
+        };
+        Ok(SpreadRows {
+            vectors,
+            crcs: crc_of,
+            tables,
+        })
+    }
+
+    /// The ids and entries of `rows` (all among those of `spread`), read from their clusters'
+    /// extents in one parallel batch, each entry checked to name its row's vector (its vector
+    /// CRC32C is the row's). `None` when the extents carry no entries (format 2).
+    pub fn spread_entries(
+        &self,
+        spread: &SpreadRows,
+        rows: &[u64],
+    ) -> Result<Option<Vec<(String, OwnedEntry)>>> {
+        let index = self
+            .index()?
+            .ok_or_else(|| Error::invalid("the segment has no index"))?;
+        if !index.extent_entries || rows.is_empty() {
+            return Ok(None);
+        }
+        let mut ranges = Vec::with_capacity(rows.len());
+        for &r in rows {
+            let c = index
+                .cluster_of(r)
+                .ok_or_else(|| self.corrupt(format_args!("row {r} is in no cluster")))?;
+            let (table, bytes) = match (index.entry_table(c), spread.tables.get(&c)) {
+                (Some(t), Some(b)) => (t, b),
+                _ => {
+                    return Err(Error::internal(
+                        "an entry of a row the spread read did not cover",
+                    ));
+                }
+            };
+            let i = (r - index.cluster_rows(c).start) as usize;
+            let end_at = |j: usize| -> Result<u64> {
+                let w = bytes
+                    .get(4 + j * 4..8 + j * 4)
+                    .ok_or_else(|| self.corrupt("an entry table is truncated"))?;
+                Ok(u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+            };
+            let start = if i == 0 { 0 } else { end_at(i - 1)? };
+            let end = end_at(i)?;
+            if end < start || end - start > 1 << 16 {
+                return Err(self.corrupt(format_args!("the entry of row {r} has a bad length")));
+            }
+            ranges.push(table.end + start..table.end + end);
+        }
+        let fetched = self
+            .source
+            .read_many_rechecked(&ranges)
+            .map_err(|e| self.context(e, format_args!("entries of matching rows")))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (&r, bytes) in rows.iter().zip(&fetched) {
+            // A one-entry page around the bytes, parsed as a page of the extents' entries.
+            let mut page = Vec::with_capacity(8 + bytes.len());
+            format::encode_page(&[bytes.len() as u32], bytes, &mut page);
+            let parsed = Page::parse(&page, format::PLAIN_VERSION)?;
+            let e = parsed.entry(0)?;
+            if Some(&e.vector_crc) != spread.crcs.get(&r) {
+                self.source.forget_rechecked();
+                return Err(self.corrupt(format_args!(
+                    "the entry of row {r} in its cluster extent names another vector"
+                )));
+            }
+            let id = String::from_utf8(e.id.to_vec())
+                .map_err(|_| self.corrupt(format_args!("the id of row {r} is not UTF-8")))?;
+            out.push((id, OwnedEntry::from(&e)));
+        }
+        Ok(Some(out))
+    }
+
+    /// The vectors of `rows` (`order`: their indexes by ascending row) read as the row `spans`
+    /// covering them, each checked against its CRC32C.
+    fn vectors_in_spans(
+        &self,
+        rows: &[(u64, u32)],
+        order: &[usize],
+        spans: &[std::ops::Range<u64>],
+    ) -> Result<Vec<Vec<f32>>> {
+        let block = self.footer.block(BlockKind::Vectors)?;
+        let row_bytes = u64::from(self.footer.dim) * 4;
         let ranges: Vec<_> = spans
             .iter()
             .map(|s| block.offset + s.start * row_bytes..block.offset + s.end * row_bytes)
@@ -611,9 +914,23 @@ impl Segment {
             .source
             .read_many_rechecked(&ranges)
             .map_err(|e| self.context(e, format_args!("re-rank vectors")))?;
+        self.check_spans(rows, order, spans, &fetched, &ranges)
+    }
+
+    /// The vectors of `rows` out of the `fetched` bytes of row `spans` (at file `ranges`), each
+    /// checked against its CRC32C.
+    fn check_spans(
+        &self,
+        rows: &[(u64, u32)],
+        order: &[usize],
+        spans: &[std::ops::Range<u64>],
+        fetched: &[Bytes],
+        ranges: &[std::ops::Range<u64>],
+    ) -> Result<Vec<Vec<f32>>> {
+        let row_bytes = u64::from(self.footer.dim) * 4;
         let mut out = vec![Vec::new(); rows.len()];
         let mut span = 0;
-        for &i in &order {
+        for &i in order {
             let (row, crc) = rows[i];
             while spans[span].end <= row {
                 span += 1;
@@ -823,6 +1140,16 @@ impl Segment {
         }
         Ok(())
     }
+}
+
+/// What [`Segment::vectors_of_spread_rows`] read: the rows' vectors, and what locates their
+/// entries.
+#[derive(Debug)]
+pub struct SpreadRows {
+    /// The vectors, in the order of the rows asked for.
+    pub vectors: Vec<Vec<f32>>,
+    crcs: std::collections::HashMap<u64, u32>,
+    tables: std::collections::HashMap<u32, Bytes>,
 }
 
 /// The fields of an id-page entry, owned.

@@ -178,6 +178,8 @@ fn a_flipped_byte_in_any_block_is_corruption() {
             BlockKind::RowEntries => seg.entry_of_row(0).map(|_| ()),
             BlockKind::Clusters => seg.cluster_extents(&[0]).map(|_| ()),
             BlockKind::IndexHead => seg.index().map(|_| ()),
+            BlockKind::FilterData => seg.read_block(kind).map(|_| ()),
+            BlockKind::FilterHead => seg.filter_index().map(|_| ()),
         };
         assert_eq!(
             targeted.expect_err("block read").kind(),
@@ -287,7 +289,7 @@ fn an_indexed_rewrite_keeps_every_row_lookup_and_entry() {
     let (rows, dim) = (3000, 16);
     write_clustered(&plain, rows, dim);
     let v1 = open(&plain).expect("open v1");
-    let info = write_indexed(&v1, &indexed, &small_index(), 43).expect("index");
+    let info = write_indexed(&v1, &indexed, &small_index(), &[], 43).expect("index");
     assert_eq!((info.rows, info.tombstones), (3000, 300));
     assert_eq!((info.min_seq, info.max_seq), (100, 3099));
     let bytes = std::fs::read(&indexed).expect("read");
@@ -367,7 +369,8 @@ fn an_indexed_rewrite_keeps_every_row_lookup_and_entry() {
     let (row, _) = v2.find(id(5).as_bytes()).expect("find").expect("present");
     assert_eq!(seqs[row as usize], 105);
     // Rewriting an indexed segment again is refused.
-    let e = write_indexed(&v2, &dir.path().join("3.seg"), &small_index(), 1).expect_err("twice");
+    let e =
+        write_indexed(&v2, &dir.path().join("3.seg"), &small_index(), &[], 1).expect_err("twice");
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }
 
@@ -376,7 +379,14 @@ fn a_corrupt_cluster_extent_is_a_corruption_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (plain, indexed) = (dir.path().join("1.seg"), dir.path().join("2.seg"));
     write_clustered(&plain, 2000, 8);
-    write_indexed(&open(&plain).expect("open"), &indexed, &small_index(), 1).expect("index");
+    write_indexed(
+        &open(&plain).expect("open"),
+        &indexed,
+        &small_index(),
+        &[],
+        1,
+    )
+    .expect("index");
     let extent = open(&indexed)
         .expect("open")
         .index()
@@ -403,7 +413,14 @@ fn a_corrupt_index_head_is_a_corruption_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (plain, indexed) = (dir.path().join("1.seg"), dir.path().join("2.seg"));
     write_clustered(&plain, 1500, 8);
-    write_indexed(&open(&plain).expect("open"), &indexed, &small_index(), 1).expect("index");
+    write_indexed(
+        &open(&plain).expect("open"),
+        &indexed,
+        &small_index(),
+        &[],
+        1,
+    )
+    .expect("index");
     let head = open(&indexed)
         .expect("open")
         .footer()
@@ -424,7 +441,14 @@ fn every_block_of_an_indexed_segment_is_checked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (plain, indexed) = (dir.path().join("1.seg"), dir.path().join("2.seg"));
     write_clustered(&plain, 1200, 8);
-    write_indexed(&open(&plain).expect("open"), &indexed, &small_index(), 1).expect("index");
+    write_indexed(
+        &open(&plain).expect("open"),
+        &indexed,
+        &small_index(),
+        &[],
+        1,
+    )
+    .expect("index");
     let footer = open(&indexed).expect("open").footer().clone();
     let original = std::fs::read(&indexed).expect("read");
     for kind in BlockKind::ALL.into_iter().chain(BlockKind::INDEX) {
