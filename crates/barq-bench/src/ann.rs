@@ -92,11 +92,17 @@ impl Mixture {
     }
 
     pub(crate) fn draw(&self, rng: &mut StdRng) -> Vec<f32> {
+        self.draw_with_centre(rng).1
+    }
+
+    /// A row and the centre it was drawn around.
+    pub(crate) fn draw_with_centre(&self, rng: &mut StdRng) -> (usize, Vec<f32>) {
         let c = rng.random_range(0..self.centres.len() / self.dim);
-        self.centres[c * self.dim..(c + 1) * self.dim]
+        let v = self.centres[c * self.dim..(c + 1) * self.dim]
             .iter()
             .map(|x| x + gauss(rng) * self.spread)
-            .collect()
+            .collect();
+        (c, v)
     }
 }
 
@@ -158,7 +164,7 @@ fn ids(hits: &[SearchHit]) -> std::collections::HashSet<&str> {
     hits.iter().map(|h| h.id.as_str()).collect()
 }
 
-fn options() -> Options {
+pub(crate) fn options() -> Options {
     Options {
         durability: Durability::None,
         background_compaction: false,
@@ -174,7 +180,12 @@ fn options() -> Options {
 }
 
 /// The cold store of `kind` for this run (`endpoint` overrides the S3 test server's).
-fn cold_store(kind: &str, dir: &Path, prefix: &str, endpoint: Option<&str>) -> ColdStoreSpec {
+pub(crate) fn cold_store(
+    kind: &str,
+    dir: &Path,
+    prefix: &str,
+    endpoint: Option<&str>,
+) -> ColdStoreSpec {
     if !matches!(kind, "local" | "s3") {
         panic!("--cold {kind}: expected local or s3");
     }
@@ -186,7 +197,7 @@ fn cold_store(kind: &str, dir: &Path, prefix: &str, endpoint: Option<&str>) -> C
     }
 }
 
-fn open(data: &Path, cold: Option<ColdStoreSpec>) -> Database {
+pub(crate) fn open(data: &Path, cold: Option<ColdStoreSpec>) -> Database {
     let mut b = Database::builder(data).options(options());
     if let Some(spec) = cold {
         b = b.cold_store(spec);

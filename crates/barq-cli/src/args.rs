@@ -376,8 +376,8 @@ pub struct CreateArgs {
     /// Distance metric: cosine, l2 or dot.
     #[arg(long, value_name = "METRIC")]
     pub metric: String,
-    /// Index a payload field in every sealed segment, as PATH:TYPE with TYPE keyword, integer,
-    /// float or bool (repeatable).
+    /// Index a payload field in every indexed segment (for filters), as PATH:TYPE with TYPE
+    /// keyword, integer, float or bool (repeatable).
     #[arg(long = "index-field", value_name = "PATH:TYPE")]
     pub index_fields: Vec<String>,
 }

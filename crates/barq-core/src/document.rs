@@ -101,7 +101,7 @@ pub struct CollectionConfig {
     pub dimension: u32,
     /// How vectors are compared.
     pub metric: Metric,
-    /// Payload fields each sealed segment indexes (more can be added later).
+    /// Payload fields each indexed segment indexes for filters (more can be added later).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexed_fields: Vec<crate::IndexedField>,
 }

@@ -140,7 +140,7 @@ pub struct CollectionEntry {
         skip_serializing_if = "crate::tier::TieringOverrides::is_empty"
     )]
     pub tiering: crate::tier::TieringOverrides,
-    /// Payload fields each sealed segment indexes (omitted when none).
+    /// Payload fields each indexed segment indexes (omitted when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexed_fields: Vec<barq_core::IndexedField>,
 }

@@ -535,3 +535,53 @@ fn fields_indexed_later_are_picked_up_by_an_index_build_and_survive_a_reopen() {
     );
     assert_eq!(search(&db).1.segments[0].filter, Some("payload index"));
 }
+
+#[test]
+fn rows_a_memtable_replaced_never_crowd_out_matches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The index plan at every selectivity.
+    let (db, mut model) = setup(dir.path(), fields(), false, 0);
+    let q = query(4);
+    let f = selective(&q, 0.5, Lie::Near);
+    // The 300 nearest matches get a newer version (in the memtable) that no longer matches.
+    let stale = brute_force(&model, &f, &q, 300);
+    let docs: Vec<Document> = stale
+        .iter()
+        .map(|id| {
+            let (v, p) = &model[id];
+            let mut p = p.clone().unwrap_or_default();
+            p.insert("centre".into(), json!(1000));
+            Document {
+                id: id.clone(),
+                vector: v.clone(),
+                payload: Some(p),
+            }
+        })
+        .collect();
+    upsert(&db, &mut model, docs);
+    let want = brute_force(&model, &f, &q, 10);
+    let (hits, stats) = db
+        .search_explained("c", &SearchRequest::new(q.clone(), 10).filter(f.clone()))
+        .expect("search");
+    assert_eq!(stats.segments[0].plan, "index");
+    assert_eq!(hits.len(), 10, "{stats:?}");
+    for h in &hits {
+        assert!(
+            !stale.contains(&h.id),
+            "{} was replaced by a version that does not match",
+            h.id
+        );
+    }
+    assert!(
+        recall(&ids(&hits), &want) >= 0.9,
+        "{:?} vs {want:?}",
+        ids(&hits)
+    );
+    assert_eq!(
+        db.count_matching("c", &f).expect("count"),
+        model
+            .iter()
+            .filter(|(id, (_, p))| f.matches(id, p.as_ref()))
+            .count() as u64
+    );
+}

@@ -134,11 +134,14 @@ impl Collection {
         let mut pick = None;
         let fields = self.indexed_fields();
         for (i, h) in snap.segments.iter().enumerate() {
+            // Only a segment that stays large enough for an index when rewritten.
             if refresh_filters
                 && !fields.is_empty()
                 && h.entry.tier == StorageTier::Hot
                 && !self.busy.contains(h.entry.id)
                 && h.segment()?.is_indexed()
+                && h.segment()?.rows() - h.segment()?.footer().tombstones
+                    >= self.options.index_min_rows
             {
                 let has = h.segment()?.filter_index()?;
                 let missing = fields.iter().any(|f| {

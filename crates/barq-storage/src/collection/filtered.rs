@@ -12,13 +12,13 @@ use std::collections::HashMap;
 
 use barq_core::filter::{Condition, FieldType, Filter, MatchValue};
 use barq_core::{Payload, Result};
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 
 use super::decode_payload;
 use crate::segment::Segment;
 use crate::segment::filters::{
-    EXACT_F64, FieldIndex, FieldValues, FilterIndex, MAX_KEYWORD_BYTES, PartRef, Parts,
-    decode_bitmap, decode_sorted,
+    FieldIndex, FieldValues, FilterIndex, MAX_KEYWORD_BYTES, PartRef, Parts, decode_bitmap,
+    decode_sorted, exact_integer,
 };
 
 /// How a segment's matches were found (`explain`).
@@ -67,6 +67,92 @@ pub(crate) fn segment_matches(
         Ok(())
     })?;
     Ok((out, BY_SCAN))
+}
+
+/// Per (segment, memtable): the segment rows whose id the memtable holds a newer version (or a
+/// tombstone) of, kept between searches and brought up to date with the rows the memtable has
+/// gained since (memtables only grow until they are flushed).
+#[derive(Debug, Default)]
+pub(crate) struct MemShadows(parking_lot::Mutex<HashMap<(u64, usize), MemShadow>>);
+
+#[derive(Debug, Clone)]
+struct MemShadow {
+    /// Memtable rows looked up so far.
+    rows: usize,
+    /// The sequence number of the last of them (a memtable reusing the address of a flushed
+    /// one does not match it).
+    last_seq: u64,
+    bits: RoaringBitmap,
+}
+
+impl MemShadows {
+    /// The rows of segment `id` (`seg`) that a memtable of `memtables` holds a newer version of.
+    pub(crate) fn of(
+        &self,
+        id: u64,
+        seg: &Segment,
+        memtables: &[super::SharedMemtable],
+    ) -> Result<RoaringBitmap> {
+        let mut out = RoaringBitmap::new();
+        for m in memtables {
+            let key = (id, std::sync::Arc::as_ptr(m) as usize);
+            let cached = self.0.lock().get(&key).cloned();
+            let m = m.read();
+            let n = m.row_count();
+            let mut entry = match cached {
+                Some(c)
+                    if c.rows <= n && c.rows > 0 && m.row(c.rows as u32 - 1).seq == c.last_seq =>
+                {
+                    c
+                }
+                _ => MemShadow {
+                    rows: 0,
+                    last_seq: 0,
+                    bits: RoaringBitmap::new(),
+                },
+            };
+            if entry.rows < n {
+                for row in entry.rows..n {
+                    if let Some((r, _)) = seg.find(m.row(row as u32).id.as_bytes())? {
+                        entry.bits.insert(r as u32);
+                    }
+                }
+                entry.rows = n;
+                entry.last_seq = m.row(n as u32 - 1).seq;
+            }
+            out |= &entry.bits;
+            if n > 0 {
+                self.0.lock().insert(key, entry);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forget the entries of segments and memtables no longer in use.
+    pub(crate) fn retain(&self, segments: &[u64], memtables: &[super::SharedMemtable]) {
+        let live: Vec<usize> = memtables
+            .iter()
+            .map(|m| std::sync::Arc::as_ptr(m) as usize)
+            .collect();
+        self.0
+            .lock()
+            .retain(|(s, m), _| segments.contains(s) && live.contains(m));
+    }
+}
+
+/// The rows whose bits are set in a bitmap of u64 words (tombstones, dead rows).
+pub(crate) fn set_bits(words: &[u64]) -> RoaringBitmap {
+    let mut out = RoaringBitmap::new();
+    for (i, &w) in words.iter().enumerate() {
+        let mut w = w;
+        while w != 0 {
+            let b = w.trailing_zeros();
+            // Rows past u32 do not occur: a segment's rows are counted in u32.
+            out.insert((i as u64 * 64 + u64::from(b)) as u32);
+            w &= w - 1;
+        }
+    }
+    out
 }
 
 /// Whether a row with `id` and serialized `payload` matches.
@@ -137,9 +223,7 @@ fn value_parts(c: &Condition, fx: &FieldIndex) -> Vec<PartRef> {
 fn needs_other(c: &Condition, fx: &FieldIndex) -> bool {
     let held = |v: &MatchValue| match (v, fx.field.field_type) {
         (MatchValue::Keyword(s), FieldType::Keyword) => s.len() <= MAX_KEYWORD_BYTES,
-        (MatchValue::Integer(i), FieldType::Integer | FieldType::Float) => {
-            (*i as f64).abs() <= EXACT_F64
-        }
+        (MatchValue::Integer(i), FieldType::Integer | FieldType::Float) => exact_integer(*i),
         (MatchValue::Bool(_), FieldType::Bool) => true,
         _ => false,
     };
@@ -229,23 +313,23 @@ impl Eval<'_> {
             .key()
             .and_then(|k| self.fi.field(k))
             .ok_or_else(|| barq_core::Error::internal("a filter condition on an unindexed path"))?;
-        let mut out = RoaringBitmap::new();
-        match (&fx.values, c) {
+        let mut out = match (&fx.values, c) {
             (FieldValues::Float(p), Condition::Range { range, .. }) => {
-                out = self.sorted_rows(*p, |x| range.contains(x))?;
+                self.sorted_rows(*p, |x| range.contains(x))?
             }
             (FieldValues::Float(p), Condition::Match { value, .. }) => {
-                out = self.sorted_rows(*p, |x| value.equals_number(x))?;
+                self.sorted_rows(*p, |x| value.equals_number(x))?
             }
             (FieldValues::Float(p), Condition::MatchAny { any, .. }) => {
-                out = self.sorted_rows(*p, |x| any.iter().any(|v| v.equals_number(x)))?;
+                self.sorted_rows(*p, |x| any.iter().any(|v| v.equals_number(x)))?
             }
-            _ => {
-                for p in value_parts(c, fx) {
-                    out |= bitmap_of(self.parts, p)?;
-                }
-            }
-        }
+            // One multi-way union: much cheaper than one union per value.
+            _ => value_parts(c, fx)
+                .into_iter()
+                .map(|p| bitmap_of(self.parts, p))
+                .collect::<Result<Vec<_>>>()?
+                .union(),
+        };
         if needs_other(c, fx) {
             for row in &bitmap_of(self.parts, fx.other)? {
                 if let Some((id, payload)) = self.payloads.get(&row)
@@ -311,19 +395,12 @@ impl super::Collection {
                     all
                 }
             };
-            m.retain(|r| {
-                !(crate::shadows::bit(&tombs, u64::from(r))
-                    || crate::shadows::bit(dead, u64::from(r)))
-            });
+            m -= set_bits(&tombs);
+            m -= set_bits(dead);
             if any_memtable_rows {
-                for r in &m {
-                    if !Self::in_memtables(&memtables, &seg.id_of(u64::from(r))?) {
-                        n += 1;
-                    }
-                }
-            } else {
-                n += m.len();
+                m -= self.mem_shadows.of(h.entry.id, seg, &memtables)?;
             }
+            n += m.len();
         }
         Ok(n)
     }

@@ -167,6 +167,8 @@ pub(crate) struct Collection {
     busy: Busy,
     /// Recall measured by re-running sampled searches exactly.
     pub(crate) recall: crate::recall::RecallStats,
+    /// Segment rows that memtables hold newer versions of, for filtered searches and counts.
+    pub(crate) mem_shadows: filtered::MemShadows,
     swapped: Mutex<()>,
     swapped_cv: Condvar,
 }
@@ -321,6 +323,7 @@ impl Collection {
             poison,
             busy: Busy::default(),
             recall: crate::recall::RecallStats::default(),
+            mem_shadows: filtered::MemShadows::default(),
             swapped: Mutex::new(()),
             swapped_cv: Condvar::new(),
         }
@@ -737,6 +740,10 @@ impl Collection {
         }
         self.next_segment_id
             .store(entry.next_segment_id, Ordering::Release);
+        drop(st);
+        if **self.indexed_fields.read() != entry.indexed_fields {
+            *self.indexed_fields.write() = Arc::new(entry.indexed_fields.clone());
+        }
         Ok(())
     }
 

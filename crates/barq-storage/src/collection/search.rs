@@ -387,14 +387,19 @@ impl Ctx<'_> {
             .nprobe
             .unwrap_or_else(|| head.nprobe_for(req.recall.unwrap_or(DEFAULT_RECALL)))
             .clamp(1, head.clusters().max(1));
-        let want = self.k * head.rerank_factor;
+        let mut want = self.k * head.rerank_factor;
         let clusters: Vec<u32> = match matched {
             None => head
                 .route(&pq.vector, nprobe)
                 .into_iter()
                 .map(|(c, _)| c)
                 .collect(),
-            Some((m, _)) => probe_matches(&index, &pq.vector, nprobe, m, want as u64),
+            Some((m, _)) => {
+                // A filtered search re-ranks twice as many rows: its candidates come from
+                // more clusters, farther from the query, whose code estimates are coarser.
+                want *= 2;
+                probe_matches(&index, &pq.vector, nprobe, m, want as u64)
+            }
         };
         let extents = seg.cluster_extents(&clusters)?;
         let b = &self.blocks[si];
@@ -433,64 +438,89 @@ impl Ctx<'_> {
             }
             split.push((rows.start, codes.entries));
         }
+        // The best `want` estimates are re-ranked; when rows a memtable holds a newer version
+        // of leave fewer than k, the next best `want` follow, until k or none is left.
+        let by_estimate = |a: &(f32, u64, u32, u32), b: &(f32, u64, u32, u32)| b.0.total_cmp(&a.0);
+        let mut rest = Vec::new();
         if est.len() > want {
-            est.select_nth_unstable_by(want, |a, b| b.0.total_cmp(&a.0));
-            est.truncate(want);
+            est.select_nth_unstable_by(want, by_estimate);
+            rest = est.split_off(want);
         }
-        let picks: Vec<(u64, u32)> = est.iter().map(|&(_, r, crc, _)| (r, crc)).collect();
-        // The picks' ids and entries, from the extents that carry them.
-        let located = est
-            .iter()
-            .map(|&(_, row, crc, p)| {
-                let (start, entries) = &split[p as usize];
-                let Some(page) = entries else {
-                    return Ok(None);
-                };
-                let e = page.entry((row - start) as usize)?;
-                if e.vector_crc != crc {
-                    return Err(barq_core::Error::corruption(format!(
-                        "segment {}: row {row}'s entry in its cluster extent names another vector",
-                        self.segments[si].entry.id
-                    )));
-                }
-                let id = String::from_utf8(e.id.to_vec()).map_err(|_| {
-                    barq_core::Error::corruption(format!("segment id of row {row} is not UTF-8"))
-                })?;
-                Ok(Some((id, OwnedEntry::from(&e))))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let vectors = seg.vectors_of_rows(&picks)?;
+        let mut batch = est;
         let norms = b.norms.as_deref();
         let mut top = TopK::new(self.k);
-        for (((row, _), v), loc) in picks.iter().zip(&vectors).zip(&located) {
-            let norm = norms
-                .and_then(|n| n.get(*row as usize).copied())
-                .unwrap_or_else(|| barq_core::norm(v));
-            let rank = self.kernel.rank(v, norm);
-            if top.accepts(rank) {
-                if self.any_memtable_rows {
-                    let id = match loc {
-                        Some((id, _)) => std::borrow::Cow::Borrowed(id.as_str()),
-                        None => std::borrow::Cow::Owned(seg.id_of(*row)?),
+        let mut all_located = Vec::new();
+        let mut reranked = 0u64;
+        loop {
+            let picks: Vec<(u64, u32)> = batch.iter().map(|&(_, r, crc, _)| (r, crc)).collect();
+            // The picks' ids and entries, from the extents that carry them.
+            let located = batch
+                .iter()
+                .map(|&(_, row, crc, p)| {
+                    let (start, entries) = &split[p as usize];
+                    let Some(page) = entries else {
+                        return Ok(None);
                     };
-                    if Collection::in_memtables(&self.memtables, &id) {
-                        continue;
+                    let e = page.entry((row - start) as usize)?;
+                    if e.vector_crc != crc {
+                        return Err(barq_core::Error::corruption(format!(
+                            "segment {}: row {row}'s entry in its cluster extent names another vector",
+                            self.segments[si].entry.id
+                        )));
                     }
+                    let id = String::from_utf8(e.id.to_vec()).map_err(|_| {
+                        barq_core::Error::corruption(format!(
+                            "segment id of row {row} is not UTF-8"
+                        ))
+                    })?;
+                    Ok(Some((id, OwnedEntry::from(&e))))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let vectors = seg.vectors_of_rows(&picks)?;
+            let mut skipped = 0usize;
+            for (((row, _), v), loc) in picks.iter().zip(&vectors).zip(&located) {
+                let norm = norms
+                    .and_then(|n| n.get(*row as usize).copied())
+                    .unwrap_or_else(|| barq_core::norm(v));
+                let rank = self.kernel.rank(v, norm);
+                if top.accepts(rank) {
+                    if self.any_memtable_rows {
+                        let id = match loc {
+                            Some((id, _)) => std::borrow::Cow::Borrowed(id.as_str()),
+                            None => std::borrow::Cow::Owned(seg.id_of(*row)?),
+                        };
+                        if Collection::in_memtables(&self.memtables, &id) {
+                            skipped += 1;
+                            continue;
+                        }
+                    }
+                    top.push(Cand {
+                        rank,
+                        src: Source::Seg(si),
+                        row: *row,
+                    });
                 }
-                top.push(Cand {
-                    rank,
-                    src: Source::Seg(si),
-                    row: *row,
-                });
+            }
+            reranked += picks.len() as u64;
+            all_located.extend(picks.into_iter().map(|(r, _)| r).zip(located));
+            if skipped == 0 || top.heap.len() >= self.k || rest.is_empty() {
+                break;
+            }
+            if rest.len() > want {
+                rest.select_nth_unstable_by(want, by_estimate);
+                let tail = rest.split_off(want);
+                batch = std::mem::replace(&mut rest, tail);
+            } else {
+                batch = std::mem::take(&mut rest);
             }
         }
         let top = top.into_vec();
         let mut known = std::collections::HashMap::new();
-        for ((row, _), loc) in picks.iter().zip(located) {
+        for (row, loc) in all_located {
             if let Some(loc) = loc
-                && top.iter().any(|c| c.row == *row)
+                && top.iter().any(|c| c.row == row)
             {
-                known.insert((si, *row), loc);
+                known.insert((si, row), loc);
             }
         }
         let h = &self.segments[si];
@@ -502,7 +532,7 @@ impl Ctx<'_> {
             clusters: head.clusters() as u32,
             clusters_probed: clusters.len() as u32,
             rows_scanned: scanned,
-            rows_reranked: picks.len() as u64,
+            rows_reranked: reranked,
             rows_matched: matched.map(|(m, _)| m.len()),
             filter: matched.map(|(_, how)| *how),
         };
@@ -587,7 +617,7 @@ impl Ctx<'_> {
 /// ratio of the `nprobe`-th centroid's distance to the nearest one's, applied to the nearest
 /// matching centroid's distance (for dot, the difference of the two) — so that a filter whose matches lie far from the query is searched as
 /// thoroughly around them as an unfiltered search is around the query; and at least `nprobe`
-/// clusters holding matches, and on until `max(want, C·√s)` matching rows were scanned, where C
+/// clusters holding matches, and on until `max(want, C·s^¼)` matching rows were scanned, where C
 /// is the rows the `nprobe` nearest clusters hold (what an unfiltered search scans) and s the
 /// share of the segment's rows that match. It stops early once it has seen every match.
 fn probe_matches(
@@ -625,7 +655,7 @@ fn probe_matches(
     let total = m.len();
     let share = total as f64 / (head.rows().max(1) as f64);
     let target = want
-        .max((unfiltered as f64 * share.sqrt()).ceil() as u64)
+        .max((unfiltered as f64 * share.sqrt().sqrt()).ceil() as u64)
         .min(total);
     let mut seen = 0u64;
     let mut out = Vec::new();
@@ -912,8 +942,14 @@ impl Collection {
                 let one = |si: &usize| -> Result<Option<(RoaringBitmap, &'static str)>> {
                     let (mut m, how) =
                         super::filtered::segment_matches(snap.segments[*si].segment()?, f)?;
-                    let (tombs, dead) = (&blocks[*si].tombstones, &shadows.dead[*si]);
-                    m.retain(|r| !(bit(tombs, u64::from(r)) || bit(dead, u64::from(r))));
+                    m -= super::filtered::set_bits(&blocks[*si].tombstones);
+                    m -= super::filtered::set_bits(&shadows.dead[*si]);
+                    // Rows a memtable holds a newer version of are no matches here: counted
+                    // as matches, they would stop the probing early.
+                    if mem_rows > 0 {
+                        let h = &snap.segments[*si];
+                        m -= self.mem_shadows.of(h.entry.id, h.segment()?, &memtables)?;
+                    }
                     Ok(Some((m, how)))
                 };
                 let all: Vec<usize> = (0..snap.segments.len()).collect();
@@ -927,6 +963,10 @@ impl Collection {
                 }
             }
         };
+        if req.filter.is_some() {
+            let ids: Vec<u64> = snap.segments.iter().map(|h| h.entry.id).collect();
+            self.mem_shadows.retain(&ids, &memtables);
+        }
         let ctx = Ctx {
             filter: req.filter.as_ref(),
             filter_exact_max_rows: self.options.filter_exact_max_rows,

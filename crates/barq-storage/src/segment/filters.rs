@@ -131,7 +131,10 @@ impl FilterIndex {
                 rows: r.u32()?,
             };
             if p.len > 0
-                && (p.offset < data.offset || p.offset + u64::from(p.len) > data.offset + data.len)
+                && (p.offset < data.offset
+                    || p.offset
+                        .checked_add(u64::from(p.len))
+                        .is_none_or(|end| end > data.offset + data.len))
             {
                 return Err(bad(format!(
                     "a part at {} lies outside the filter data",
@@ -235,16 +238,30 @@ pub fn decode_sorted(bytes: &[u8]) -> Result<Vec<(f64, u32)>> {
 /// Longer strings in a keyword field go to `other`.
 pub const MAX_KEYWORD_BYTES: usize = 1024;
 
-/// Numbers beyond this magnitude are not exact as f64: such values go to `other`.
+/// Numbers of this magnitude or more may not be exact as f64 (2⁵³): such values go to `other`.
 pub const EXACT_F64: f64 = 9_007_199_254_740_992.0;
+
+/// Whether the integer `i` lies strictly within ±2⁵³, where f64 holds every integer exactly.
+pub fn exact_integer(i: i64) -> bool {
+    i.unsigned_abs() < 1 << 53
+}
+
+/// A payload number as f64 when that is exact: an integer strictly within ±2⁵³, or any other
+/// number of magnitude below 2⁵³.
+fn exact_number(n: &serde_json::Number) -> Option<f64> {
+    if let Some(i) = n.as_i64() {
+        return exact_integer(i).then_some(i as f64);
+    }
+    if n.as_u64().is_some() {
+        return None;
+    }
+    n.as_f64().filter(|x| x.abs() < EXACT_F64)
+}
 
 /// A number that is an integer within ±2⁵³ (`2020` or `2020.0`), as every condition compares it.
 fn integral(n: &serde_json::Number) -> Option<i64> {
-    if let Some(i) = n.as_i64() {
-        return ((i as f64).abs() <= EXACT_F64).then_some(i);
-    }
-    let x = n.as_f64()?;
-    (x.fract() == 0.0 && x.abs() <= EXACT_F64).then_some(x as i64)
+    let x = exact_number(n)?;
+    (x.fract() == 0.0).then_some(x as i64)
 }
 
 /// The values of one field, as rows are added.
@@ -301,10 +318,8 @@ impl FilterBuilder {
                             b.other.insert(row);
                         }
                     },
-                    (FieldType::Float, Value::Number(n))
-                        if n.as_f64().is_some_and(|x| x.abs() <= EXACT_F64) =>
-                    {
-                        b.float.push((n.as_f64().unwrap_or_default(), row));
+                    (FieldType::Float, Value::Number(n)) if exact_number(n).is_some() => {
+                        b.float.push((exact_number(n).unwrap_or_default(), row));
                     }
                     (FieldType::Bool, Value::Bool(x)) => {
                         b.boolean[usize::from(*x)].insert(row);

@@ -117,18 +117,10 @@ impl SegmentIndex {
         };
         let (codes, rest) = fixed.split_at(rows * self.code_len());
         let (factors, crcs) = rest.split_at(rows * barq_index::rabitq::FACTORS * 4);
-        let floats = |b: &[u8]| -> Vec<f32> {
-            b.chunks_exact(4)
-                .map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-                .collect()
-        };
         Ok(ClusterCodes {
             codes,
-            factors: floats(factors),
-            crcs: crcs
-                .chunks_exact(4)
-                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-                .collect(),
+            factors: words(factors),
+            crcs: words(crcs),
             entries,
         })
     }
@@ -265,12 +257,24 @@ impl SegmentIndex {
 pub struct ClusterCodes<'a> {
     /// `rows × code_len` packed codes.
     pub codes: &'a [u8],
-    /// `rows × 3` factors.
-    pub factors: Vec<f32>,
+    /// `rows × 3` factors (borrowed from the extent when it is 4-byte aligned).
+    pub factors: Cow<'a, [f32]>,
     /// CRC32C of each row's f32 vector bytes.
-    pub crcs: Vec<u32>,
+    pub crcs: Cow<'a, [u32]>,
     /// The rows' entries in row order (version 3).
     pub entries: Option<Page<'a>>,
+}
+
+/// Little-endian 4-byte values: borrowed when `b` is aligned (a mapped file), copied otherwise.
+fn words<T: bytemuck::Pod>(b: &[u8]) -> Cow<'_, [T]> {
+    match bytemuck::try_cast_slice(b) {
+        Ok(v) => Cow::Borrowed(v),
+        Err(_) => Cow::Owned(
+            b.chunks_exact(4)
+                .map(|w| bytemuck::pod_read_unaligned(w))
+                .collect(),
+        ),
+    }
 }
 
 /// The entry of `e` and `id` at `row`.

@@ -158,6 +158,8 @@ pub struct Segment {
     id_pages: OnceLock<Bytes>,
     payloads: OnceLock<Bytes>,
     page_verified: Box<[AtomicBool]>,
+    /// For a stable source: which cluster extents were verified already.
+    extent_verified: OnceLock<Box<[AtomicBool]>>,
 }
 
 impl Segment {
@@ -275,6 +277,7 @@ impl Segment {
             id_pages: OnceLock::new(),
             payloads: OnceLock::new(),
             page_verified,
+            extent_verified: OnceLock::new(),
         }
     }
 
@@ -698,6 +701,30 @@ impl Segment {
                 Ok((e.offset..e.offset + e.len, e.crc))
             })
             .collect::<Result<Vec<_>>>()?;
+        if self.source.is_stable() {
+            // A local file's extents are checked once, at their first read, like its id pages.
+            let verified = self.extent_verified.get_or_init(|| {
+                (0..index.extents.len())
+                    .map(|_| AtomicBool::new(false))
+                    .collect()
+            });
+            return clusters
+                .iter()
+                .zip(ranges)
+                .map(|(&c, (range, crc))| {
+                    let flag = &verified[c as usize];
+                    if flag.load(Ordering::Acquire) {
+                        return self.source.read(range);
+                    }
+                    let bytes = self
+                        .source
+                        .read_verified(range, crc)
+                        .map_err(|e| self.context(e, format_args!("cluster extents")))?;
+                    flag.store(true, Ordering::Release);
+                    Ok(bytes)
+                })
+                .collect();
+        }
         self.source
             .read_verified_many(&ranges)
             .map_err(|e| self.context(e, format_args!("cluster extents")))
@@ -833,7 +860,8 @@ impl Segment {
 
     /// The ids and entries of `rows` (all among those of `spread`), read from their clusters'
     /// extents in one parallel batch, each entry checked to name its row's vector (its vector
-    /// CRC32C is the row's). `None` when the extents carry no entries (format 2).
+    /// CRC32C is the row's) and its id to lie between the fences of the id page that holds the
+    /// row's entry. `None` when the extents carry no entries (format 2).
     pub fn spread_entries(
         &self,
         spread: &SpreadRows,
@@ -891,6 +919,20 @@ impl Segment {
             }
             let id = String::from_utf8(e.id.to_vec())
                 .map_err(|_| self.corrupt(format_args!("the id of row {r} is not UTF-8")))?;
+            // The id must fall between the fences of the id page that holds the row's entry
+            // (footer and ROW_ENTRIES, both verified).
+            let page = self.page_for_row(r)?;
+            let pages = &self.footer.pages;
+            if e.id < pages[page].fence.as_slice()
+                || pages
+                    .get(page + 1)
+                    .is_some_and(|next| e.id >= next.fence.as_slice())
+            {
+                self.source.forget_rechecked();
+                return Err(self.corrupt(format_args!(
+                    "the id of row {r} in its cluster extent lies outside its id page"
+                )));
+            }
             out.push((id, OwnedEntry::from(&e)));
         }
         Ok(Some(out))
