@@ -754,10 +754,22 @@ impl Segment {
         {
             return Err(self.corrupt("row past the vectors block"));
         }
-        let spans = coalesce(
-            &order.iter().map(|&i| rows[i].0).collect::<Vec<_>>(),
-            RERANK_RANGES,
-        );
+        let sorted: Vec<u64> = order.iter().map(|&i| rows[i].0).collect();
+        let mut spans = coalesce(&sorted, RERANK_RANGES);
+        // Rows spread over many clusters (a filtered search's candidates): rather than reading
+        // the gaps between them, one range per run of close rows.
+        let covered: u64 = spans.iter().map(|s| s.end - s.start).sum();
+        if covered > 8 * rows.len() as u64 + 256 {
+            spans = coalesce(&sorted, usize::MAX);
+            let mut joined: Vec<std::ops::Range<u64>> = Vec::with_capacity(spans.len());
+            for s in spans {
+                match joined.last_mut() {
+                    Some(j) if s.start <= j.end + SPREAD_GAP_ROWS => j.end = s.end,
+                    _ => joined.push(s),
+                }
+            }
+            spans = joined;
+        }
         self.vectors_in_spans(rows, &order, &spans)
     }
 
