@@ -585,3 +585,91 @@ fn rows_a_memtable_replaced_never_crowd_out_matches() {
             .count() as u64
     );
 }
+
+#[test]
+fn index_and_payloads_agree_on_edge_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path(), options(2048)).expect("open");
+    db.create_collection(
+        CollectionConfig::new("c", 2, Metric::L2)
+            .expect("cfg")
+            .with_indexed_fields(vec![
+                IndexedField::new("n", FieldType::Integer),
+                IndexedField::new("x", FieldType::Float),
+                IndexedField::new("s", FieldType::Keyword),
+                IndexedField::new("b", FieldType::Bool),
+            ])
+            .expect("fields"),
+    )
+    .expect("create");
+    let p53: i64 = 1 << 53;
+    let edge = [
+        json!(p53 - 1),
+        json!(p53),
+        json!(p53 + 1),
+        json!(-p53),
+        json!(u64::MAX),
+        json!(2020.0),
+        json!(2020.5),
+        json!(9007199254740992.0),
+        json!("2020"),
+        json!(true),
+        Value::Null,
+        json!([]),
+        json!([1, "a", null]),
+        json!({"k": 1}),
+        json!("x".repeat(2000)),
+    ];
+    let mut model = Model::new();
+    let docs: Vec<Document> = (0..6000)
+        .map(|i| {
+            let v = &edge[i % edge.len()];
+            let p = json!({"n": v, "x": v, "s": v, "b": v});
+            Document {
+                id: format!("d{i:05}"),
+                vector: vec![i as f32, 0.0],
+                payload: p.as_object().cloned(),
+            }
+        })
+        .collect();
+    upsert(&db, &mut model, docs);
+    db.flush("c").expect("flush");
+    db.compact("c").expect("compact");
+    let mut values: Vec<Value> = edge.iter().filter(|v| !v.is_object()).cloned().collect();
+    values.extend([
+        json!(2020),
+        json!(p53 + 2),
+        json!("a"),
+        json!(1),
+        json!(false),
+    ]);
+    for key in ["n", "x", "s", "b"] {
+        let mut filters = vec![
+            json!({"must": [{"exists": {"key": key}}]}),
+            json!({"must": [{"is_null": {"key": key}}]}),
+            json!({"must_not": [{"exists": {"key": key}}]}),
+            json!({"must": [{"key": key, "range": {"gte": 2020}}]}),
+            json!({"must": [{"key": key, "range": {"gt": p53 - 2, "lt": p53 + 2}}]}),
+        ];
+        for v in &values {
+            if v.is_string() || v.is_boolean() || v.as_i64().is_some() {
+                filters.push(json!({"must": [{"key": key, "match": {"value": v}}]}));
+            }
+        }
+        for f in filters {
+            let parsed = filter(f.clone());
+            let want = model
+                .iter()
+                .filter(|(id, (_, p))| parsed.matches(id, p.as_ref()))
+                .count() as u64;
+            let (_, st) = db
+                .search_explained(
+                    "c",
+                    &SearchRequest::new(vec![0.0, 0.0], 1).filter(parsed.clone()),
+                )
+                .expect("search");
+            assert_eq!(st.segments[0].filter, Some("payload index"), "{f}");
+            assert_eq!(db.count_matching("c", &parsed).expect("count"), want, "{f}");
+        }
+    }
+}

@@ -301,13 +301,14 @@ impl Eval<'_> {
             return self.filter(n);
         }
         if let Condition::HasId(ids) = c {
-            let mut out = RoaringBitmap::new();
-            for id in ids {
-                if let Some((row, _)) = self.seg.find(id.as_bytes())? {
-                    out.insert(row as u32);
-                }
-            }
-            return Ok(out);
+            let ids: Vec<&[u8]> = ids.iter().map(|i| i.as_bytes()).collect();
+            return Ok(self
+                .seg
+                .find_many(&ids)?
+                .into_iter()
+                .flatten()
+                .map(|row| row as u32)
+                .collect());
         }
         let fx = c
             .key()

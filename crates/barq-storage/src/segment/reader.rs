@@ -522,6 +522,18 @@ impl Segment {
             .checked_sub(1)
     }
 
+    /// The rows of `ids` (`None` for an id not here); a remote source fetches the id pages they
+    /// need in one parallel batch first.
+    pub fn find_many(&self, ids: &[&[u8]]) -> Result<Vec<Option<u64>>> {
+        let mut pages: Vec<usize> = ids.iter().filter_map(|id| self.page_for_id(id)).collect();
+        pages.sort_unstable();
+        pages.dedup();
+        self.load_id_pages_of(&pages)?;
+        ids.iter()
+            .map(|id| Ok(self.find(id)?.map(|(row, _)| row)))
+            .collect()
+    }
+
     /// Parse an id page of this segment.
     pub(crate) fn parse_page<'b>(&self, bytes: &'b [u8]) -> Result<Page<'b>> {
         Page::parse(bytes, self.footer.version)
